@@ -1,0 +1,34 @@
+# dhs — the two set-up commands for a fresh machine are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dhs-installed
+
+.PHONY: install demo test test-fast bench lint dist clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@bash scripts/check_java.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[reference,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dhs demo --out build/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not cluster"
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dhs jobs tests benchmarks scripts
+
+clean:
+	rm -rf build dist .pytest_cache

@@ -1,0 +1,186 @@
+"""Typed, validated run configuration.
+
+One YAML file describes a run: survey root, output root, LRG variant, experiment id, seed and one section
+per stage. :func:`load_config` reads it, applies ``--set key.path=value`` overrides (values parsed as YAML)
+and validates everything before any Spark work. Errors (:class:`ConfigError`) name the key path, what was
+expected and what was given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from dhs.config.base import StrictModel
+from dhs.config.stage3 import Stage3Config
+from dhs.config.stage4a import Stage4aConfig
+from dhs.config.stage4c import Stage4cConfig
+from dhs.config.stage4d import Stage4dConfig
+from dhs.config.stage6 import Stage6Config
+from dhs.io.paths import S3Options, is_s3
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "SparkSettings",
+    "S3Settings",
+    "SynthSettings",
+    "load_config",
+    "config_from_dict",
+    "apply_overrides",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path and what was expected."""
+
+
+class SparkSettings(StrictModel):
+    """Spark session settings. Under ``spark-submit`` the submitted master wins over ``master``."""
+
+    master: str = "local[*]"
+    app_name: str = "dhs"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    show_progress: bool = True
+
+
+class S3Settings(StrictModel):
+    """S3-protocol endpoint for boto3 readers (coadds, sweeps, banks). None = AWS defaults."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def options(self) -> S3Options:
+        return S3Options(endpoint_url=self.endpoint_url, region=self.region)
+
+
+class SynthSettings(StrictModel):
+    """Build the synthetic DR10 sky at ``survey_root`` when it does not exist yet (debug tier only)."""
+
+    n_bricks: int = Field(default=6, ge=1, le=64)
+    seed: int = 42
+    coadd_size: int = Field(default=480, ge=128, le=3600)
+
+
+class RunConfig(StrictModel):
+    """One run of the pipeline: where the survey is, where outputs go, and each stage's settings."""
+
+    survey_root: str
+    output_root: str
+    variant: str = "v2_baseline_dr10"
+    experiment_id: str = Field(default="debug", pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 1234
+    force: bool = False
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    synth: SynthSettings | None = None
+    stage3: Stage3Config = Field(default_factory=Stage3Config)
+    stage4a: Stage4aConfig = Field(default_factory=Stage4aConfig)
+    stage4c: Stage4cConfig = Field(default_factory=Stage4cConfig)
+    stage4d: Stage4dConfig = Field(default_factory=Stage4dConfig)
+    stage6: Stage6Config = Field(default_factory=Stage6Config)
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able data (what goes into ``_stage_config.json``)."""
+        return self.model_dump(mode="json")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = _format_loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
+        got = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; allowed keys are the documented ones)")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            shown = repr(got)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            lines.append(f"  {key}: {e['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML: {exc}") from exc
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _check_inputs(cfg: RunConfig, source: str) -> None:
+    """Input paths that must exist before the run starts (local ones; S3 is checked by readers)."""
+    if not is_s3(cfg.survey_root) and cfg.synth is None and not os.path.isdir(cfg.survey_root):
+        raise ConfigError(
+            f"invalid configuration in {source}:\n  survey_root: input path does not exist "
+            f"(got {cfg.survey_root!r}; expected a DR10-layout directory or s3://bucket/prefix)"
+        )
+    for section in (cfg.stage3, cfg.stage4a, cfg.stage4c, cfg.stage4d, cfg.stage6):
+        check = getattr(section, "check_inputs", None)
+        if check is not None:
+            problems = check(cfg)
+            if problems:
+                raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def config_from_dict(
+    data: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>", check_inputs: bool = True
+) -> RunConfig:
+    """Validate a configuration given as a dict (after applying overrides)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}: expected a mapping at the top level")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    if check_inputs:
+        _check_inputs(cfg, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None, check_inputs: bool = True) -> RunConfig:
+    """Read, override and validate a run configuration YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"configuration file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return config_from_dict(data, overrides, source=str(p), check_inputs=check_inputs)

@@ -1,0 +1,93 @@
+"""Configuration of stage 4c (injection) and of the 4b coadd cache (the ``stage4c:`` YAML block).
+
+Every field has a default, so ``stage4c: {}`` is valid.  Units are in the field names or descriptions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from dhs.config.base import StrictModel
+
+_ARRAYS = ("arc", "invvar", "maskbits")
+
+
+class CoaddCacheConfig(StrictModel):
+    """Stage 4b: mirror the coadd files of a manifest's bricks from an HTTP(S) base URL."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="DR10 base URL holding coadd/<AAA>/<brick>/..., e.g. "
+                    "https://portal.nersc.gov/cfs/cosmo/data/legacysurvey/dr10/south")
+    dest: str | None = Field(default=None, description="cache root (local dir or s3://); default survey_root")
+    products: list[Literal["image", "invvar", "maskbits", "psfsize"]] = Field(
+        default_factory=lambda: ["image", "invvar", "maskbits", "psfsize"])
+    workers: int = Field(default=8, ge=1, le=256, description="parallel downloads")
+    retries: int = Field(default=4, ge=0, le=20, description="retries per file after the first attempt")
+    backoff_s: float = Field(default=1.0, ge=0.0, description="first retry delay, doubled per retry (s)")
+    timeout_s: float = Field(default=60.0, gt=0.0, description="socket timeout per request (s)")
+
+
+class Stage4cConfig(StrictModel):
+    """Stage 4c: inject lensed arcs into coadd cutouts."""
+
+    manifest_path: str | None = Field(
+        default=None, description="manifest folder; default phase4a/<variant>/manifests/<experiment_id>")
+    keep_arrays: list[Literal["arc", "invvar", "maskbits"]] = Field(
+        default_factory=lambda: ["arc"],
+        description="optional per-row arrays written next to `stamp` in stamps/ (arc, invvar, maskbits)")
+    stamp_npz: bool = Field(default=False,
+                            description="also write `stamp_npz` (np.savez_compressed, keys image_g/r/z)")
+    arc_noise: Literal["none", "poisson"] = Field(default="none", description="Poisson noise of the arc")
+    sky_mag_arcsec2: dict[str, float] = Field(
+        default_factory=lambda: {"g": 22.0, "r": 20.9, "z": 18.9},
+        description="sky surface brightness per band (AB mag/arcsec²) used only for the arc-noise gain "
+                    "estimate (see dhs.injection.noise)")
+    psf_beta: float = Field(default=3.5, gt=1.0, le=20.0, description="Moffat β of the injected PSF")
+    supersample: int = Field(default=4, ge=1, le=16, description="ray-shooting supersampling per axis")
+    pixscale: float = Field(default=0.262, gt=0.0, description="arcsec per pixel")
+    default_stamp_size: int = Field(default=64, ge=8, le=512,
+                                    description="stamp side (pixels) when the manifest has no stamp_size")
+    bad_maskbits: list[str] | None = Field(
+        default=None, description="MASKBITS names that make a pixel bad; default DEFAULT_BAD_BITS")
+    cosmos_bank: str | None = Field(default=None, description="COSMOS bank HDF5 path (local or s3://)")
+    cosmos_colours: Literal["manifest", "template"] = Field(
+        default="manifest",
+        description="COSMOS sources: colours from the manifest (src_gr/src_rz) or the template's own "
+                    "(falls back to the other when missing)")
+    cosmos_flip: bool = Field(default=True, description="random mirror flip of COSMOS templates")
+    cache_bytes: int = Field(default=2_000_000_000, ge=0, description="executor coadd cache size (bytes)")
+    arrow_batch_rows: int = Field(default=256, ge=1, le=100_000,
+                                  description="rows per Arrow batch in mapInArrow")
+    partitions: int | None = Field(default=None, ge=1,
+                                   description="partitions for the brick repartition; default shuffle setting")
+    max_records_per_file: int = Field(default=5000, ge=0,
+                                      description="Parquet rows per file (0 = unlimited)")
+    cache: CoaddCacheConfig = Field(default_factory=CoaddCacheConfig)
+
+    @field_validator("keep_arrays")
+    @classmethod
+    def _unique_arrays(cls, v: list[str]) -> list[str]:
+        return [a for a in _ARRAYS if a in v]
+
+    @field_validator("sky_mag_arcsec2")
+    @classmethod
+    def _sky_bands(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = [b for b in ("g", "r", "z") if b not in v]
+        if missing:
+            raise ValueError(f"stage4c.sky_mag_arcsec2 lacks bands {missing}")
+        return v
+
+    @field_validator("bad_maskbits")
+    @classmethod
+    def _known_bits(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from dhs.survey.maskbits import MaskBit
+        bad = [name for name in v if name.upper() not in MaskBit.__members__]
+        if bad:
+            raise ValueError(f"stage4c.bad_maskbits: unknown MASKBITS names {bad}; "
+                             f"known: {list(MaskBit.__members__)}")
+        return [name.upper() for name in v]

@@ -1,0 +1,135 @@
+"""What every Spark stage shares: output folders, atomic Parquet writes, stage metadata, the summary line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dhs.config import RunConfig
+from dhs.io.paths import is_s3, join, to_spark_path
+from dhs.io.stage_meta import output_complete as _output_complete
+from dhs.io.stage_meta import stage_config_document, write_stage_config_file
+
+PHASE_DIR = {"3": "phase3", "4a": "phase4a", "4b": "phase4b", "4c": "phase4c", "4d": "phase4d", "6": "phase6"}
+"""Stage name → top-level output folder (DESIGN §5)."""
+
+PER_EXPERIMENT_KINDS = {"manifests", "stamps", "metrics", "completeness", "assets"}
+"""Output kinds that sit below an ``<experiment_id>`` folder."""
+
+
+@dataclass
+class StageResult:
+    """What a stage did: counts, failures by reason, seconds, where the output is."""
+
+    stage: str
+    output_path: str
+    rows_in: int = 0
+    rows_out: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_output_dir(cfg: RunConfig, stage: str, kind: str) -> str:
+    """``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]`` (DESIGN §5)."""
+    if stage not in PHASE_DIR:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(PHASE_DIR)}")
+    parts = [PHASE_DIR[stage], cfg.variant, kind]
+    if kind in PER_EXPERIMENT_KINDS or stage == "6":
+        parts.append(cfg.experiment_id)
+    return join(cfg.output_root, *parts)
+
+
+def output_complete(cfg: RunConfig, path: str) -> bool:
+    """True when ``path`` holds a finished stage output (its ``_stage_config.json`` exists)."""
+    return _output_complete(path, cfg.s3.options())
+
+
+def should_skip(cfg: RunConfig, paths: list[str]) -> bool:
+    """A stage is skipped when all its outputs are complete and ``force`` is false."""
+    return (not cfg.force) and all(output_complete(cfg, p) for p in paths)
+
+
+def write_parquet_atomically(
+    df: Any,
+    path: str,
+    partition_by: tuple[str, ...] | list[str] = ("region_split",),
+    compression: str = "zstd",
+    max_records_per_file: int | None = None,
+) -> None:
+    """Write a Spark DataFrame as Parquet so that a crash never leaves a complete-looking folder.
+
+    Local paths: written to ``<path>._tmp-<uuid>`` and renamed into place (an old output is removed first).
+    S3 paths: written in place with mode overwrite; completeness is marked by ``_stage_config.json``,
+    written afterwards by :func:`finish_stage`.
+    """
+    writer = df.write.mode("overwrite").option("compression", compression)
+    if max_records_per_file:
+        writer = writer.option("maxRecordsPerFile", int(max_records_per_file))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if is_s3(path):
+        writer.parquet(to_spark_path(path))
+        return
+    final = os.path.abspath(path)
+    tmp = f"{final}._tmp-{uuid.uuid4().hex[:12]}"
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    try:
+        writer.parquet(tmp)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish_stage(
+    cfg: RunConfig,
+    result: StageResult,
+    out_dirs: list[str],
+    *,
+    inputs: list[str],
+    counts: dict[str, Any],
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> StageResult:
+    """Write ``_stage_config.json`` into every output folder, fill in timing and print the summary."""
+    ended = time.time()
+    result.seconds = round(ended - started, 3)
+    doc = stage_config_document(
+        cfg.resolved_dict(), result.stage, inputs=inputs, counts=counts, started=started, ended=ended, extra=extra
+    )
+    for d in out_dirs:
+        write_stage_config_file(d, doc, cfg.s3.options())
+    print_summary(result)
+    return result
+
+
+def skipped_result(stage: str, output_path: str) -> StageResult:
+    """The result of a stage whose output already exists (and ``force`` is false)."""
+    r = StageResult(stage=stage, output_path=output_path, skipped=True)
+    print_summary(r)
+    return r
+
+
+def print_summary(result: StageResult) -> None:
+    """One line per stage: rows in, rows out, failures by reason, seconds, where the output is."""
+    if result.skipped:
+        line = f"[dhs] stage {result.stage}: skipped (output exists; set force: true to rewrite) -> {result.output_path}"
+    else:
+        fails = ", ".join(f"{k}={v}" for k, v in sorted(result.failures.items())) or "none"
+        line = (
+            f"[dhs] stage {result.stage}: rows in {result.rows_in}, rows out {result.rows_out}, "
+            f"failures: {fails}, {result.seconds:.1f} s -> {result.output_path}"
+        )
+    print(line, file=sys.stdout, flush=True)

@@ -1,0 +1,11 @@
+"""spark-submit entry point of stage 4c.
+
+    spark-submit jobs/stage4c_inject.py --config CONFIG.yaml [--set key=value ...]
+"""
+
+import sys
+
+from dhs.cli import run_stage_job
+
+if __name__ == "__main__":
+    sys.exit(run_stage_job("4c"))

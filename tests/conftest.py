@@ -1,0 +1,90 @@
+"""Shared fixtures: one Spark session, the real test data, one synthetic sky, and the debug pipeline run once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Real external test data: ``$DHS_TEST_DATA`` or ``../shared/data`` beside the project."""
+    path = Path(os.environ.get("DHS_TEST_DATA", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        raise RuntimeError(
+            f"real test data not found at {path}; set DHS_TEST_DATA to the folder holding legacysurvey/, cosmos/, lenses/"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test run (local[2], 4 shuffle partitions, no UI)."""
+    from dhs.config import SparkSettings
+    from dhs.spark import get_spark
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = get_spark(
+        SparkSettings(
+            master="local[2]",
+            app_name="dhs-tests",
+            shuffle_partitions=4,
+            show_progress=False,
+            conf={"spark.ui.enabled": "false", "spark.driver.memory": "2g"},
+        )
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def synth_sky(tmp_path_factory):
+    """The default synthetic DR10 sky, built once per test session."""
+    from dhs.synth import build_sky
+
+    return build_sky(str(tmp_path_factory.mktemp("synth") / "sky"))
+
+
+@pytest.fixture(scope="session")
+def debug_config(synth_sky, tmp_path_factory):
+    """configs/debug.yaml pointed at the session's synthetic sky, output in a temporary folder."""
+    from dhs.config import load_config
+
+    out = tmp_path_factory.mktemp("debug-output")
+    return load_config(
+        REPO / "configs" / "debug.yaml",
+        [f"survey_root={synth_sky.survey_root}", f"output_root={out}", "synth=null"],
+    )
+
+
+@pytest.fixture(scope="session")
+def stage3_result(spark, debug_config):
+    from dhs.stages import stage3
+
+    return stage3.run(spark, debug_config)
+
+
+@pytest.fixture(scope="session")
+def stage4a_result(spark, debug_config, stage3_result):
+    from dhs.stages import stage4a
+
+    return stage4a.run(spark, debug_config)
+
+
+@pytest.fixture(scope="session")
+def stage4c_result(spark, debug_config, stage4a_result):
+    from dhs.stages import stage4c
+
+    return stage4c.run(spark, debug_config)
+
+
+@pytest.fixture(scope="session")
+def stage4d_result(spark, debug_config, stage4c_result):
+    from dhs.stages import stage4d
+
+    return stage4d.run(spark, debug_config)
