@@ -32,3 +32,14 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build dist .pytest_cache
+
+# Executor packaging: the dhs wheel and a packed virtual environment (no pyspark: the cluster's Spark is used)
+#   spark-submit --archives dist/dhs-env.tar.gz#environment \
+#                --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python ...
+dist: $(STAMP)
+	rm -rf dist build/dist-env
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PYTHON) -m venv build/dist-env
+	bash docker/install-dhs.sh build/dist-env/bin/python "$$(ls dist/dhs-*.whl)"
+	$(VENV)/bin/venv-pack --quiet -p build/dist-env -o dist/dhs-env.tar.gz
+	@ls -la dist

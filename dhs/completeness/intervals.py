@@ -33,8 +33,8 @@ def _check(k: ArrayLike, n: ArrayLike, cl: float) -> tuple[np.ndarray, np.ndarra
     if np.any(bad):
         idx = int(np.flatnonzero(bad.ravel())[0])
         raise ValueError(
-            f"binomial interval needs integers 0 <= k <= n; element {idx} has k={k_arr.ravel()[idx]!r}, "
-            f"n={n_arr.ravel()[idx]!r}"
+            f"binomial interval needs integers 0 <= k <= n; element {idx} has k={float(k_arr.ravel()[idx])!r}, "
+            f"n={float(n_arr.ravel()[idx])!r}"
         )
     return k_arr, n_arr
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from dhs.config.base import StrictModel
 from dhs.config.stage3 import Stage3Config
@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 
+FREE_FORM_SECTIONS: tuple[tuple[str, ...], ...] = (("spark", "conf"),)
+"""Mappings whose keys may contain dots (``--set spark.conf.spark.executor.cores=4``)."""
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the key path and what was expected."""
 
@@ -45,8 +49,19 @@ class SparkSettings(StrictModel):
     master: str = "local[*]"
     app_name: str = "dhs"
     shuffle_partitions: int = Field(default=8, ge=1)
-    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    conf: dict[str, str] = Field(default_factory=dict)
     show_progress: bool = True
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _scalars_to_str(cls, value: Any) -> Any:
+        """Spark conf values are strings; accept YAML scalars (4, true, 2.5) and convert them."""
+        if isinstance(value, dict):
+            return {
+                k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, (int, float, bool)) else v
+                for k, v in value.items()
+            }
+        return value
 
 
 class S3Settings(StrictModel):
@@ -132,6 +147,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML: {exc}") from exc
         node = data
         parts = key.split(".")
+        for prefix in FREE_FORM_SECTIONS:
+            n = len(prefix)
+            if tuple(parts[:n]) == prefix and len(parts) > n:
+                parts = list(prefix) + [".".join(parts[n:])]
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
@@ -175,12 +194,22 @@ def config_from_dict(
 
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None, check_inputs: bool = True) -> RunConfig:
-    """Read, override and validate a run configuration YAML file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"configuration file not found: {p}")
+    """Read, override and validate a run configuration YAML file (a local path or an ``s3://`` URL)."""
+    source = str(path)
+    if is_s3(source):
+        from dhs.io.paths import read_bytes
+
+        try:
+            text = read_bytes(source).decode("utf-8")
+        except Exception as exc:  # boto3 raises several types; report them all the same way
+            raise ConfigError(f"configuration file not readable: {source}: {exc}") from exc
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file not found: {p}")
+        text = p.read_text()
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    return config_from_dict(data, overrides, source=str(p), check_inputs=check_inputs)
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    return config_from_dict(data, overrides, source=source, check_inputs=check_inputs)

@@ -1,9 +1,122 @@
-"""Configuration of stage 4a (the `stage4a:` section of a run YAML)."""
+"""Configuration of stage 4a (the `stage4a:` section of a run YAML): the injection manifest."""
 
 from __future__ import annotations
 
+import os
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
 from dhs.config.base import StrictModel
+
+TIER_CONTROL_FRACTION: dict[str, float] = {"debug": 0.25, "grid": 0.1, "train": 0.5}
+"""Default control fraction (controls / all rows) per tier."""
+
+TIER_HOSTS_PER_CELL: dict[str, int | None] = {"debug": 1, "grid": 20, "train": None}
+"""Default hosts per (split, PSF bin, depth bin) cell per tier; None = every eligible host."""
+
+
+class KnownLensSettings(StrictModel):
+    """Drop hosts within ``radius_arcsec`` of a known lens (user catalogue and/or the `lenscat` package)."""
+
+    enabled: bool = False
+    catalog: str | None = None
+    """CSV/TSV/whitespace/FITS table with RA/Dec columns in degrees (local path)."""
+    use_lenscat: bool = False
+    """Also use ``lenscat.catalog`` (needs the optional PyPI package `lenscat`; no network)."""
+    radius_arcsec: float = Field(default=10.0, gt=0.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _needs_a_catalogue(self) -> KnownLensSettings:
+        if self.enabled and not self.catalog and not self.use_lenscat:
+            raise ValueError("known_lenses.enabled needs known_lenses.catalog or known_lenses.use_lenscat: true")
+        return self
 
 
 class Stage4aConfig(StrictModel):
-    """Settings of stage 4a. Every field has a default, so `stage4a: {}` is valid."""
+    """Settings of stage 4a. Every field has a default, so `stage4a: {}` is valid.
+
+    Tiers: ``debug`` and ``grid`` give every sampled host every grid config × ``replicates``
+    (rows = hosts × configs × replicates, plus controls); ``train`` gives each host one config (or one
+    prior draw) per replicate. Hosts are sampled per (split, PSF bin, depth bin) cell in xxhash64 order.
+    """
+
+    tier: Literal["debug", "grid", "train"] = "debug"
+    parameter_source: Literal["grid", "priors"] = "grid"
+    """``grid``: θE, dmag, reff, e, shear from the named grid; ``priors``: every parameter from the priors."""
+    grid: str = "grid_small"
+    """Grid name (``configs/grids/<name>.yaml``) or path to a user grid YAML."""
+    grids_dir: str | None = None
+    """Extra folder searched first for ``<grid>.yaml``."""
+    replicates: int = Field(default=1, ge=1, le=10_000)
+    n_hosts_per_cell: int | None = Field(default=None, ge=1)
+    """Hosts per (split, PSF bin, depth bin) cell; None = tier default (debug 1, grid 20, train all)."""
+    psf_bins: int = Field(default=4, ge=1, le=100)
+    depth_bins: int = Field(default=4, ge=1, le=100)
+    host_flag: str | None = None
+    """Boolean parent column selecting hosts; None = ``is_lrg_<variant>``."""
+    selection_set: str | None = None
+    """Only hosts whose ``selection_sets`` contain this id (None = all)."""
+    control_mode: Literal["unpaired", "paired"] = "unpaired"
+    control_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
+    """Controls / all rows; None = tier default (debug 0.25, grid 0.1, train 0.5)."""
+    max_rows: int = Field(default=5_000_000, ge=1)
+    """Guardrail: refuse to build a manifest with more rows than this."""
+    theta_e_mode: Literal["absolute", "psf_ratio"] = "absolute"
+    """``psf_ratio``: θE = theta_e_over_psf × host r-band Moffat FWHM (priors only)."""
+    src_mag_mode: Literal["relative", "absolute"] = "relative"
+    """``relative``: src_mag_r = host mag_r + src_dmag; ``absolute``: src_mag_r drawn (priors only)."""
+    brightness_targeting: bool = False
+    """Draw ``target_arc_snr_sum``; 4c scales the source flux to hit it (src_mag_r is then nominal)."""
+    source_mode: Literal["sersic", "cosmos"] = "sersic"
+    cosmos_match_reff: bool = True
+    """COSMOS sources: ask 4c to scale templates to src_reff_arcsec (``src_hlr_target_arcsec``)."""
+    psf_beta: float = Field(default=3.5, gt=1.0, le=20.0)
+    """Moffat β used to turn PSFSIZE into a Moffat FWHM for θE/PSF."""
+    stamp_size: int = Field(default=64, ge=16, le=512)
+    priors: dict[str, Any] = Field(default_factory=dict)
+    """Per-parameter distributions overriding ``dhs.sampling.priors.DEFAULT_PRIORS``."""
+    known_lenses: KnownLensSettings = Field(default_factory=KnownLensSettings)
+
+    @field_validator("priors")
+    @classmethod
+    def _valid_priors(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from dhs.sampling.priors import PriorError, parse_priors
+
+        try:
+            parse_priors(v, key="priors")
+        except PriorError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Stage4aConfig:
+        if self.parameter_source == "grid":
+            if self.theta_e_mode == "psf_ratio":
+                raise ValueError("theta_e_mode: psf_ratio needs parameter_source: priors (grid θE are absolute)")
+            if self.src_mag_mode == "absolute":
+                raise ValueError("src_mag_mode: absolute needs parameter_source: priors (grid gives src_dmag)")
+        return self
+
+    def effective_control_fraction(self) -> float:
+        """The control fraction in force (configured or the tier default)."""
+        return TIER_CONTROL_FRACTION[self.tier] if self.control_fraction is None else self.control_fraction
+
+    def effective_hosts_per_cell(self) -> int | None:
+        """Hosts per stratification cell in force (configured or the tier default)."""
+        return TIER_HOSTS_PER_CELL[self.tier] if self.n_hosts_per_cell is None else self.n_hosts_per_cell
+
+    def check_inputs(self, cfg: Any) -> list[str]:
+        """Input problems found before Spark starts (grid file, known-lens catalogue)."""
+        from dhs.sampling.grids import GridError, load_grid
+
+        problems = []
+        if self.parameter_source == "grid":
+            try:
+                load_grid(self.grid, self.grids_dir)
+            except GridError as exc:
+                problems.append(f"stage4a.grid: {exc}")
+        kl = self.known_lenses
+        if kl.enabled and kl.catalog and "://" not in kl.catalog and not os.path.isfile(kl.catalog):
+            problems.append(f"stage4a.known_lenses.catalog: file not found (got {kl.catalog!r})")
+        return problems

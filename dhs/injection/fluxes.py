@@ -40,7 +40,7 @@ def band_fluxes(mag_r: float, gr: float | None, rz: float | None, mag_g: float |
 
     Parameters
     ----------
-    mag_r : source r-band AB magnitude (finite).
+    mag_r : source r-band AB magnitude (finite; +inf means zero flux in every band).
     gr, rz : colours g−r and r−z (AB mag); used where ``mag_g`` / ``mag_z`` are not given.
     mag_g, mag_z : explicit g and z magnitudes (None/NaN = derive from the colours).
 
@@ -48,6 +48,9 @@ def band_fluxes(mag_r: float, gr: float | None, rz: float | None, mag_g: float |
     ------
     ValueError naming the missing quantity when a band cannot be computed.
     """
+    if mag_r is not None and float(mag_r) == np.inf:
+        return SourceFluxes(flux=np.zeros(3), mag_r=np.inf, gr=float(gr) if _finite(gr) else np.nan,
+                            rz=float(rz) if _finite(rz) else np.nan)
     if not _finite(mag_r):
         raise ValueError(f"src_mag_r is not a finite magnitude (got {mag_r!r})")
     mr = float(mag_r)

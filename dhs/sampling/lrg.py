@@ -132,12 +132,13 @@ class LRGVariant:
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def make_variant(name: str, cuts: Sequence[str]) -> LRGVariant:
-    """Build a variant from cut expressions; ``type != PSF`` is prepended if not given."""
+def make_variant(name: str, cuts: Sequence[str], reject_psf: bool = True) -> LRGVariant:
+    """Build a variant from cut expressions; ``type != PSF`` is prepended unless given or
+    ``reject_psf`` is False (only for catalogues without TYPE, e.g. target lists; never for built-ins)."""
     if not _NAME_RE.match(name):
         raise ValueError(f"LRG variant name {name!r} must match {_NAME_RE.pattern} (it becomes a column name)")
     parsed = [parse_cut(c) for c in cuts]
-    if not any(c.op == "!=" and c.lhs == "type" and c.value == "PSF" for c in parsed):
+    if reject_psf and not any(c.op == "!=" and c.lhs == "type" and c.value == "PSF" for c in parsed):
         parsed.insert(0, parse_cut(NOT_PSF))
     return LRGVariant(name=name, cuts=tuple(parsed))
 

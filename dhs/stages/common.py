@@ -11,16 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dhs.config import RunConfig
-from dhs.io.paths import is_s3, join, to_spark_path
+from dhs.io.outputs import PHASE_DIR, stage_output_dir  # noqa: F401  (re-exported for stages)
+from dhs.io.paths import is_s3, to_spark_path
 from dhs.io.stage_meta import output_complete as _output_complete
 from dhs.io.stage_meta import stage_config_document, write_stage_config_file
-
-PHASE_DIR = {"3": "phase3", "4a": "phase4a", "4b": "phase4b", "4c": "phase4c", "4d": "phase4d", "6": "phase6"}
-"""Stage name → top-level output folder (DESIGN §5)."""
-
-PER_EXPERIMENT_KINDS = {"manifests", "stamps", "metrics", "completeness", "assets"}
-"""Output kinds that sit below an ``<experiment_id>`` folder."""
-
 
 @dataclass
 class StageResult:
@@ -37,16 +31,6 @@ class StageResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def stage_output_dir(cfg: RunConfig, stage: str, kind: str) -> str:
-    """``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]`` (DESIGN §5)."""
-    if stage not in PHASE_DIR:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(PHASE_DIR)}")
-    parts = [PHASE_DIR[stage], cfg.variant, kind]
-    if kind in PER_EXPERIMENT_KINDS or stage == "6":
-        parts.append(cfg.experiment_id)
-    return join(cfg.output_root, *parts)
 
 
 def output_complete(cfg: RunConfig, path: str) -> bool:

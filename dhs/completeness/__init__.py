@@ -1,0 +1,31 @@
+"""Selection-function tools (pure numpy/pandas, no Spark): binomial intervals, binning, recovery
+definitions, completeness surfaces and the shortcut audit. Used by stage 4d and stage 6."""
+
+from dhs.completeness.audit import bootstrap_auc, flag_level, roc_auc, shortcut_audit, shortcut_features
+from dhs.completeness.binning import edge_bin, edge_bin_index, edge_bin_labels, floor_bin
+from dhs.completeness.intervals import binomial_interval, jeffreys_interval, wilson_interval
+from dhs.completeness.recovery import (
+    RecoveryDefinition,
+    join_scores,
+    proxy_definition,
+    score_definitions,
+    threshold_for_fpr,
+)
+from dhs.completeness.surfaces import (
+    BinDef,
+    aggregate_counts,
+    control_mask,
+    derive_rows,
+    rate_table,
+    region_aggregate,
+    validity_flags,
+)
+
+__all__ = [
+    "wilson_interval", "jeffreys_interval", "binomial_interval",
+    "floor_bin", "edge_bin", "edge_bin_index", "edge_bin_labels",
+    "RecoveryDefinition", "proxy_definition", "score_definitions", "threshold_for_fpr", "join_scores",
+    "BinDef", "control_mask", "validity_flags", "derive_rows", "aggregate_counts", "rate_table",
+    "region_aggregate",
+    "roc_auc", "bootstrap_auc", "shortcut_features", "shortcut_audit", "flag_level",
+]

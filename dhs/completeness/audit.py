@@ -1,0 +1,173 @@
+"""Shortcut audit: can trivial stamp features tell positives from controls?
+
+If the central brightness of a stamp alone separates injections from controls (the seed's data had a
+core-brightness ROC AUC of 0.95), a CNN can learn that instead of arcs. The audit computes simple features
+per stamp, the ROC AUC of each feature between positives and negatives with a stratified bootstrap
+interval, and flags features whose *separation* (max(AUC, 1 − AUC), i.e. either direction) has a lower
+interval bound above a limit. Reused by stage 6 (real lenses vs non-lenses).
+
+Stamps are (N, bands, H, W) float arrays in nanomaggies per pixel, band order g, r, z; the centre is pixel
+(H // 2, W // 2) (the stamp's central pixel, as for cutouts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from dhs.sampling.hashing import rng_from_seed, stable_hash64
+
+__all__ = ["radial_distance", "shortcut_features", "roc_auc", "bootstrap_auc", "shortcut_audit", "flag_level"]
+
+
+def radial_distance(h: int, w: int) -> np.ndarray:
+    """(H, W) distance in pixels of each pixel centre from the central pixel (H // 2, W // 2)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.hypot(yy - h // 2, xx - w // 2)
+
+
+def shortcut_features(
+    stamps: np.ndarray,
+    bands: Sequence[str] = ("g", "r", "z"),
+    core_radius_pix: float = 4.0,
+    annulus_inner_frac: float = 0.75,
+) -> dict[str, np.ndarray]:
+    """Trivial per-stamp features (each an (N,) float64 array).
+
+    - ``central_flux_<band>``: sum of pixels with distance < ``core_radius_pix`` from the centre (nanomaggies).
+    - ``total_flux``: sum over all pixels and bands (nanomaggies).
+    - ``central_g_minus_r``: −2.5 log10(central g / central r) (mag; NaN if either is ≤ 0).
+    - ``outer_noise_mad_<band>`` for the r band (or the middle band): robust σ (1.4826 × MAD, nanomaggies per
+      pixel) of the pixels in the annulus ``annulus_inner_frac`` · R ≤ distance < R, R = min(H, W) / 2.
+    NaN pixels are ignored (a stamp with no finite pixel in a region gives NaN).
+    """
+    a = np.asarray(stamps, dtype=np.float64)
+    if a.ndim != 4 or a.shape[1] != len(bands):
+        raise ValueError(f"stamps must have shape (N, {len(bands)}, H, W) for bands {tuple(bands)}, got {a.shape}")
+    if core_radius_pix <= 0 or not (0 < annulus_inner_frac < 1):
+        raise ValueError(f"need core_radius_pix > 0 and 0 < annulus_inner_frac < 1, got {core_radius_pix}, {annulus_inner_frac}")
+    n, nb, h, w = a.shape
+    r = radial_distance(h, w)
+    core = r < core_radius_pix
+    big_r = min(h, w) / 2.0
+    ann = (r >= annulus_inner_frac * big_r) & (r < big_r)
+    out: dict[str, np.ndarray] = {}
+    central = np.nansum(a[:, :, core], axis=2)  # (N, nb)
+    core_has = np.any(np.isfinite(a[:, :, core]), axis=2)
+    central = np.where(core_has, central, np.nan)
+    for i, b in enumerate(bands):
+        out[f"central_flux_{b}"] = central[:, i]
+    out["total_flux"] = np.where(np.any(np.isfinite(a.reshape(n, -1)), axis=1), np.nansum(a.reshape(n, -1), axis=1), np.nan)
+    if "g" in bands and "r" in bands:
+        cg, cr = central[:, list(bands).index("g")], central[:, list(bands).index("r")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["central_g_minus_r"] = np.where((cg > 0) & (cr > 0), -2.5 * np.log10(cg / cr), np.nan)
+    nb_r = list(bands).index("r") if "r" in bands else nb // 2
+    pix = a[:, nb_r][:, ann]  # (N, n_ann)
+    out[f"outer_noise_mad_{bands[nb_r]}"] = stats.median_abs_deviation(pix, axis=1, scale="normal", nan_policy="omit")
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def _clean(x: ArrayLike) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
+def roc_auc(pos: ArrayLike, neg: ArrayLike) -> float:
+    """ROC AUC = P(pos > neg) + ½ P(pos = neg) over all pairs (Mann–Whitney U / (n_pos n_neg)).
+
+    NaNs are dropped; NaN if either sample is empty. 1 means larger values flag positives.
+    """
+    p, q = _clean(pos), _clean(neg)
+    if p.size == 0 or q.size == 0:
+        return float("nan")
+    ranks = stats.rankdata(np.concatenate([p, q]))
+    u = ranks[: p.size].sum() - p.size * (p.size + 1) / 2.0
+    return float(u / (p.size * q.size))
+
+
+def bootstrap_auc(
+    pos: ArrayLike, neg: ArrayLike, n_boot: int = 1000, seed: int = 0, cl: float = 0.95, chunk: int = 200
+) -> tuple[float, float, float]:
+    """ROC AUC and its percentile bootstrap interval (positives and negatives resampled separately).
+
+    Deterministic given ``seed`` (a PCG64 stream from :func:`dhs.sampling.hashing.rng_from_seed`).
+    Returns (auc, lo, hi); NaNs if either sample is empty.
+    """
+    p, q = _clean(pos), _clean(neg)
+    if p.size == 0 or q.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    if n_boot < 10 or not (0 < cl < 1):
+        raise ValueError(f"need n_boot >= 10 and 0 < cl < 1, got n_boot={n_boot}, cl={cl}")
+    auc = roc_auc(p, q)
+    qs = np.sort(q)
+    left = np.searchsorted(qs, p, side="left")    # negatives strictly below each positive
+    right = np.searchsorted(qs, p, side="right")  # negatives at or below
+    order = np.argsort(q, kind="stable")
+    rng = rng_from_seed(seed)
+    aucs = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        wp = rng.multinomial(p.size, np.full(p.size, 1.0 / p.size), size=m).astype(np.float64)
+        wq = rng.multinomial(q.size, np.full(q.size, 1.0 / q.size), size=m).astype(np.float64)[:, order]
+        cum = np.concatenate([np.zeros((m, 1)), np.cumsum(wq, axis=1)], axis=1)
+        below = 0.5 * (cum[:, left] + cum[:, right])  # weighted count of negatives below (ties ½)
+        aucs[start:start + m] = np.sum(wp * below, axis=1) / (p.size * q.size)
+    a2 = 0.5 * (1 - cl)
+    lo, hi = np.quantile(aucs, [a2, 1 - a2])
+    return auc, float(lo), float(hi)
+
+
+def flag_level(separation_lo: float, limit: float = 0.6, red_limit: float = 0.75) -> str:
+    """"red" if the separation's lower bound exceeds ``red_limit``, "yellow" if it exceeds ``limit``,
+    else "ok" ("n/a" when it is NaN)."""
+    if not np.isfinite(separation_lo):
+        return "n/a"
+    if separation_lo > red_limit:
+        return "red"
+    if separation_lo > limit:
+        return "yellow"
+    return "ok"
+
+
+def shortcut_audit(
+    features_pos: Mapping[str, ArrayLike],
+    features_neg: Mapping[str, ArrayLike],
+    n_boot: int = 1000,
+    seed: int = 0,
+    cl: float = 0.95,
+    limit: float = 0.6,
+    red_limit: float = 0.75,
+) -> list[dict]:
+    """AUC per feature present in both mappings, with bootstrap interval and flag.
+
+    Each result: ``feature``, ``n_pos``, ``n_neg``, ``median_pos``, ``median_neg``, ``auc``, ``auc_lo``,
+    ``auc_hi`` (AUC > 0.5 means the feature is larger for positives), ``separation`` = max(AUC, 1 − AUC)
+    with ``separation_lo``/``separation_hi``, ``flagged`` (separation_lo > limit) and ``flag``
+    ("ok"/"yellow"/"red"). Each feature's bootstrap uses its own seed derived from ``seed`` and its name.
+    """
+    results = []
+    for name in features_pos:
+        if name not in features_neg:
+            continue
+        p, q = _clean(features_pos[name]), _clean(features_neg[name])
+        auc, lo, hi = bootstrap_auc(p, q, n_boot=n_boot, seed=stable_hash64(seed, "shortcut_audit", name), cl=cl)
+        if np.isfinite(auc) and auc < 0.5:
+            sep, s_lo, s_hi = 1 - auc, 1 - hi, 1 - lo
+        else:
+            sep, s_lo, s_hi = auc, lo, hi
+        results.append({
+            "feature": name,
+            "n_pos": int(p.size),
+            "n_neg": int(q.size),
+            "median_pos": float(np.median(p)) if p.size else float("nan"),
+            "median_neg": float(np.median(q)) if q.size else float("nan"),
+            "auc": auc, "auc_lo": lo, "auc_hi": hi,
+            "separation": sep, "separation_lo": s_lo, "separation_hi": s_hi,
+            "flagged": bool(np.isfinite(s_lo) and s_lo > limit),
+            "flag": flag_level(s_lo, limit, red_limit),
+        })
+    return results

@@ -1,0 +1,357 @@
+"""One stage 4c task: inject the lensed arc of one manifest row into its coadd cutout.
+
+:func:`inject_task` is a pure function of (manifest row, cutout, COSMOS bank, settings): no Spark, no I/O.
+It returns a dict holding every manifest column and every stage 4c column (see
+:mod:`dhs.injection.schema`); whatever goes wrong becomes ``cutout_ok = 0`` with an ``error`` reason of the
+form ``<kind>[:<detail>]`` — it never raises and never drops the row.
+
+Conventions (DESIGN §3): fluxes in nanomaggies, 0.262″/pixel, stamp channel order g, r, z; the lens sits
+at the host's sub-pixel position (``cutout.offset_pix`` from the stamp's centre pixel ``size//2``).
+Random draws (COSMOS template, rotation, flip, arc noise) come from independent generators derived from
+``task_seed`` and a fixed label, so switching one option does not change the other draws.
+
+Metrics (DESIGN §5) are computed on the noiseless arc, r band, over good pixels (invvar > 0 and none of
+the bad MASKBITS): ``arc_snr``, ``arc_snr_sum``, ``arc_snr_opt``; ``magnification`` is the lensed/unlensed
+flux of the source, not limited by the stamp; ``total_injected_flux_<b>`` the noiseless arc flux inside
+the stamp; ``lensed_hlr_arcsec`` the half-light radius of the r-band arc about the lens centre.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from dhs.core import (SersicSource, SIELens, InterpolatedSource, arc_snr_metrics, lensed_half_light_radius,
+                      magnification, render_lensed_bands)
+from dhs.injection.fluxes import SourceFluxes, band_fluxes
+from dhs.injection.noise import poisson_arc, sky_level_per_pixel
+from dhs.injection.psf_choice import PsfChoice, PsfUnavailable, choose_psf
+from dhs.injection.schema import ARRAY_COLUMNS, BANDS, RESULT_NAMES
+from dhs.io.stamps import encode, encode_mask, encode_npz
+from dhs.sampling.hashing import rng_from_seed, stable_hash64
+from dhs.survey.maskbits import DEFAULT_BAD_BITS, WISE_MASK, mask_of
+
+R = BANDS.index("r")
+
+
+class TaskFailure(Exception):
+    """A per-row failure; ``reason`` goes into the ``error`` column."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, key: str):
+    if timings is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _get(row: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    v = row.get(key, default)
+    return default if v is None else v
+
+
+def _fnum(row: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
+    v = row.get(key)
+    if v is None:
+        return default
+    v = float(v)
+    return default if math.isnan(v) else v
+
+
+def is_control(row: Mapping[str, Any]) -> bool:
+    """A control row: ``is_control`` = 1 or ``lens_model`` = "CONTROL"."""
+    return bool(_get(row, "is_control", 0)) or str(_get(row, "lens_model", "")).upper() == "CONTROL"
+
+
+def sub_rng(task_seed: int, label: str) -> np.random.Generator:
+    """An independent generator for one purpose (``label``) of one task."""
+    return rng_from_seed(stable_hash64(int(task_seed), label))
+
+
+def _blank(row: Mapping[str, Any], arrays: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(row)
+    for k in RESULT_NAMES:
+        out[k] = None
+    for k in arrays:
+        out[k] = None
+    out["theta_e_arcsec"] = 0.0 if is_control(row) else _fnum(row, "theta_e_arcsec")
+    out["lens_model"] = "CONTROL" if is_control(row) else row.get("lens_model")
+    out["cosmos_index"] = row.get("cosmos_index")
+    return out
+
+
+def failure_row(row: Mapping[str, Any], reason: str, arrays: tuple[str, ...] = ARRAY_COLUMNS) -> dict[str, Any]:
+    """A row with every column, ``cutout_ok = 0`` and ``error = reason``; metrics and arrays null."""
+    out = _blank(row, arrays)
+    out["cutout_ok"] = 0
+    out["error"] = reason
+    return out
+
+
+def add_arc(image: np.ndarray, arc: np.ndarray) -> np.ndarray:
+    """host + arc as float32; pixels where the float32 arc is exactly 0 keep the host's bits."""
+    img = np.asarray(image, dtype=np.float32)
+    a32 = np.asarray(arc, dtype=np.float32)
+    out = img.copy()
+    np.add(img, a32, out=out, where=a32 != 0)
+    return out
+
+
+def _check_cutout(cutout: Any, size: int) -> None:
+    if not cutout.ok:
+        raise TaskFailure(cutout.reason or "cutout_failed")
+    if tuple(cutout.bands) != BANDS:
+        raise TaskFailure(f"bands:{''.join(cutout.bands)}")
+    if cutout.image.shape != (len(BANDS), size, size):
+        raise TaskFailure(f"cutout_shape:{cutout.image.shape}")
+    for b, band in enumerate(BANDS):
+        if not np.isfinite(cutout.image[b]).all():
+            raise TaskFailure(f"nonfinite_pixels:image_{band}")
+        iv = cutout.invvar[b]
+        if not np.isfinite(iv).all() or (iv < 0).any():
+            raise TaskFailure(f"bad_invvar:{band}")
+        if not (iv > 0).any():
+            raise TaskFailure(f"zero_invvar:{band}")
+
+
+def _bad_mask(settings: Any) -> int:
+    names = getattr(settings, "bad_maskbits", None)
+    return mask_of(names) if names is not None else mask_of(DEFAULT_BAD_BITS)
+
+
+def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float, float | None]:
+    """(good r-band pixels, bad-pixel fraction over all bands, WISE bright-star mask fraction or None).
+
+    A pixel is good in a band if its invvar > 0 and it has none of the bad MASKBITS; ``bad_pixel_frac``
+    counts pixels bad in any band.  The WISE fraction uses the WISEMASK HDUs, else the WISEM1/2 MASKBITS."""
+    mb = cutout.maskbits
+    ok_bits = np.ones(cutout.invvar.shape[1:], dtype=bool) if mb is None else (np.asarray(mb) & bad_mask) == 0
+    good_all = ok_bits & (cutout.invvar > 0).all(axis=0)
+    good_r = ok_bits & (cutout.invvar[R] > 0)
+    if cutout.wisemask is not None:
+        wise: float | None = float(np.mean(np.asarray(cutout.wisemask) != 0))
+    elif mb is not None:
+        wise = float(np.mean((np.asarray(mb) & WISE_MASK) != 0))
+    else:
+        wise = None
+    return good_r, float(1.0 - good_all.mean()), wise
+
+
+def _psf(row: Mapping[str, Any], cutout: Any, settings: Any) -> PsfChoice:
+    cat = [_fnum(row, f"psfsize_{b}") for b in BANDS]
+    return choose_psf(list(np.asarray(cutout.psfsize_at_host, dtype=float)), cat, BANDS, settings.psf_beta)
+
+
+def _record_psf(out: dict[str, Any], cutout: Any, psf: PsfChoice | None) -> None:
+    for i, b in enumerate(BANDS):
+        m = float(cutout.psfsize_at_host[i])
+        out[f"psfsize_map_{b}"] = m if np.isfinite(m) else None
+        if psf is not None:
+            out[f"psfsize_used_{b}"] = float(psf.psfsize[i])
+            out[f"psf_fwhm_used_{b}"] = float(psf.fwhm[i])
+            out[f"psf_source_{b}"] = int(psf.source[i])
+
+
+def _source_fluxes(row: Mapping[str, Any], gr: float | None, rz: float | None, targeting: bool) -> SourceFluxes:
+    mag_r = _fnum(row, "src_mag_r")
+    if mag_r is None and targeting:
+        mag_r = 22.5   # 1 nanomaggy reference; rescaled to the target SNR afterwards
+    try:
+        return band_fluxes(mag_r, gr, rz, _fnum(row, "src_mag_g"), _fnum(row, "src_mag_z"))
+    except ValueError as exc:
+        raise TaskFailure(f"bad_manifest:{exc}") from None
+
+
+def _sersic(row: Mapping[str, Any], flux_r: float) -> SersicSource:
+    reff = _fnum(row, "src_reff_arcsec")
+    if reff is None or reff <= 0:
+        raise TaskFailure(f"bad_manifest:src_reff_arcsec={row.get('src_reff_arcsec')!r}")
+    return SersicSource(flux=flux_r, r_eff=reff, n=_fnum(row, "src_n_sersic", 1.0),
+                        e1=_fnum(row, "src_e1", 0.0), e2=_fnum(row, "src_e2", 0.0),
+                        x=_fnum(row, "src_x_arcsec", 0.0), y=_fnum(row, "src_y_arcsec", 0.0))
+
+
+def _cosmos(row: Mapping[str, Any], bank: Any, settings: Any, out: dict[str, Any]) -> tuple[Any, float | None,
+                                                                                             float | None]:
+    """Template choice, rotation, flip and size scale of a COSMOS source (flux set later)."""
+    from dhs.cosmos import choose_template
+
+    if bank is None:
+        raise TaskFailure("cosmos_bank_missing")
+    seed = int(row["task_seed"])
+    idx = row.get("cosmos_index")
+    if idx is None or int(idx) < 0:
+        idx = choose_template(bank, seed)
+    idx = int(idx)
+    if not 0 <= idx < len(bank):
+        raise TaskFailure(f"bad_manifest:cosmos_index={idx} outside the bank (0..{len(bank) - 1})")
+    template = np.asarray(bank.template(idx), dtype=np.float64)
+    rng = sub_rng(seed, "cosmos_orientation")
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    flip = bool(settings.cosmos_flip) and bool(rng.random() < 0.5)
+    if flip:
+        template = template[:, ::-1]
+    hlr_target = _fnum(row, "src_hlr_target_arcsec")
+    hlr = float(bank.hlr(idx))
+    scale = hlr_target / hlr if (hlr_target is not None and hlr_target > 0 and hlr > 0) else 1.0
+    out.update(cosmos_index=idx, src_rotation_rad=angle, src_flip=int(flip), src_scale=scale)
+    src = InterpolatedSource(template, float(bank.pixscale), 1.0, x=_fnum(row, "src_x_arcsec", 0.0),
+                             y=_fnum(row, "src_y_arcsec", 0.0), angle=angle, scale=scale)
+    gr_t, rz_t = bank.colours(idx)
+    return src, gr_t, rz_t
+
+
+def _pick_colours(row: Mapping[str, Any], template_gr: float | None, template_rz: float | None,
+                  prefer_template: bool) -> tuple[float | None, float | None]:
+    gr_m, rz_m = _fnum(row, "src_gr"), _fnum(row, "src_rz")
+    first, second = ((template_gr, template_rz), (gr_m, rz_m)) if prefer_template else \
+        ((gr_m, rz_m), (template_gr, template_rz))
+    gr = first[0] if first[0] is not None and np.isfinite(first[0]) else second[0]
+    rz = first[1] if first[1] is not None and np.isfinite(first[1]) else second[1]
+    return gr, rz
+
+
+def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
+                timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Make the output row of one manifest row.
+
+    Parameters
+    ----------
+    row : manifest row (DESIGN §5 columns; ``task_seed`` int64).
+    cutout : :class:`dhs.survey.coadd.Cutout` for the host (size = the row's ``stamp_size``).
+    bank : an open COSMOS bank (needed only for ``source_mode = "cosmos"``) or None.
+    settings : :class:`dhs.config.stage4c.Stage4cConfig`.
+    timings : optional dict accumulating seconds under "render", "metrics" and "encode".
+
+    Returns
+    -------
+    dict with every manifest column, every column of :data:`dhs.injection.schema.RESULT_NAMES` and the
+    array columns (``stamp`` and the kept ``arc``/``invvar``/``maskbits``/``stamp_npz``).
+    """
+    keep = tuple(settings.keep_arrays)
+    arrays = ("stamp",) + keep + (("stamp_npz",) if settings.stamp_npz else ())
+    try:
+        return _inject(row, cutout, bank, settings, arrays, timings)
+    except TaskFailure as exc:
+        return failure_row(row, exc.reason, arrays)
+    except Exception as exc:  # noqa: BLE001 - a row must never crash the job; the reason is recorded
+        return failure_row(row, f"internal_error:{type(exc).__name__}: {exc}", arrays)
+
+
+def _inject(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arrays: tuple[str, ...],
+            timings: dict[str, float] | None) -> dict[str, Any]:
+    size = int(_get(row, "stamp_size", settings.default_stamp_size))
+    out = _blank(row, arrays)
+    _check_cutout(cutout, size)
+    control = is_control(row)
+    out["arc_noise"] = None if control else settings.arc_noise
+    good_r, out["bad_pixel_frac"], out["wise_brightmask_frac"] = pixel_masks(cutout, _bad_mask(settings))
+    dx, dy = (float(v) for v in cutout.offset_pix)
+    out["host_dx_pix"], out["host_dy_pix"] = dx, dy
+    try:
+        psf: PsfChoice | None = _psf(row, cutout, settings)
+    except PsfUnavailable as exc:
+        if not control:
+            _record_psf(out, cutout, None)
+            raise TaskFailure(f"psf_unavailable:{exc}") from None
+        psf = None
+    _record_psf(out, cutout, psf)
+
+    image = np.asarray(cutout.image, dtype=np.float32)
+    if control:
+        stamp = image.copy()
+        arc32 = None
+    else:
+        arc32, stamp = _render_and_measure(row, cutout, bank, settings, psf, good_r, size, (dx, dy), out,
+                                           timings)
+    if not np.isfinite(stamp).all():
+        raise TaskFailure("nonfinite_output")
+    with _timed(timings, "encode"):
+        out["stamp"] = encode(stamp)
+        if "arc" in arrays:
+            out["arc"] = None if arc32 is None else encode(arc32)
+        if "invvar" in arrays:
+            out["invvar"] = encode(cutout.invvar)
+        if "maskbits" in arrays:
+            out["maskbits"] = None if cutout.maskbits is None else encode_mask(cutout.maskbits)
+        if "stamp_npz" in arrays:
+            out["stamp_npz"] = encode_npz(stamp)
+    out["cutout_ok"] = 1
+    out["error"] = None
+    return out
+
+
+def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, psf: PsfChoice,
+                        good_r: np.ndarray, size: int, offset: tuple[float, float], out: dict[str, Any],
+                        timings: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    theta_e = _fnum(row, "theta_e_arcsec")
+    if theta_e is None or theta_e < 0:
+        raise TaskFailure(f"bad_manifest:theta_e_arcsec={row.get('theta_e_arcsec')!r}")
+    target = _fnum(row, "target_arc_snr_sum")
+    targeting = target is not None
+    if targeting and not target > 0:
+        raise TaskFailure(f"bad_manifest:target_arc_snr_sum={target!r}")
+    with _timed(timings, "render"):
+        lens = SIELens(theta_e, _fnum(row, "lens_e1", 0.0), _fnum(row, "lens_e2", 0.0),
+                       _fnum(row, "gamma1", 0.0), _fnum(row, "gamma2", 0.0))
+        mode = str(_get(row, "source_mode", "sersic")).lower()
+        if mode == "cosmos":
+            src, gr_t, rz_t = _cosmos(row, bank, settings, out)
+            gr, rz = _pick_colours(row, gr_t, rz_t, settings.cosmos_colours == "template")
+            fl = _source_fluxes(row, gr, rz, targeting)
+            src = src.with_flux(float(fl.flux[R]))
+        elif mode == "sersic":
+            fl = _source_fluxes(row, _fnum(row, "src_gr"), _fnum(row, "src_rz"), targeting)
+            src = _sersic(row, float(fl.flux[R]))
+        else:
+            raise TaskFailure(f"bad_manifest:source_mode={mode!r}")
+        arc = np.asarray(render_lensed_bands(lens, src, [float(f) for f in fl.flux],
+                                             [float(f) for f in psf.fwhm], psf_beta=settings.psf_beta,
+                                             size=size, pixscale=settings.pixscale,
+                                             supersample=settings.supersample, offset_pix=offset),
+                         dtype=np.float64)
+    with _timed(timings, "metrics"):
+        invvar_r = np.asarray(cutout.invvar[R], dtype=np.float64)
+        if targeting:
+            snr = arc_snr_metrics(arc[R], invvar_r, good_r).get("arc_snr_sum")
+            if snr is None or not np.isfinite(snr) or snr <= 0:
+                raise TaskFailure("target_unreachable:no arc flux on good r-band pixels")
+            k = float(target) / float(snr)
+            arc *= k
+            fl = fl.scaled(k)
+            src = src.with_flux(float(fl.flux[R]))
+        snr_all = arc_snr_metrics(arc[R], invvar_r, good_r)
+        for key in ("arc_snr", "arc_snr_sum", "arc_snr_opt"):
+            v = snr_all.get(key)
+            out[key] = None if v is None else float(v)
+        mu = float(magnification(lens, src.with_flux(1.0)))
+        out["magnification"] = mu
+        for i, b in enumerate(BANDS):
+            out[f"total_injected_flux_{b}"] = float(arc[i].sum())
+            out[f"src_flux_{b}"] = float(fl.flux[i])
+        centre = (size // 2 + offset[0], size // 2 + offset[1])
+        hlr = lensed_half_light_radius(arc[R], settings.pixscale, centre) if arc[R].sum() > 0 else None
+        out["lensed_hlr_arcsec"] = None if hlr is None or not np.isfinite(hlr) else float(hlr)
+        out["src_mag_r_used"] = fl.mag_r if np.isfinite(fl.mag_r) else None
+        out["src_gr_used"], out["src_rz_used"] = fl.gr, fl.rz
+    if settings.arc_noise == "poisson":
+        with _timed(timings, "render"):
+            sky = [sky_level_per_pixel(settings.sky_mag_arcsec2[b], settings.pixscale) for b in BANDS]
+            arc = poisson_arc(arc, cutout.invvar, sky, sub_rng(int(row["task_seed"]), "arc_noise"))
+    arc32 = arc.astype(np.float32)
+    stamp = add_arc(cutout.image, arc32)
+    return arc32, stamp

@@ -1,0 +1,191 @@
+"""Stage 4c — inject lensed arcs into real coadd cutouts (Spark wiring only).
+
+Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).  Output (DESIGN §5):
+
+* ``phase4c/<variant>/stamps/<experiment_id>/`` — manifest columns + metrics + ``stamp`` (+ kept arrays),
+  zstd Parquet partitioned by ``region_split``;
+* ``phase4c/<variant>/metrics/<experiment_id>/`` — the same rows without the array columns;
+* ``_stage_config.json`` in both, with rows in/out and counts per error kind.
+
+Execution shape: the manifest is repartitioned by ``brickname`` and sorted within partitions, so each
+brick's coadd files are read once per executor; ``mapInArrow`` hands Arrow batches to
+:func:`dhs.injection.task.inject_task`.  The coadd store (a byte-bounded brick cache) and the COSMOS bank
+live in module-level caches, i.e. once per Python worker process (Spark reuses workers).  Every row's output
+is a pure function of the row and the survey files, so outputs do not depend on partitioning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from dhs.config import RunConfig
+from dhs.injection.schema import ARRAY_COLUMNS, output_schema
+from dhs.injection.task import failure_row, inject_task
+from dhs.io.paths import exists, to_spark_path
+from dhs.stages.common import (StageResult, finish_stage, skipped_result, should_skip, stage_output_dir,
+                               write_parquet_atomically)
+
+STAGE = "4c"
+
+#: Manifest columns stage 4c cannot work without.
+REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "task_seed", "brickname", "ra", "dec", "region_split",
+                                     "is_control", "lens_model", "theta_e_arcsec")
+
+# ------------------------------------------------------------------ per-executor state (module level)
+_STORES: dict[tuple, Any] = {}
+_BANKS: dict[tuple, Any] = {}
+
+
+def executor_store(root: str, cache_bytes: int, endpoint_url: str | None, region: str | None) -> Any:
+    """The coadd store of this Python worker for ``root`` (created once, brick cache bounded in bytes)."""
+    key = (root, int(cache_bytes), endpoint_url, region)
+    store = _STORES.get(key)
+    if store is None:
+        from dhs.survey.coadd import CoaddStore
+
+        store = CoaddStore(root, cache_bytes=int(cache_bytes), s3_endpoint_url=endpoint_url, s3_region=region)
+        _STORES.clear()     # one store per worker: a new root replaces the old cache
+        _STORES[key] = store
+    return store
+
+
+def executor_bank(path: str | None, endpoint_url: str | None, region: str | None) -> Any:
+    """The COSMOS bank of this Python worker (opened once; None when no bank is configured)."""
+    if not path:
+        return None
+    key = (path, endpoint_url, region)
+    bank = _BANKS.get(key)
+    if bank is None:
+        from dhs.cosmos.bank import CosmosBank
+
+        bank = CosmosBank.open(path, lazy=True, s3_endpoint_url=endpoint_url, s3_region=region)
+        _BANKS[key] = bank
+    return bank
+
+
+def process_rows(rows: list[dict[str, Any]], store: Any, bank: Any, settings: Any,
+                 timings: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Cut and inject a list of manifest rows (one output row per input row, same order)."""
+    keep = tuple(settings.keep_arrays)
+    arrays = ("stamp",) + keep + (("stamp_npz",) if settings.stamp_npz else ())
+    out = []
+    for row in rows:
+        size = int(row.get("stamp_size") or settings.default_stamp_size)
+        t0 = time.perf_counter()
+        try:
+            cut = store.cutout(float(row["ra"]), float(row["dec"]), size=size, brickname=row.get("brickname"))
+        except Exception as exc:  # noqa: BLE001 - a bad file must become a failure row, not a crash
+            out.append(failure_row(row, f"read_error:{type(exc).__name__}: {exc}", arrays))
+            continue
+        finally:
+            if timings is not None:
+                timings["cutout"] = timings.get("cutout", 0.0) + time.perf_counter() - t0
+        out.append(inject_task(row, cut, bank, settings, timings))
+    return out
+
+
+def make_mapper(cfg: RunConfig, schema: pa.Schema):
+    """The ``mapInArrow`` function (closes over plain, picklable values only)."""
+    settings = cfg.stage4c
+    root = cfg.survey_root
+    endpoint, region = cfg.s3.endpoint_url, cfg.s3.region
+    cache_bytes = settings.cache_bytes
+    bank_path = settings.cosmos_bank
+
+    def mapper(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        store = executor_store(root, cache_bytes, endpoint, region)
+        bank = executor_bank(bank_path, endpoint, region)
+        for batch in batches:
+            rows = process_rows(batch.to_pylist(), store, bank, settings)
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+    return mapper
+
+
+def manifest_path(cfg: RunConfig) -> str:
+    """The manifest folder read by stage 4c."""
+    return cfg.stage4c.manifest_path or stage_output_dir(cfg, "4a", "manifests")
+
+
+def check_manifest_columns(names: list[str], path: str) -> None:
+    """Fail fast (before any injection) when the manifest lacks a required column."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"stage 4c: manifest {path} lacks required columns {missing}; has {sorted(names)}")
+
+
+def reason_kind(error: str | None) -> str:
+    """The kind of an error reason: the text before the first ':' (e.g. ``read_error``)."""
+    return "" if error is None else error.split(":", 1)[0]
+
+
+def run(spark: Any, cfg: RunConfig) -> StageResult:
+    """Run stage 4c: read the manifest, inject, write stamps/ and metrics/ with their stage configs."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    settings = cfg.stage4c
+    stamps_dir = stage_output_dir(cfg, STAGE, "stamps")
+    metrics_dir = stage_output_dir(cfg, STAGE, "metrics")
+    if should_skip(cfg, [stamps_dir, metrics_dir]):
+        return skipped_result(STAGE, stamps_dir)
+    started = time.time()
+    src = manifest_path(cfg)
+    opts = cfg.s3.options()
+    if not exists(src, opts):
+        raise FileNotFoundError(f"stage 4c: manifest not found at {src} (run stage 4a first or set "
+                                "stage4c.manifest_path)")
+    if settings.cosmos_bank and not exists(settings.cosmos_bank, opts):
+        raise FileNotFoundError(f"stage 4c: stage4c.cosmos_bank {settings.cosmos_bank} does not exist")
+
+    manifest = spark.read.parquet(to_spark_path(src))
+    check_manifest_columns(manifest.columns, src)
+    arrow_in = pa.schema([pa.field(f.name, _arrow_type(f.dataType)) for f in manifest.schema.fields])
+    schema = output_schema(arrow_in, settings.keep_arrays, settings.stamp_npz)
+    n_part = settings.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.arrow_batch_rows))
+
+    df = (manifest.repartition(n_part, "brickname")
+          .sortWithinPartitions("brickname", "task_id")
+          .mapInArrow(make_mapper(cfg, schema), from_arrow_schema(schema)))
+    write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),
+                             max_records_per_file=settings.max_records_per_file or None)
+
+    written = spark.read.parquet(to_spark_path(stamps_dir))
+    metrics = written.drop(*[c for c in ARRAY_COLUMNS if c in written.columns])
+    write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
+
+    m = spark.read.parquet(to_spark_path(metrics_dir))
+    agg = m.groupBy("cutout_ok", "error").count().collect()
+    rows_in = manifest.count()
+    rows_out = int(sum(r["count"] for r in agg))
+    failures: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for r in agg:
+        if r["error"] is not None:
+            k = reason_kind(r["error"])
+            failures[k] = failures.get(k, 0) + int(r["count"])
+            reasons[r["error"]] = reasons.get(r["error"], 0) + int(r["count"])
+    per_split = {r["region_split"]: int(r["count"]) for r in m.groupBy("region_split").count().collect()}
+    n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
+    if rows_out != rows_in:
+        raise RuntimeError(f"stage 4c: rows out ({rows_out}) != rows in ({rows_in}) for {src}")
+    counts = {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
+              "failures_by_kind": failures, "failures_by_reason": dict(sorted(reasons.items())),
+              "rows_per_split": per_split}
+    result = StageResult(stage=STAGE, output_path=stamps_dir, rows_in=rows_in, rows_out=rows_out,
+                         failures=failures, extra={"metrics_path": metrics_dir})
+    return finish_stage(cfg, result, [stamps_dir, metrics_dir], inputs=[src, cfg.survey_root] +
+                        ([settings.cosmos_bank] if settings.cosmos_bank else []), counts=counts,
+                        started=started, extra={"partitions": n_part, "arrays": ["stamp"] + list(
+                            settings.keep_arrays) + (["stamp_npz"] if settings.stamp_npz else [])})
+
+
+def _arrow_type(dtype: Any) -> pa.DataType:
+    """Arrow type of a Spark SQL type (the manifest's flat types)."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    return to_arrow_type(dtype)
