@@ -10,6 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Tests talk only to S3 protocol servers they start on 127.0.0.1: give boto3 dummy credentials before any
+# Spark Python worker is forked, so executors see them too. Never real credentials, never the network.
+for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(_k, _v)
+os.environ.pop("AWS_PROFILE", None)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

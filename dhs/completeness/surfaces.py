@@ -44,6 +44,8 @@ __all__ = [
 
 SELECTIONS = ("all", "clean")
 POP_COL = "is_control_row"
+SURFACE_SEP = "_by_"
+"""Joins dimension names into a 2-D surface name, e.g. ``theta_e_by_psf``."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ def rate_table(
     for d in definitions:
         for sel in SELECTIONS:
             t = pd.DataFrame({
-                "surface": surface or "x".join(b.name for b in group) or "total",
+                "surface": surface or SURFACE_SEP.join(b.name for b in group) or "total",
                 "recovery": d.name,
                 "selection": sel,
             }, index=g.index)
@@ -275,7 +277,7 @@ def region_aggregate(
     for key, sub in per.groupby(keys, dropna=False, sort=True):
         used = sub[sub["n_valid"] >= min_count]
         c = used["completeness"].to_numpy(dtype=np.float64)
-        rec: dict = {"surface": "x".join(b.name for b in group) or "total"}
+        rec: dict = {"surface": SURFACE_SEP.join(b.name for b in group) or "total"}
         for j, b in enumerate(group, start=1):
             rec[f"dim{j}"] = b.name
         rec.update(dict(zip(keys, key)))

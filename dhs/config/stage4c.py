@@ -91,3 +91,16 @@ class Stage4cConfig(StrictModel):
             raise ValueError(f"stage4c.bad_maskbits: unknown MASKBITS names {bad}; "
                              f"known: {list(MaskBit.__members__)}")
         return [name.upper() for name in v]
+
+    def check_inputs(self, cfg: object) -> list[str]:
+        """Input problems found before Spark starts (local paths only; S3 is checked by the readers)."""
+        import os
+
+        from dhs.io.paths import is_s3
+
+        problems = []
+        if self.cosmos_bank and not is_s3(self.cosmos_bank) and not os.path.isfile(self.cosmos_bank):
+            problems.append(f"stage4c.cosmos_bank: file does not exist (got {self.cosmos_bank!r})")
+        if self.manifest_path and not is_s3(self.manifest_path) and not os.path.exists(self.manifest_path):
+            problems.append(f"stage4c.manifest_path: folder does not exist (got {self.manifest_path!r})")
+        return problems

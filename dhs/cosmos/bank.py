@@ -23,8 +23,8 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 
 import h5py
 import numpy as np
@@ -63,10 +63,10 @@ class CosmosBankError(ValueError):
 
 def _dhs_version() -> str:
     try:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         return version("dhs")
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - not installed
         return "0+unknown"
 
 
@@ -139,7 +139,7 @@ def write_bank(
             a["stamp_size"] = h
             a["pixscale_arcsec"] = float(attrs["pixscale_arcsec"])
             a["created_utc"] = str(attrs.get("created_utc") or
-                                   datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                                   datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             a["dhs_version"] = str(attrs.get("dhs_version") or _dhs_version())
             a["source_catalog"] = str(attrs.get("source_catalog", ""))
             a["colour_source"] = str(attrs.get("colour_source", "none"))
@@ -276,7 +276,7 @@ class CosmosBank:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> CosmosBank:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -201,7 +201,7 @@ def check_catalog_files(cat_file: str, image_dir: str) -> fits.FITS_rec:
 
 
 def _companion_table(cat_file: str) -> tuple[fits.FITS_rec | None, str | None]:
-    stem = cat_file[:-5] if cat_file.endswith(".fits") else cat_file
+    stem = cat_file.removesuffix(".fits")
     comp = f"{stem}_fits.fits"
     if not os.path.isfile(comp):
         return None, None
@@ -372,7 +372,7 @@ def _footprint(img: np.ndarray, region: np.ndarray,
     # the component holding most of the central detected light
     flux = [sm[(labels == i) & near].sum() for i in ids]
     mask = labels == ids[int(np.argmax(flux))]
-    grow = int(round(params.footprint_grow_arcsec / params.pixscale))
+    grow = round(params.footprint_grow_arcsec / params.pixscale)
     if grow > 0:
         mask = ndimage.binary_dilation(mask, iterations=grow)
     bg = 0.0
@@ -384,16 +384,17 @@ def _footprint(img: np.ndarray, region: np.ndarray,
 
 
 def _stamp_region(shape: tuple[int, ...], scale: float, dx: float, dy: float,
-                  params: BuildParams) -> np.ndarray:
-    """Bank pixels inside the original HST stamp (shifted by dx, dy arcsec), less a 3-pixel margin."""
+                  params: BuildParams) -> np.ndarray | None:
+    """Bank pixels inside the original HST stamp (shifted by dx, dy arcsec), less a 2-pixel margin.
+
+    None when fewer than 36 pixels remain (too few to measure the noise).
+    """
     c = (params.stamp_size - 1) / 2.0
     yy, xx = np.indices((params.stamp_size, params.stamp_size), dtype=np.float64)
-    hx = 0.5 * shape[1] * scale / params.pixscale - 3.0
-    hy = 0.5 * shape[0] * scale / params.pixscale - 3.0
+    hx = 0.5 * shape[1] * scale / params.pixscale - 2.0
+    hy = 0.5 * shape[0] * scale / params.pixscale - 2.0
     reg = (np.abs(xx - c - dx / params.pixscale) <= hx) & (np.abs(yy - c - dy / params.pixscale) <= hy)
-    if reg.sum() < 64:
-        raise CatalogError(f"original stamp {shape} at {scale} arcsec/pix is too small to estimate its noise")
-    return reg
+    return reg if reg.sum() >= 36 else None
 
 
 def _clean(img: np.ndarray, mask: np.ndarray, bg: float, sig_sm: float, params: BuildParams) -> np.ndarray:
@@ -415,13 +416,16 @@ def render_template(rgc: Any, index: int, params: BuildParams) -> tuple[np.ndarr
 
     Returns ``(template or None, measurements, reason)``: the unit-flux float64 (H, W) template, a dict
     with hlr_arcsec, clumpiness, snr, edge_flux_frac, footprint_npix, recentre_dx/dy_arcsec, sky_level,
-    stamp_flux_frac, and ``""`` or the reject reason ("no_detection", "no_flux").
+    stamp_flux_frac, and ``""`` or the reject reason ("no_detection", "no_flux", "stamp_too_small").
     """
     prof = galsim_profile(rgc, index, params)
     img = _draw(prof, params)
     shape = rgc.getGalImage(int(index)).array.shape
     scale = float(rgc.pixel_scale[int(index)])
-    mask, _, bg, sig_sm = _footprint(img, _stamp_region(shape, scale, 0.0, 0.0, params), params)
+    region = _stamp_region(shape, scale, 0.0, 0.0, params)
+    if region is None:
+        return None, {}, "stamp_too_small"
+    mask, _, bg, sig_sm = _footprint(img, region, params)
     if mask is None:
         return None, {}, "no_detection"
     clean = _clean(img, mask, bg, sig_sm, params)
@@ -431,6 +435,8 @@ def render_template(rgc: Any, index: int, params: BuildParams) -> tuple[np.ndarr
     dx, dy = -cx * params.pixscale, -cy * params.pixscale
     img = _draw(prof.shift(dx, dy), params)
     region = _stamp_region(shape, scale, dx, dy, params)
+    if region is None:
+        return None, {}, "stamp_too_small"
     mask, sig, bg, sig_sm = _footprint(img, region, params)
     if mask is None:
         return None, {}, "no_detection"
@@ -449,7 +455,7 @@ def render_template(rgc: Any, index: int, params: BuildParams) -> tuple[np.ndarr
         "hlr_arcsec": hlr,
         "clumpiness": clumpiness(tmpl, hlr / params.pixscale),
         "snr": float(flux / (sig * np.sqrt(npix))) if sig > 0 else float("inf"),
-        "edge_flux_frac": edge_flux_fraction(tmpl, int(round(params.edge_width_arcsec / params.pixscale))),
+        "edge_flux_frac": edge_flux_fraction(tmpl, round(params.edge_width_arcsec / params.pixscale)),
         "stamp_flux_frac": float((img.sum() - bg * n_in) / (prof.flux - bg * n_orig)),
         "footprint_npix": npix,
         "sky_level": bg,
@@ -580,7 +586,10 @@ def build_bank(
             inf: list[dict[str, float]] = []
             rj: Counter[str] = Counter()
             for r in rows:
-                tmpl, info, reason = render_template(rgc, int(r), params)
+                try:
+                    tmpl, info, reason = render_template(rgc, int(r), params)
+                except galsim.GalSimError as exc:  # one unusable galaxy must not stop the build
+                    tmpl, info, reason = None, {}, f"galsim_error:{type(exc).__name__}"
                 if not reason:
                     reason = _cut_reason(info, float(phot["mag_f814w"][r]), params)
                 if reason:

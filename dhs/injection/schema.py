@@ -37,7 +37,8 @@ RESULT_FIELDS: tuple[pa.Field, ...] = tuple(
     + _band("psf_source", pa.int32())           # 0 map, 1 catalogue/brick, 2 r-band fallback
     + _band("src_flux", pa.float64())           # unlensed source flux per band (nanomaggies)
     + [pa.field("src_mag_r_used", pa.float64()), pa.field("src_gr_used", pa.float64()),
-       pa.field("src_rz_used", pa.float64()), pa.field("cosmos_index", pa.int64()),
+       pa.field("src_rz_used", pa.float64()), pa.field("src_colour_source", pa.string()),
+       pa.field("cosmos_index", pa.int64()),
        pa.field("src_rotation_rad", pa.float64()), pa.field("src_flip", pa.int32()),
        pa.field("src_scale", pa.float64()),
        pa.field("host_dx_pix", pa.float64()), pa.field("host_dy_pix", pa.float64()),

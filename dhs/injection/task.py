@@ -7,8 +7,9 @@ form ``<kind>[:<detail>]`` — it never raises and never drops the row.
 
 Conventions (DESIGN §3): fluxes in nanomaggies, 0.262″/pixel, stamp channel order g, r, z; the lens sits
 at the host's sub-pixel position (``cutout.offset_pix`` from the stamp's centre pixel ``size//2``).
-Random draws (COSMOS template, rotation, flip, arc noise) come from independent generators derived from
-``task_seed`` and a fixed label, so switching one option does not change the other draws.
+Random draws come from ``task_seed`` only: the COSMOS template, rotation and flip through
+:mod:`dhs.cosmos.selection` (xxhash64 with a salt per draw), the arc noise from a PCG64 generator seeded
+with xxhash64(task_seed, "arc_noise"); switching one option does not change the other draws.
 
 Metrics (DESIGN §5) are computed on the noiseless arc, r band, over good pixels (invvar > 0 and none of
 the bad MASKBITS): ``arc_snr``, ``arc_snr_sum``, ``arc_snr_opt``; ``magnification`` is the lensed/unlensed
@@ -185,44 +186,33 @@ def _sersic(row: Mapping[str, Any], flux_r: float) -> SersicSource:
                         x=_fnum(row, "src_x_arcsec", 0.0), y=_fnum(row, "src_y_arcsec", 0.0))
 
 
-def _cosmos(row: Mapping[str, Any], bank: Any, settings: Any, out: dict[str, Any]) -> tuple[Any, float | None,
-                                                                                             float | None]:
-    """Template choice, rotation, flip and size scale of a COSMOS source (flux set later)."""
-    from dhs.cosmos import choose_template
+def _cosmos(row: Mapping[str, Any], bank: Any, settings: Any, out: dict[str, Any],
+            targeting: bool) -> tuple[Any, SourceFluxes]:
+    """COSMOS source of one task via :func:`dhs.cosmos.selection.choose_cosmos_source` (template from
+    ``task_seed`` unless the manifest fixes ``cosmos_index``, random rotation and flip, size scale to
+    ``src_hlr_target_arcsec``, colours per ``stage4c.cosmos_colours``)."""
+    from dhs.cosmos.selection import choose_cosmos_source
 
     if bank is None:
-        raise TaskFailure("cosmos_bank_missing")
-    seed = int(row["task_seed"])
+        raise TaskFailure("cosmos_bank_missing:stage4c.cosmos_bank is not set")
+    mag_r = _fnum(row, "src_mag_r")
+    if mag_r is None and targeting:
+        mag_r = 22.5
+    zero = mag_r is not None and mag_r == math.inf
     idx = row.get("cosmos_index")
-    if idx is None or int(idx) < 0:
-        idx = choose_template(bank, seed)
-    idx = int(idx)
-    if not 0 <= idx < len(bank):
-        raise TaskFailure(f"bad_manifest:cosmos_index={idx} outside the bank (0..{len(bank) - 1})")
-    template = np.asarray(bank.template(idx), dtype=np.float64)
-    rng = sub_rng(seed, "cosmos_orientation")
-    angle = float(rng.uniform(0.0, 2.0 * math.pi))
-    flip = bool(settings.cosmos_flip) and bool(rng.random() < 0.5)
-    if flip:
-        template = template[:, ::-1]
-    hlr_target = _fnum(row, "src_hlr_target_arcsec")
-    hlr = float(bank.hlr(idx))
-    scale = hlr_target / hlr if (hlr_target is not None and hlr_target > 0 and hlr > 0) else 1.0
-    out.update(cosmos_index=idx, src_rotation_rad=angle, src_flip=int(flip), src_scale=scale)
-    src = InterpolatedSource(template, float(bank.pixscale), 1.0, x=_fnum(row, "src_x_arcsec", 0.0),
-                             y=_fnum(row, "src_y_arcsec", 0.0), angle=angle, scale=scale)
-    gr_t, rz_t = bank.colours(idx)
-    return src, gr_t, rz_t
-
-
-def _pick_colours(row: Mapping[str, Any], template_gr: float | None, template_rz: float | None,
-                  prefer_template: bool) -> tuple[float | None, float | None]:
-    gr_m, rz_m = _fnum(row, "src_gr"), _fnum(row, "src_rz")
-    first, second = ((template_gr, template_rz), (gr_m, rz_m)) if prefer_template else \
-        ((gr_m, rz_m), (template_gr, template_rz))
-    gr = first[0] if first[0] is not None and np.isfinite(first[0]) else second[0]
-    rz = first[1] if first[1] is not None and np.isfinite(first[1]) else second[1]
-    return gr, rz
+    try:
+        ch = choose_cosmos_source(bank, int(row["task_seed"]), 22.5 if zero else mag_r,
+                                  cosmos_index=None if idx is None else int(idx),
+                                  target_hlr_arcsec=_fnum(row, "src_hlr_target_arcsec"),
+                                  allow_flip=bool(settings.cosmos_flip), colours=settings.cosmos_colours,
+                                  manifest_gr=_fnum(row, "src_gr"), manifest_rz=_fnum(row, "src_rz"))
+    except (ValueError, IndexError) as exc:
+        raise TaskFailure(f"bad_manifest:cosmos: {exc}") from None
+    fl = _source_fluxes(dict(row, src_mag_r=mag_r, src_mag_g=None, src_mag_z=None), ch.gr, ch.rz, targeting)
+    out.update(cosmos_index=ch.index, src_rotation_rad=ch.angle_rad, src_flip=int(ch.flip), src_scale=ch.scale,
+               src_colour_source=ch.colour_source)
+    src = ch.source(_fnum(row, "src_x_arcsec", 0.0), _fnum(row, "src_y_arcsec", 0.0), 1.0)
+    return src, fl
 
 
 def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
@@ -310,12 +300,11 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
                        _fnum(row, "gamma1", 0.0), _fnum(row, "gamma2", 0.0))
         mode = str(_get(row, "source_mode", "sersic")).lower()
         if mode == "cosmos":
-            src, gr_t, rz_t = _cosmos(row, bank, settings, out)
-            gr, rz = _pick_colours(row, gr_t, rz_t, settings.cosmos_colours == "template")
-            fl = _source_fluxes(row, gr, rz, targeting)
+            src, fl = _cosmos(row, bank, settings, out, targeting)
             src = src.with_flux(float(fl.flux[R]))
         elif mode == "sersic":
             fl = _source_fluxes(row, _fnum(row, "src_gr"), _fnum(row, "src_rz"), targeting)
+            out["src_colour_source"] = "manifest"
             src = _sersic(row, float(fl.flux[R]))
         else:
             raise TaskFailure(f"bad_manifest:source_mode={mode!r}")
@@ -324,6 +313,9 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
                                              size=size, pixscale=settings.pixscale,
                                              supersample=settings.supersample, offset_pix=offset),
                          dtype=np.float64)
+    if not np.isfinite(arc).all():
+        bands = "".join(b for i, b in enumerate(BANDS) if not np.isfinite(arc[i]).all())
+        raise TaskFailure(f"nonfinite_output:arc_{bands}")
     with _timed(timings, "metrics"):
         invvar_r = np.asarray(cutout.invvar[R], dtype=np.float64)
         if targeting:

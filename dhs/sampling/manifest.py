@@ -55,7 +55,6 @@ OPTIONAL_HOST_COLUMNS: dict[str, pa.DataType] = {
 """Parent columns copied into the manifest when present (null columns of this type otherwise)."""
 
 CONTROL_CONFIG_ID = "control"
-_EXCLUDE = "__exclude"
 PRIOR_CONFIG_ID = "prior"
 
 # Computed (non-host) manifest columns and their types.
@@ -98,6 +97,28 @@ class ManifestTooLarge(ManifestError):
     """The manifest would exceed ``stage4a.max_rows``."""
 
 
+@dataclass(frozen=True)
+class CellPlan:
+    """What one stratification cell (split, PSF bin, depth bin) contributes to the manifest."""
+
+    split: str
+    psf_bin: int
+    depth_bin: int
+    n_hosts: int        # eligible hosts in the cell
+    n_pos_hosts: int    # hosts that receive injections (the first ones in xxhash order)
+    n_pos_rows: int     # injection rows
+    n_controls: int     # control rows asked for (fewer are made if an unpaired cell has no spare host)
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.split, self.psf_bin, self.depth_bin)
+
+
+def cell_label(split: str, psf_bin: int, depth_bin: int) -> str:
+    """``<split>|p<psf_bin>|d<depth_bin>``: the key of a stratification cell."""
+    return f"{split}|p{int(psf_bin)}|d{int(depth_bin)}"
+
+
 @dataclass
 class ManifestResult:
     """The manifest table plus what goes into ``_stage_config.json``."""
@@ -106,40 +127,41 @@ class ManifestResult:
     counts: dict[str, Any]
     bin_edges: dict[str, list[float]]
     dropped: dict[str, int] = field(default_factory=dict)
+    cells: list[CellPlan] = field(default_factory=list)
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
-def _host_table(hosts: pa.Table) -> pa.Table:
-    """Check required columns, add missing optional ones as nulls, sort by galaxy_id, refuse duplicates."""
+def prepare_hosts(hosts: pa.Table) -> pa.Table:
+    """Check the required host columns, add missing optional ones as typed nulls, cast numbers to float64.
+
+    Raises :class:`ManifestError` naming a missing or non-numeric column.
+    """
     missing = [c for c in REQUIRED_HOST_COLUMNS if c not in hosts.column_names]
     if missing:
         raise ManifestError(f"host table: missing column(s) {missing}; have {hosts.column_names}")
     cols = {c: hosts.column(c) for c in REQUIRED_HOST_COLUMNS}
     for c, typ in OPTIONAL_HOST_COLUMNS.items():
         cols[c] = hosts.column(c) if c in hosts.column_names else pa.nulls(hosts.num_rows, typ)
-    if _EXCLUDE in hosts.column_names:
-        cols[_EXCLUDE] = hosts.column(_EXCLUDE)
     for c in ("ra", "dec", "psfsize_r", "psfdepth_r", "mag_r"):
         try:
             cols[c] = pc.cast(cols[c], pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ManifestError(f"host table: column {c!r} must be numeric (got {cols[c].type})") from exc
-    t = pa.table(cols)
-    t = t.take(pc.sort_indices(t, sort_keys=[("galaxy_id", "ascending")]))
-    gid = _column(t, "galaxy_id")
-    if len(gid) > 1:
-        dup = gid[1:] == gid[:-1]
-        if dup.any():
-            raise ManifestError(f"host table: duplicate galaxy_id {gid[1:][dup][0]!r} (row keys must be unique)")
-    return t
+    for c in ("galaxy_id", "region_split", "brickname"):
+        if not pa.types.is_string(cols[c].type) and not pa.types.is_large_string(cols[c].type):
+            cols[c] = pc.cast(cols[c], pa.string())
+    return pa.table(cols)
 
 
-def _eligibility(t: pa.Table, exclude: np.ndarray | None) -> tuple[np.ndarray, dict[str, int]]:
-    """Mask of usable hosts and counts of dropped ones by (first) reason."""
-    n = t.num_rows
+def drop_reasons(t: pa.Table, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Per host: None when it may host a task, else the (first) reason it cannot.
+
+    Reasons: bad_position, bad_psfsize_r (≤ 0 or NaN), bad_psfdepth_r, bad_mag_r, bad_region_split,
+    near_known_lens (``exclude`` True).
+    """
     checks = [
         ("bad_position", ~(np.isfinite(_column(t, "ra")) & np.isfinite(_column(t, "dec")))),
         ("bad_psfsize_r", ~(np.nan_to_num(_column(t, "psfsize_r"), nan=-1.0) > 0)),
@@ -149,51 +171,220 @@ def _eligibility(t: pa.Table, exclude: np.ndarray | None) -> tuple[np.ndarray, d
     ]
     if exclude is not None:
         checks.append(("near_known_lens", np.asarray(exclude, dtype=bool)))
-    ok = np.ones(n, dtype=bool)
-    dropped: dict[str, int] = {}
-    for reason, bad in checks:
-        newly = ok & bad
-        if newly.any():
-            dropped[reason] = int(newly.sum())
-        ok &= ~bad
-    return ok, dropped
+    out = np.full(t.num_rows, None, dtype=object)
+    for reason, bad in reversed(checks):
+        out[bad] = reason
+    return out
 
 
-def _uint_order(h: np.ndarray) -> np.ndarray:
-    return np.argsort(np.asarray(h, dtype=np.int64).view(np.uint64), kind="stable")
+def depth_mag5(psfdepth_r: np.ndarray) -> np.ndarray:
+    """r-band 5σ point-source depth (AB mag) from PSFDEPTH_R (nanomaggy⁻²)."""
+    return np.asarray(psfdepth_ivar_to_mag5(np.asarray(psfdepth_r, dtype=np.float64)), dtype=np.float64)
 
 
-@dataclass
-class _Cell:
-    split: str
-    psf_bin: int
-    depth_bin: int
-    hosts: np.ndarray          # host indices in hash order
-    n_pos_hosts: int = 0
-    n_pos_rows: int = 0
-    n_controls: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"{self.split}|p{self.psf_bin}|d{self.depth_bin}"
+def bin_edges(psfsize_r: np.ndarray, psfdepth_r: np.ndarray, settings: Stage4aConfig) -> dict[str, list[float]]:
+    """Quantile edges of the eligible hosts: ``psfsize_r_arcsec`` and ``psfdepth_r_mag5``."""
+    if len(psfsize_r) == 0:
+        raise ManifestError("no eligible hosts: cannot compute PSF and depth bins")
+    return {"psfsize_r_arcsec": quantile_edges(psfsize_r, settings.psf_bins).tolist(),
+            "psfdepth_r_mag5": quantile_edges(depth_mag5(psfdepth_r), settings.depth_bins).tolist()}
 
 
-def _cells(split: np.ndarray, psf_bin: np.ndarray, depth_bin: np.ndarray, h: np.ndarray) -> list[_Cell]:
-    """Cells in (split, psf_bin, depth_bin) order, hosts inside each in xxhash order."""
-    splits = sorted(set(split.tolist()))
-    code = np.searchsorted(np.array(splits, dtype=object), split)
-    order = np.lexsort((np.asarray(h, dtype=np.int64).view(np.uint64), depth_bin, psf_bin, code))
-    keys = np.stack([code[order], psf_bin[order], depth_bin[order]], axis=1)
-    starts = np.flatnonzero(np.concatenate([[True], np.any(keys[1:] != keys[:-1], axis=1)]))
-    ends = np.concatenate([starts[1:], [len(order)]])
-    return [_Cell(splits[keys[s, 0]], int(keys[s, 1]), int(keys[s, 2]), order[s:e]) for s, e in zip(starts, ends)]
+def add_bins(t: pa.Table, edges: dict[str, list[float]]) -> pa.Table:
+    """``t`` with ``psf_bin``, ``depth_bin`` (int32) and ``psfdepth_r_mag5`` (mag) columns."""
+    mag5 = depth_mag5(_column(t, "psfdepth_r"))
+    t = t.append_column("psf_bin", pa.array(assign_bins(_column(t, "psfsize_r"), np.array(edges["psfsize_r_arcsec"]))))
+    t = t.append_column("depth_bin", pa.array(assign_bins(mag5, np.array(edges["psfdepth_r_mag5"]))))
+    return t.append_column("psfdepth_r_mag5", pa.array(mag5))
+
+
+def n_configs(settings: Stage4aConfig, grid: Grid | None) -> int:
+    """Configs per host in debug/grid tiers: the grid size, or 1 for prior draws."""
+    if settings.parameter_source == "grid":
+        if grid is None:
+            raise ManifestError("stage4a.parameter_source is 'grid' but no grid was given")
+        return grid.size
+    return 1
+
+
+def plan_cells(cell_sizes: dict[tuple[str, int, int], int], settings: Stage4aConfig, n_cfg: int) -> list[CellPlan]:
+    """Hosts and rows per cell from the number of eligible hosts per (split, psf_bin, depth_bin).
+
+    Control rows are allotted by cumulative rounding over the cells of each split (in cell order), so the
+    control fraction of every split is within half a row of the target. Raises :class:`ManifestTooLarge`
+    when the total exceeds ``settings.max_rows``.
+    """
+    frac = settings.effective_control_fraction()
+    per_cell = settings.effective_hosts_per_cell()
+    paired = settings.control_mode == "paired"
+    reps = settings.replicates
+    plans: list[CellPlan] = []
+    keys = sorted(cell_sizes)
+    for split in sorted({k[0] for k in keys}):
+        ks = [k for k in keys if k[0] == split]
+        n = np.array([cell_sizes[k] for k in ks], dtype=np.int64)
+        n_avail = n if per_cell is None else np.minimum(n, per_cell)
+        if settings.tier == "train":
+            reserve = np.zeros(len(ks), dtype=np.int64) if paired else reserved_control_hosts(n_avail, frac, reps)
+            n_pos = n_avail - reserve
+            rows = n_pos * reps
+            n_ctrl = controls_per_cell(rows, frac) if paired else reserve  # one row per reserved host
+        else:
+            n_pos = n_avail
+            rows = n_pos * n_cfg * reps
+            n_ctrl = controls_per_cell(rows, frac)
+        for k, nh, npos, nr, nc in zip(ks, n, n_pos, rows, n_ctrl):
+            plans.append(CellPlan(k[0], int(k[1]), int(k[2]), int(nh), int(npos), int(nr), int(nc)))
+    total = sum(c.n_pos_rows + c.n_controls for c in plans)
+    if total > settings.max_rows:
+        n_hosts = sum(c.n_pos_hosts for c in plans)
+        formula = (f"{n_hosts} hosts × {reps} replicates" if settings.tier == "train"
+                   else f"{n_hosts} hosts × {n_cfg} configs × {reps} replicates")
+        raise ManifestTooLarge(
+            f"stage4a.max_rows = {settings.max_rows}: the manifest would have {total} rows ({formula} = "
+            f"{sum(c.n_pos_rows for c in plans)} injections + {sum(c.n_controls for c in plans)} controls); "
+            f"lower n_hosts_per_cell or replicates, use a smaller grid, or raise max_rows")
+    return plans
 
 
 def expected_rows(n_hosts: int, n_configs: int, replicates: int, control_fraction: float) -> int:
-    """Rows of a debug/grid-tier manifest: n_hosts × n_configs × replicates positives plus controls
-    ≈ positives × f/(1−f)."""
+    """Rows of a debug/grid-tier manifest: n_hosts × n_configs × replicates injections plus controls
+    ≈ injections × f/(1−f)."""
     pos = n_hosts * n_configs * replicates
     return pos + int(round(pos * control_fraction / (1.0 - control_fraction)))
+
+
+def manifest_schema(host_schema: pa.Schema | None = None) -> pa.Schema:
+    """Arrow schema of the manifest: task columns with fixed types; host columns with the parent's types
+    (``host_schema``) or the defaults of :data:`OPTIONAL_HOST_COLUMNS`."""
+    defaults = {"galaxy_id": pa.string(), "brickname": pa.string(), "region_split": pa.string(),
+                "ra": pa.float64(), "dec": pa.float64(), "psfsize_r": pa.float64(), "psfdepth_r": pa.float64(),
+                "mag_r": pa.float64(), **OPTIONAL_HOST_COLUMNS}
+    fields = []
+    for name in COLUMN_ORDER:
+        if name in TASK_FIELDS:
+            fields.append(pa.field(name, TASK_FIELDS[name]))
+        elif host_schema is not None and name in host_schema.names and name not in (
+                "ra", "dec", "psfsize_r", "psfdepth_r", "mag_r", "galaxy_id", "brickname", "region_split"):
+            fields.append(pa.field(name, host_schema.field(name).type))
+        else:
+            fields.append(pa.field(name, defaults[name]))
+    return pa.schema(fields)
+
+
+def build_cell(
+    cell_hosts: pa.Table,
+    cell: CellPlan,
+    settings: Stage4aConfig,
+    *,
+    experiment_id: str,
+    seed: int,
+    grid: Grid | None,
+    priors: Priors,
+    schema: pa.Schema | None = None,
+) -> pa.Table:
+    """All manifest rows of one cell, from that cell's eligible hosts (any row order; prepared and binned).
+
+    Hosts are ordered by galaxy_id then xxhash64(galaxy_id, seed); the first ``cell.n_pos_hosts`` receive
+    injections, the others form the control pool. Depends on nothing outside the cell, so cells can be
+    built in parallel in any order.
+    """
+    if cell_hosts.num_rows != cell.n_hosts:
+        raise ManifestError(f"cell {cell.label}: {cell_hosts.num_rows} hosts given, plan says {cell.n_hosts}")
+    t = cell_hosts.take(pc.sort_indices(cell_hosts, sort_keys=[("galaxy_id", "ascending")]))
+    gid = _column(t, "galaxy_id").astype(object)
+    if len(gid) > 1 and np.any(gid[1:] == gid[:-1]):
+        raise ManifestError(f"host table: duplicate galaxy_id {gid[1:][gid[1:] == gid[:-1]][0]!r}")
+    order = np.argsort(hash64_array(gid.tolist(), seed).view(np.uint64), kind="stable")
+    reps = settings.replicates
+    configs = grid.configs() if settings.parameter_source == "grid" else []
+    n_cfg = len(configs) if configs else 1
+    paired = settings.control_mode == "paired"
+
+    hosts_pos = order[: cell.n_pos_hosts]
+    if settings.tier == "train":
+        offset = int(np.int64(stable_hash64(cell.label, seed)).view(np.uint64) % np.uint64(n_cfg))
+        h = np.repeat(hosts_pos, reps)
+        r = np.tile(np.arange(reps, dtype=np.int64), cell.n_pos_hosts)
+        k = (np.repeat(np.arange(cell.n_pos_hosts, dtype=np.int64), reps) * reps + r + offset) % n_cfg
+    else:
+        h = np.repeat(hosts_pos, n_cfg * reps)
+        k = np.tile(np.repeat(np.arange(n_cfg, dtype=np.int64), reps), cell.n_pos_hosts)
+        r = np.tile(np.arange(reps, dtype=np.int64), cell.n_pos_hosts * n_cfg)
+    cfg_ids = np.array([c.config_id for c in configs] if configs else [PRIOR_CONFIG_ID], dtype=object)
+    p_cid = cfg_ids[k]
+    p_tid = np.array([f"{experiment_id}/{g}/{c}/r{x}" for g, c, x in zip(gid[h], p_cid, r.tolist())], dtype=object)
+    p_seed = hash64_array(p_tid.tolist(), seed) if len(p_tid) else np.zeros(0, dtype=np.int64)
+
+    pos_order = np.argsort(p_seed.view(np.uint64), kind="stable")
+    m = match_controls(cell.n_controls, pos_order, h, order[cell.n_pos_hosts:], paired=paired)
+    c_tid = np.array([f"{p}/ctl{j}" for p, j in zip(p_tid[m.positive], m.j.tolist())], dtype=object)
+    c_seed = hash64_array(c_tid.tolist(), seed) if len(c_tid) else np.zeros(0, dtype=np.int64)
+
+    fwhm_r = moffat_fwhm_r(_column(t, "psfsize_r"), beta=settings.psf_beta)
+    pos_cols = _positive_columns(t, settings, priors, grid, configs, h, k, r, p_cid, p_tid, p_seed, fwhm_r,
+                                 experiment_id)
+    ctl_cols = _control_columns(t, settings, grid, m.host, p_tid[m.positive], c_tid, c_seed, r[m.positive],
+                                fwhm_r, experiment_id)
+    schema = schema if schema is not None else manifest_schema(t.schema)
+    return pa.concat_tables([_assemble(t, pos_cols, h, schema), _assemble(t, ctl_cols, m.host, schema)])
+
+
+def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings: Stage4aConfig, *,
+                     n_input: int, dropped: dict[str, int], n_cfg: int) -> dict[str, Any]:
+    """Counts for ``_stage_config.json``; ``rows`` holds, per (region_split, is_control), the keys
+    ``region_split``, ``is_control``, ``n`` (rows) and ``hosts`` (distinct galaxy_ids)."""
+    per_split: dict[str, dict[str, Any]] = {}
+    for s in sorted({c.split for c in cells}):
+        cs = [c for c in cells if c.split == s]
+        got = {int(r["is_control"]): r for r in rows if r["region_split"] == s}
+        n_pos = int(got[0]["n"]) if 0 in got else 0
+        n_ctl = int(got[1]["n"]) if 1 in got else 0
+        per_split[s] = {
+            "hosts_eligible": int(sum(c.n_hosts for c in cs)),
+            "hosts_positive": int(got[0]["hosts"]) if 0 in got else 0,
+            "hosts_control": int(got[1]["hosts"]) if 1 in got else 0,
+            "rows_positive": n_pos,
+            "rows_control": n_ctl,
+            "controls_missing": int(sum(c.n_controls for c in cs) - n_ctl),
+            "control_fraction": (n_ctl / (n_pos + n_ctl)) if (n_pos + n_ctl) else 0.0,
+            "cells": len(cs),
+        }
+    tot_pos = sum(v["rows_positive"] for v in per_split.values())
+    tot_ctl = sum(v["rows_control"] for v in per_split.values())
+    tier = settings.tier
+    return {
+        "tier": tier,
+        "rows_in": int(n_input),
+        "hosts_eligible": int(sum(c.n_hosts for c in cells)),
+        "hosts_dropped": dict(dropped),
+        "n_configs": int(n_cfg),
+        "replicates": int(settings.replicates),
+        "control_fraction_target": settings.effective_control_fraction(),
+        "rows_positive": int(tot_pos),
+        "rows_control": int(tot_ctl),
+        "rows_out": int(tot_pos + tot_ctl),
+        "per_split": per_split,
+        "per_tier": {tier: {"rows_positive": int(tot_pos), "rows_control": int(tot_ctl),
+                            "per_split": {s: v["rows_positive"] + v["rows_control"] for s, v in per_split.items()}}},
+        "cells": {c.label: {"hosts": c.n_hosts, "hosts_positive": c.n_pos_hosts, "rows_positive": c.n_pos_rows,
+                            "rows_control": c.n_controls} for c in cells},
+    }
+
+
+def count_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Per (region_split, is_control): rows and distinct hosts of a manifest table."""
+    split = _column(table, "region_split").astype(object)
+    ctl = _column(table, "is_control")
+    gid = _column(table, "galaxy_id").astype(object)
+    out = []
+    for s in sorted(set(split.tolist())):
+        for c in (0, 1):
+            sel = (split == s) & (ctl == c)
+            if sel.any():
+                out.append({"region_split": s, "is_control": c, "n": int(sel.sum()),
+                            "hosts": len(set(gid[sel].tolist()))})
+    return out
 
 
 def build_manifest(
@@ -206,134 +397,47 @@ def build_manifest(
     priors: Priors | None = None,
     exclude: np.ndarray | None = None,
 ) -> ManifestResult:
-    """Build the manifest for ``hosts`` (parent rows already restricted to the host flag/selection set).
+    """Build the whole manifest for ``hosts`` (parent rows already restricted to the host flag/selection set).
 
     ``grid`` is required when ``settings.parameter_source == "grid"``; ``priors`` defaults to
     ``parse_priors(settings.priors)``; ``exclude`` is an optional boolean mask (aligned with ``hosts``) of
-    hosts to drop (e.g. near a known lens). Raises :class:`ManifestTooLarge` before building anything when
-    the row count would exceed ``settings.max_rows``.
+    hosts to drop (e.g. near a known lens). Raises :class:`ManifestTooLarge` before building any row when
+    the row count would exceed ``settings.max_rows``. Rows are sorted by ``task_id``. Stage 4a runs the same
+    steps with the cells built in parallel by Spark.
     """
-    if settings.parameter_source == "grid" and grid is None:
-        raise ManifestError("stage4a.parameter_source is 'grid' but no grid was given")
+    n_cfg = n_configs(settings, grid)
     priors = priors if priors is not None else parse_priors(settings.priors)
-    if exclude is not None:
-        if len(exclude) != hosts.num_rows:
-            raise ManifestError(f"exclude mask has {len(exclude)} entries for {hosts.num_rows} hosts")
-        hosts = hosts.append_column(_EXCLUDE, pa.array(np.asarray(exclude, dtype=bool)))
-    t = _host_table(hosts)
-    ok, dropped = _eligibility(t, _column(t, _EXCLUDE) if exclude is not None else None)
+    if exclude is not None and len(exclude) != hosts.num_rows:
+        raise ManifestError(f"exclude mask has {len(exclude)} entries for {hosts.num_rows} hosts")
+    t = prepare_hosts(hosts)
+    gid = _column(t, "galaxy_id").astype(object)
+    if len(set(gid.tolist())) != len(gid):
+        srt = np.sort(gid)
+        raise ManifestError(f"host table: duplicate galaxy_id {srt[1:][srt[1:] == srt[:-1]][0]!r}")
+    reasons = drop_reasons(t, exclude)
+    ok = np.array([x is None for x in reasons], dtype=bool)
+    dropped = {k: int(v) for k, v in zip(*np.unique(reasons[~ok].astype(str), return_counts=True))} if (~ok).any() else {}
     t = t.filter(pa.array(ok))
-    n_hosts = t.num_rows
-    tier = settings.tier
-    frac = settings.effective_control_fraction()
-    per_cell = settings.effective_hosts_per_cell()
-    paired = settings.control_mode == "paired"
-    reps = settings.replicates
-    configs = grid.configs() if settings.parameter_source == "grid" else []
-    n_cfg = len(configs) if configs else 1
-
-    if n_hosts == 0:
+    if t.num_rows == 0:
         raise ManifestError(f"no eligible hosts (dropped by reason: {dropped or 'none'}; input rows {hosts.num_rows})")
-
-    psfsize_r = _column(t, "psfsize_r")
-    depth_mag5 = np.asarray(psfdepth_ivar_to_mag5(_column(t, "psfdepth_r")), dtype=np.float64)
-    psf_edges = quantile_edges(psfsize_r, settings.psf_bins)
-    depth_edges = quantile_edges(depth_mag5, settings.depth_bins)
-    psf_bin = assign_bins(psfsize_r, psf_edges)
-    depth_bin = assign_bins(depth_mag5, depth_edges)
-    gid = _column(t, "galaxy_id").astype(str).astype(object)
-    split = _column(t, "region_split").astype(str).astype(object)
-    hkey = hash64_array(gid.tolist(), seed)
-    cells = _cells(split, psf_bin, depth_bin, hkey)
-
-    # --- how many hosts and rows per cell (cheap), then the guardrail
-    for split_name in sorted({c.split for c in cells}):
-        cs = [c for c in cells if c.split == split_name]
-        n_avail = np.array([len(c.hosts) if per_cell is None else min(len(c.hosts), per_cell) for c in cs])
-        if tier == "train":
-            reserve = (np.zeros(len(cs), dtype=np.int64) if paired
-                       else reserved_control_hosts(n_avail, frac, reps))
-            n_pos_hosts = n_avail - reserve
-            rows = n_pos_hosts * reps
-            # one control row per reserved host; paired controls follow the positives' rows
-            n_ctrl = controls_per_cell(rows, frac) if paired else reserve
-        else:
-            n_pos_hosts = n_avail
-            rows = n_pos_hosts * n_cfg * reps
-            n_ctrl = controls_per_cell(rows, frac)
-        for c, nh, nr, nc in zip(cs, n_pos_hosts, rows, n_ctrl):
-            c.n_pos_hosts, c.n_pos_rows, c.n_controls = int(nh), int(nr), int(nc)
-    total = sum(c.n_pos_rows + c.n_controls for c in cells)
-    if total > settings.max_rows:
-        formula = (f"{sum(c.n_pos_hosts for c in cells)} hosts × {n_cfg} configs × {reps} replicates"
-                   if tier != "train" else f"{sum(c.n_pos_hosts for c in cells)} hosts × {reps} replicates")
-        raise ManifestTooLarge(
-            f"stage4a.max_rows = {settings.max_rows}: the manifest would have {total} rows ({formula} "
-            f"= {sum(c.n_pos_rows for c in cells)} injections + {sum(c.n_controls for c in cells)} controls); "
-            f"lower n_hosts_per_cell/replicates, use a smaller grid, or raise max_rows")
-
-    # --- positive rows (host index, config index, replicate, cell index)
-    p_host, p_cfg, p_rep, p_cell = [], [], [], []
-    for ci, c in enumerate(cells):
-        hosts_pos = c.hosts[: c.n_pos_hosts]
-        if tier == "train":
-            rank = np.arange(c.n_pos_hosts, dtype=np.int64)
-            offset = int(np.uint64(np.int64(stable_hash64(c.label, seed)).view(np.uint64)) % np.uint64(n_cfg))
-            h = np.repeat(hosts_pos, reps)
-            r = np.tile(np.arange(reps, dtype=np.int64), c.n_pos_hosts)
-            k = (np.repeat(rank, reps) * reps + r + offset) % n_cfg
-        else:
-            h = np.repeat(hosts_pos, n_cfg * reps)
-            k = np.tile(np.repeat(np.arange(n_cfg, dtype=np.int64), reps), c.n_pos_hosts)
-            r = np.tile(np.arange(reps, dtype=np.int64), c.n_pos_hosts * n_cfg)
-        p_host.append(h)
-        p_cfg.append(k)
-        p_rep.append(r)
-        p_cell.append(np.full(len(h), ci, dtype=np.int64))
-    p_host = np.concatenate(p_host).astype(np.int64)
-    p_cfg = np.concatenate(p_cfg).astype(np.int64)
-    p_rep = np.concatenate(p_rep).astype(np.int64)
-    p_cell = np.concatenate(p_cell)
-    cfg_ids = np.array([c.config_id for c in configs] if configs else [PRIOR_CONFIG_ID], dtype=object)
-    p_cid = cfg_ids[p_cfg]
-    p_tid = np.array([f"{experiment_id}/{g}/{k}/r{r}" for g, k, r in zip(gid[p_host], p_cid, p_rep.tolist())],
-                     dtype=object)
-    p_seed = hash64_array(p_tid.tolist(), seed) if len(p_tid) else np.zeros(0, dtype=np.int64)
-
-    # --- controls
-    c_host, c_pos, c_j = [], [], []
-    missing_controls: dict[str, int] = {}
-    cell_rows = np.split(np.arange(len(p_host)), np.cumsum([c.n_pos_rows for c in cells])[:-1])
-    for c, rows in zip(cells, cell_rows):
-        if c.n_controls == 0:
-            continue
-        pos_order = rows[_uint_order(p_seed[rows])]
-        pool = c.hosts[c.n_pos_hosts:]
-        m = match_controls(c.n_controls, pos_order, p_host, pool, paired=paired)
-        if len(m.host) < c.n_controls:
-            missing_controls[c.split] = missing_controls.get(c.split, 0) + c.n_controls - len(m.host)
-        c_host.append(m.host)
-        c_pos.append(m.positive)
-        c_j.append(m.j)
-    c_host = np.concatenate(c_host) if c_host else np.zeros(0, dtype=np.int64)
-    c_pos = np.concatenate(c_pos) if c_pos else np.zeros(0, dtype=np.int64)
-    c_j = np.concatenate(c_j) if c_j else np.zeros(0, dtype=np.int64)
-    c_tid = np.array([f"{p}/ctl{j}" for p, j in zip(p_tid[c_pos], c_j.tolist())], dtype=object)
-    c_seed = hash64_array(c_tid.tolist(), seed) if len(c_tid) else np.zeros(0, dtype=np.int64)
-
-    fwhm_r = moffat_fwhm_r(psfsize_r, beta=settings.psf_beta)
-    pos_tab = _positive_columns(t, settings, priors, grid, configs, p_host, p_cfg, p_rep, p_cid, p_tid, p_seed,
-                                fwhm_r, experiment_id)
-    ctl_tab = _control_columns(t, settings, grid, c_host, p_tid[c_pos], c_tid, c_seed, p_rep[c_pos],
-                               fwhm_r, experiment_id)
-    bins = {"psf_bin": psf_bin, "depth_bin": depth_bin, "psfdepth_r_mag5": depth_mag5}
-    table = pa.concat_tables([_assemble(t, pos_tab, p_host, bins), _assemble(t, ctl_tab, c_host, bins)])
+    edges = bin_edges(_column(t, "psfsize_r"), _column(t, "psfdepth_r"), settings)
+    t = add_bins(t, edges)
+    split = _column(t, "region_split").astype(object)
+    pb, db = _column(t, "psf_bin"), _column(t, "depth_bin")
+    keys = list(zip(split.tolist(), pb.tolist(), db.tolist()))
+    sizes: dict[tuple[str, int, int], int] = {}
+    for key in keys:
+        sizes[key] = sizes.get(key, 0) + 1
+    cells = plan_cells(sizes, settings, n_cfg)
+    schema = manifest_schema(t.schema)
+    key_arr = np.array([cell_label(*k) for k in keys], dtype=object)
+    parts = [build_cell(t.filter(pa.array(key_arr == c.label)), c, settings, experiment_id=experiment_id,
+                        seed=seed, grid=grid, priors=priors, schema=schema) for c in cells]
+    table = pa.concat_tables(parts)
     table = table.take(pc.sort_indices(table, sort_keys=[("task_id", "ascending")]))
-
-    counts = _counts(cells, split, c_host, c_pos, p_host, p_cell, missing_controls, tier, frac,
-                     n_hosts, hosts.num_rows, dropped, n_cfg, reps)
-    edges = {"psfsize_r_arcsec": psf_edges.tolist(), "psfdepth_r_mag5": depth_edges.tolist()}
-    return ManifestResult(table=table, counts=counts, bin_edges=edges, dropped=dropped)
+    counts = summarize_counts(cells, count_rows(table), settings, n_input=hosts.num_rows, dropped=dropped,
+                              n_cfg=n_cfg)
+    return ManifestResult(table=table, counts=counts, bin_edges=edges, dropped=dropped, cells=cells)
 
 
 def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, cid, tid, seeds, fwhm_r,
@@ -396,53 +500,17 @@ def _control_columns(t, settings, grid, host, control_of, tid, seeds, rep, fwhm_
     }
 
 
-def _assemble(t: pa.Table, cols: dict[str, Any], host: np.ndarray, bins: dict[str, np.ndarray]) -> pa.Table:
-    """Host columns taken at ``host`` plus task columns, in :data:`COLUMN_ORDER` with fixed types."""
+def _assemble(t: pa.Table, cols: dict[str, Any], host: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """Host columns taken at ``host`` plus task columns, in the order and types of ``schema``."""
     idx = pa.array(np.asarray(host, dtype=np.int64))
-    data = {}
-    for name in COLUMN_ORDER:
-        if name in bins:
-            data[name] = pa.array(bins[name][host], type=TASK_FIELDS[name])
-        elif name in TASK_FIELDS:
-            v = cols[name]
-            data[name] = v if isinstance(v, pa.Array) else pa.array(v, type=TASK_FIELDS[name])
+    data = []
+    for f in schema:
+        if f.name in cols:
+            v = cols[f.name]
+            arr = v if isinstance(v, pa.Array) else pa.array(v, type=f.type)
         else:
-            data[name] = t.column(name).take(idx)
-    return pa.table(data)
-
-
-def _counts(cells, split, c_host, c_pos, p_host, p_cell, missing, tier, frac, n_hosts, n_input, dropped,
-            n_cfg, reps) -> dict[str, Any]:
-    per_split: dict[str, dict[str, Any]] = {}
-    for s in sorted({c.split for c in cells}):
-        cs = [c for c in cells if c.split == s]
-        ctl_hosts = c_host[split[c_host] == s] if len(c_host) else c_host
-        n_pos = sum(c.n_pos_rows for c in cs)
-        n_ctl = int(len(ctl_hosts))
-        per_split[s] = {
-            "hosts_eligible": int(sum(len(c.hosts) for c in cs)),
-            "hosts_positive": int(sum(c.n_pos_hosts for c in cs)),
-            "hosts_control": int(len(np.unique(ctl_hosts))),
-            "rows_positive": int(n_pos),
-            "rows_control": n_ctl,
-            "controls_missing": int(missing.get(s, 0)),
-            "control_fraction": (n_ctl / (n_pos + n_ctl)) if (n_pos + n_ctl) else 0.0,
-            "cells": len(cs),
-        }
-    tot_pos = sum(v["rows_positive"] for v in per_split.values())
-    tot_ctl = sum(v["rows_control"] for v in per_split.values())
-    return {
-        "tier": tier,
-        "rows_in": int(n_input),
-        "hosts_eligible": int(n_hosts),
-        "hosts_dropped": dropped,
-        "n_configs": int(n_cfg),
-        "replicates": int(reps),
-        "control_fraction_target": frac,
-        "rows_positive": int(tot_pos),
-        "rows_control": int(tot_ctl),
-        "rows_out": int(tot_pos + tot_ctl),
-        "per_split": per_split,
-        "per_tier": {tier: {"rows_positive": int(tot_pos), "rows_control": int(tot_ctl),
-                            "per_split": {s: v["rows_positive"] + v["rows_control"] for s, v in per_split.items()}}},
-    }
+            arr = t.column(f.name).take(idx)
+        if arr.type != f.type:
+            arr = pc.cast(arr, f.type)
+        data.append(arr)
+    return pa.Table.from_arrays(data, schema=schema)

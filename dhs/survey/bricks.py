@@ -143,8 +143,8 @@ def brick_by_name(name: str) -> Brick:
     sign = 1.0 if name[4] == "p" else -1.0
     dec_tenths = int(name[5:8])
     # Row centres are k·0.25°; pick the one whose |dec|·10 truncates to dec_tenths.
-    candidates = [k * BRICKSIZE_DEG for k in range(0, 361)
-                  if int(round(k * BRICKSIZE_DEG * 10000)) // 1000 == dec_tenths]
+    candidates = [k * BRICKSIZE_DEG for k in range(361)
+                  if round(k * BRICKSIZE_DEG * 10000) // 1000 == dec_tenths]
     for adec in candidates:
         dec = sign * adec
         if dec > 90.0:

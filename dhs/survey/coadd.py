@@ -31,7 +31,7 @@ from astropy.wcs import WCS
 
 from dhs.io.paths import S3Options
 from dhs.survey import layout
-from dhs.survey.bricks import brick_at, validate_brickname
+from dhs.survey.bricks import PIXSCALE_ARCSEC, brick_at, bricknames_at, validate_brickname
 from dhs.survey.s3access import FileAccess, RemoteFileMissing
 
 # Severity order of failure reasons (first one found becomes Cutout.reason).
@@ -90,6 +90,14 @@ class _Plane:
     data: np.ndarray
     header: fits.Header
     extra: tuple[np.ndarray | None, ...] = ()
+    _wcs: WCS | None = None
+
+    @property
+    def wcs(self) -> WCS:
+        """Celestial WCS of the header (built once)."""
+        if self._wcs is None:
+            self._wcs = WCS(self.header, naxis=2)
+        return self._wcs
 
     @property
     def nbytes(self) -> int:
@@ -145,11 +153,13 @@ class CoaddStore:
 
     ``root``: local folder or ``s3://bucket/prefix``; ``cache_bytes``: bound of decoded planes kept in
     memory (bytes; the most recently read plane is always kept); ``s3_endpoint_url``/``s3_region``: S3
-    endpoint for non-AWS servers (credentials from the standard boto3 chain); ``bands``: stamp bands.
+    endpoint for non-AWS servers (credentials from the standard boto3 chain); ``bands``: stamp bands;
+    ``neighbour_fallback``: take a stamp that runs off its brick's image from an overlapping neighbour.
     """
 
     def __init__(self, root: str, cache_bytes: int = 2_000_000_000, s3_endpoint_url: str | None = None,
-                 s3_region: str | None = None, bands: tuple[str, ...] = ("g", "r", "z")) -> None:
+                 s3_region: str | None = None, bands: tuple[str, ...] = ("g", "r", "z"),
+                 neighbour_fallback: bool = False) -> None:
         if cache_bytes < 0:
             raise ValueError(f"cache_bytes must be ≥ 0 bytes, got {cache_bytes}")
         bad = [b for b in bands if b not in layout.BANDS]
@@ -158,6 +168,7 @@ class CoaddStore:
         self.root = str(root)
         self.cache_bytes = int(cache_bytes)
         self.bands = tuple(bands)
+        self.neighbour_fallback = bool(neighbour_fallback)
         self._access = FileAccess(S3Options(endpoint_url=s3_endpoint_url, region=s3_region))
         self._cache: OrderedDict[tuple[str, str, str | None], Any] = OrderedDict()
         self._cached_bytes = 0
@@ -192,10 +203,13 @@ class CoaddStore:
                 entry = _read_plane(local, product)
         except RemoteFileMissing:
             entry = _Missing()
-        except Exception as exc:  # corrupt, truncated, unreadable: report, never raise
+        except Exception as exc:  # noqa: BLE001 - corrupt/truncated/unreadable: report, never raise
             msg = " ".join(str(exc).split()) or type(exc).__name__
             entry = _ReadError(f"read_error:{path}: {type(exc).__name__}: {msg}"[:500])
         with self._lock:
+            old_entry = self._cache.pop(key, None)     # another thread may have loaded it meanwhile
+            if old_entry is not None:
+                self._cached_bytes -= old_entry.nbytes
             self._cache[key] = entry
             self._cached_bytes += entry.nbytes
             while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
@@ -220,18 +234,45 @@ class CoaddStore:
         for b in ([band] if band else self.bands):
             e = self._load(validate_brickname(brickname), "image", b)
             if isinstance(e, _Plane):
-                return WCS(e.header, naxis=2)
+                return e.wcs.deepcopy()
         return None
 
     # ----------------------------------------------------------------------------------- cutouts
     def cutout(self, ra: float, dec: float, size: int = 64, brickname: str | None = None) -> Cutout:
         """Stamp of ``size``×``size`` pixels around (ra, dec) [deg] from ``brickname`` (default: the
-        brick containing the position). Never raises for missing or bad data: see :class:`Cutout`."""
+        brick containing the position). Never raises for missing or bad data: see :class:`Cutout`.
+
+        With ``neighbour_fallback`` set on the store, a stamp that runs off its brick's image is taken
+        instead from a neighbouring brick whose (overlapping) image holds it whole, if there is one; the
+        cutout then names that brick and carries the note ``from_neighbour_of:<brick>``.
+        """
         if size <= 0:
             raise ValueError(f"cutout size must be a positive number of pixels, got {size}")
         if brickname is None:
             brickname = brick_at(ra, dec).brickname
         validate_brickname(brickname)
+        cut = self._cutout_from(ra, dec, size, brickname)
+        if not self.neighbour_fallback or cut.reason != "off_image":
+            return cut
+        for other in self._neighbours(ra, dec, size, brickname):
+            alt = self._cutout_from(ra, dec, size, other)
+            if alt.ok:
+                alt.notes.append(f"from_neighbour_of:{brickname}")
+                return alt
+        return cut
+
+    def _neighbours(self, ra: float, dec: float, size: int, brickname: str) -> list[str]:
+        """Bricks (other than ``brickname``) under the stamp's centre, corners and edge midpoints."""
+        half_deg = (size / 2.0 + 1.0) * PIXSCALE_ARCSEC / 3600.0
+        cosd = max(math.cos(math.radians(dec)), 1e-6)
+        dra, ddec = half_deg / cosd, half_deg
+        pts = [(ra + i * dra, min(max(dec + j * ddec, -90.0), 90.0))
+               for i in (-1, 0, 1) for j in (-1, 0, 1)]
+        names = bricknames_at(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+        return [str(n) for n in dict.fromkeys(names.tolist()) if n != brickname]
+
+    def _cutout_from(self, ra: float, dec: float, size: int, brickname: str) -> Cutout:
+        """The cutout from one given brick (see :meth:`cutout`)."""
         nb = len(self.bands)
         image = np.zeros((nb, size, size), dtype=np.float32)
         invvar = np.zeros((nb, size, size), dtype=np.float32)
@@ -273,9 +314,9 @@ class CoaddStore:
 
         ny, nx = ref.data.shape
         try:
-            x, y = WCS(ref.header, naxis=2).all_world2pix(float(ra), float(dec), 0)
+            x, y = ref.wcs.all_world2pix(float(ra), float(dec), 0)
             x, y = float(x), float(y)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken header is a per-row failure
             problems.append(f"read_error:{layout.coadd_path(self.root, brickname, 'image', self.bands[0])}: "
                             f"bad WCS: {exc}")
             return result(0, 0, (math.nan, math.nan), (math.nan, math.nan))
@@ -345,8 +386,9 @@ class CoaddStore:
 
 @lru_cache(maxsize=8)
 def shared_store(root: str, cache_bytes: int = 2_000_000_000, s3_endpoint_url: str | None = None,
-                 s3_region: str | None = None, bands: tuple[str, ...] = ("g", "r", "z")) -> CoaddStore:
+                 s3_region: str | None = None, bands: tuple[str, ...] = ("g", "r", "z"),
+                 neighbour_fallback: bool = False) -> CoaddStore:
     """One :class:`CoaddStore` per process and argument set, so that Spark tasks running in the same
     Python worker share its cache."""
     return CoaddStore(root, cache_bytes=cache_bytes, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region,
-                      bands=tuple(bands))
+                      bands=tuple(bands), neighbour_fallback=neighbour_fallback)

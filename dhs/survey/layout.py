@@ -37,7 +37,7 @@ def sweep_glob(root: str) -> str:
 
 def _tile_corner(value: float) -> str:
     sign = "p" if value >= 0 else "m"
-    return f"{sign}{int(round(abs(value))):03d}"
+    return f"{sign}{round(abs(value)):03d}"
 
 
 def sweep_name(ra: float, dec: float, tile_deg: float = SWEEP_TILE_DEG) -> str:
@@ -47,8 +47,8 @@ def sweep_name(ra: float, dec: float, tile_deg: float = SWEEP_TILE_DEG) -> str:
     ra_lo = math.floor(ra / tile_deg) * tile_deg
     dec_lo = math.floor(float(dec) / tile_deg) * tile_deg
     ra_hi, dec_hi = ra_lo + tile_deg, dec_lo + tile_deg
-    return (f"sweep-{int(round(ra_lo)):03d}{_tile_corner(dec_lo)}-"
-            f"{int(round(ra_hi)):03d}{_tile_corner(dec_hi)}.fits")
+    return (f"sweep-{round(ra_lo):03d}{_tile_corner(dec_lo)}-"
+            f"{round(ra_hi):03d}{_tile_corner(dec_hi)}.fits")
 
 
 def sweep_path(root: str, ra: float, dec: float, tile_deg: float = SWEEP_TILE_DEG) -> str:

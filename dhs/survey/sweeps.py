@@ -23,6 +23,8 @@ Any other requested column that is absent raises :class:`SweepSchemaError` namin
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +57,9 @@ FILL_NAN_IF_ABSENT: frozenset[str] = frozenset({"psfsize_g", "psfsize_r", "psfsi
 _SHAPE_COLS = ("shape_r", "shape_e1", "shape_e2")
 _DERIVED = frozenset(_SHAPE_COLS) | {"sersic", "brick_primary"}
 _DR8_SERSIC = {"PSF": 0.0, "REX": 1.0, "EXP": 1.0, "DEV": 4.0}
+
+
+_CORRUPT_RE = re.compile(r"truncat|corrupt|not multiple of 2880", re.IGNORECASE)
 
 
 class SweepSchemaError(KeyError):
@@ -129,13 +134,25 @@ def read_sweep(path: str, columns: Sequence[str] | None = None, include_vector: 
     Units are the catalogue's: fluxes in nanomaggies, PSFSIZE/SHAPE_R in arcsec, PSFDEPTH in nanomaggy⁻².
     """
     access = FileAccess(s3)
-    try:
-        with access.local_copy(path) as local:
-            return _read_local(path, local, columns, include_vector, rows, mags)
-    except (SweepSchemaError, ValueError):
-        raise
-    except OSError as exc:
-        raise OSError(f"cannot read sweep file {path}: {exc}") from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with access.local_copy(path) as local:
+                table = _read_local(path, local, columns, include_vector, rows, mags)
+            error: Exception | None = None
+        except SweepSchemaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised below with the file named
+            error = exc
+    corrupt = [str(w.message) for w in caught if _CORRUPT_RE.search(str(w.message))]
+    if corrupt:
+        raise OSError(f"cannot read sweep file {path}: corrupt or truncated FITS ({' '.join(corrupt[0].split())})") \
+            from error
+    if isinstance(error, ValueError):
+        raise error
+    if error is not None:
+        raise OSError(f"cannot read sweep file {path}: {type(error).__name__}: {error}") from error
+    return table
 
 
 def _read_local(path: str, local: str, columns: Sequence[str] | None, include_vector: bool,

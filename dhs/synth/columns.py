@@ -31,7 +31,7 @@ def _per(prefix: str, bands: tuple[str, ...], fmt: str) -> list[tuple[str, str]]
 #: (name, FITS TFORM) of every sweep column, in file order.
 SWEEP_SCHEMA: list[tuple[str, str]] = (
     [("RELEASE", "I"), ("BRICKID", "J"), ("BRICKNAME", "8A"), ("OBJID", "J"), ("BRICK_PRIMARY", "L"),
-     ("MASKBITS", "I"), ("FITBITS", "I"), ("TYPE", "3A"), ("RA", "D"), ("DEC", "D"), ("RA_IVAR", "E"),
+     ("MASKBITS", "J"), ("FITBITS", "I"), ("TYPE", "3A"), ("RA", "D"), ("DEC", "D"), ("RA_IVAR", "E"),
      ("DEC_IVAR", "E"), ("BX", "E"), ("BY", "E"), ("DCHISQ", "5E"), ("EBV", "E"), ("MJD_MIN", "D"),
      ("MJD_MAX", "D"), ("REF_CAT", "2A"), ("REF_ID", "K"), ("PMRA", "E"), ("PMDEC", "E"), ("PARALLAX", "E"),
      ("PMRA_IVAR", "E"), ("PMDEC_IVAR", "E"), ("PARALLAX_IVAR", "E"), ("REF_EPOCH", "E")]

@@ -187,13 +187,13 @@ def sersic_samples(shape: Shape, side: int, s: int, dx: float, dy: float,
     # mean over a 24×24 sub-grid of their cells (no sub-sample falls exactly on the centre).
     ic = int(np.argmin(np.abs(x)))
     jc = int(np.argmin(np.abs(y)))
-    fine = (np.arange(_REFINE) + 0.5) / _REFINE - 0.5  # cell-relative offsets, samples
-    step = pixscale / s
-    for j in range(max(jc - _CORE, 0), min(jc + _CORE + 1, n_samp)):
-        for i in range(max(ic - _CORE, 0), min(ic + _CORE + 1, n_samp)):
-            e_f = -(x[i] + fine * step)[None, :]
-            n_f = (y[j] + fine * step)[:, None]
-            img[j, i] = _sersic_sb(shape, e_f, n_f).mean()
+    i0, i1 = max(ic - _CORE, 0), min(ic + _CORE + 1, n_samp)
+    j0, j1 = max(jc - _CORE, 0), min(jc + _CORE + 1, n_samp)
+    fine = ((np.arange(_REFINE) + 0.5) / _REFINE - 0.5) * (pixscale / s)  # arcsec within a cell
+    e_f = -(x[i0:i1, None] + fine[None, :])          # (ni, R)
+    n_f = y[j0:j1, None] + fine[None, :]             # (nj, R)
+    sub = _sersic_sb(shape, e_f[None, :, None, :], n_f[:, None, :, None])  # (nj, ni, R, R)
+    img[j0:j1, i0:i1] = sub.mean(axis=(2, 3))
     tot = img.sum()
     if not tot > 0:
         raise ValueError(f"Sersic profile with r_e={shape.r_e}\" has no flux on a {side}-pixel stamp")

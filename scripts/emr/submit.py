@@ -133,6 +133,7 @@ def step(stage: str, layout: dict[str, str], mode: str, overrides: list[str]) ->
     else:
         py = BOOTSTRAP_PYTHON
     args += [
+        "--conf", f"spark.pyspark.python={py}",
         "--conf", f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={py}",
         "--conf", f"spark.executorEnv.PYSPARK_PYTHON={py}",
         f"{layout['jobs']}/{STAGE_JOBS[stage]}",

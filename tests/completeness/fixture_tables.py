@@ -28,13 +28,14 @@ def ring_image(size: int, flux: float, radius_pix: float, width_pix: float = 1.2
 
 
 def metrics_table(n_pos: int = 400, n_ctrl: int = 200, seed: int = 7, stamps: bool = False,
-                  size: int = 32, n_regions: int = 4) -> pd.DataFrame:
+                  size: int = 32, n_regions: int = 4, extra_core_flux: float = 0.0) -> pd.DataFrame:
     """Injection rows (lens_model "SIE") and control rows ("CONTROL") with 4c columns.
 
     Injections: θE from a grid, psf_fwhm_used_r in [0.9, 1.5]″, arc_snr log-uniform in [1, 100];
     about 5 % failed cutouts (cutout_ok = 0, metrics null) and 3 % with a null arc_snr. Controls: θE = 0,
     arc metrics null, ``control_of`` = a positive's task_id. With ``stamps=True`` a ``stamp`` column holds
-    float32 (3, size, size) arrays (host + noise [+ ring for injections]).
+    float32 (3, size, size) arrays (host + noise [+ ring for injections] [+ ``extra_core_flux`` nanomaggies
+    in a compact core for injections — the shortcut the audit must flag]).
     """
     rng = np.random.default_rng(seed)
     n = n_pos + n_ctrl
@@ -83,6 +84,8 @@ def metrics_table(n_pos: int = 400, n_ctrl: int = 200, seed: int = 7, stamps: bo
             img += rng.normal(0, 0.01, img.shape)
             if is_ctrl[i] == 0:
                 img += np.stack([ring_image(size, f, max(theta[i] / PIX, 1.5)) for f in (1.0, 1.2, 1.4)])
+                if extra_core_flux:
+                    img += np.stack([host_image(size, extra_core_flux * c, 1.0) for c in (0.5, 1.0, 1.6)])
             blobs.append(img.astype("<f4").tobytes())
         df["stamp"] = blobs
     return df
@@ -91,3 +94,20 @@ def metrics_table(n_pos: int = 400, n_ctrl: int = 200, seed: int = 7, stamps: bo
 def decode_stamps(df: pd.DataFrame, size: int) -> np.ndarray:
     """(N, 3, size, size) float32 from the ``stamp`` blobs (float32 LE, C order)."""
     return np.stack([np.frombuffer(b, dtype="<f4").reshape(3, size, size) for b in df["stamp"]])
+
+
+def write_4c_outputs(output_root: str, variant: str, experiment_id: str, df: pd.DataFrame) -> tuple[str, str]:
+    """Write ``df`` as the 4c ``stamps/`` (with arrays) and ``metrics/`` (without) Parquet datasets,
+    partitioned by region_split, under ``<output_root>/phase4c/<variant>/``; returns both paths."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = os.path.join(output_root, "phase4c", variant)
+    stamps = os.path.join(base, "stamps", experiment_id)
+    metrics = os.path.join(base, "metrics", experiment_id)
+    pq.write_to_dataset(pa.Table.from_pandas(df, preserve_index=False), stamps, partition_cols=["region_split"])
+    m = df.drop(columns=[c for c in ("stamp",) if c in df.columns])
+    pq.write_to_dataset(pa.Table.from_pandas(m, preserve_index=False), metrics, partition_cols=["region_split"])
+    return stamps, metrics

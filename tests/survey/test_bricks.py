@@ -32,10 +32,11 @@ def _rows(shared_data):
 
 
 def test_survey_bricks_rows_reproduced_from_radec(shared_data):
-    """All 11 official rows: name, id, row, col, q and Dec bounds exactly; RA centre/bounds to 1e-11 deg.
+    """All 11 official rows: name, id, row, col, q and Dec centre/bounds exactly; RA centre/bounds to
+    1e-13 deg.
 
     The official file's RA values were computed with a different floating-point expression than
-    desiutil's (np.linspace edges); they differ by a few ULP (≤ 1.5e-14 deg), never more.
+    desiutil's (np.linspace edges); in these rows they differ by at most 4 ULP (5.7e-14 deg = 2e-10″).
     """
     for f, r in _rows(shared_data):
         b = brick_at(float(r["ra"]), float(r["dec"]))
@@ -46,7 +47,7 @@ def test_survey_bricks_rows_reproduced_from_radec(shared_data):
         for c in DEC_COLS:
             assert getattr(b, c) == float(r[c]), (f, c)
         for c in RA_COLS:
-            assert abs(getattr(b, c) - float(r[c])) < 1e-11, (f, c, getattr(b, c), float(r[c]))
+            assert abs(getattr(b, c) - float(r[c])) < 1e-13, (f, c, getattr(b, c), float(r[c]))
         # also from a point away from the centre, inside the brick
         b2 = brick_at(float(r["ra1"]) + 0.1 * (r["ra2"] - r["ra1"]), float(r["dec2"]) - 0.01)
         assert b2 == b
@@ -60,7 +61,7 @@ def test_dr6_brick_row(shared_data):
     b = brick_by_name("0959p805")
     assert b.brickid == r["BRICKID"] and b.brickrow == r["BRICKROW"] and b.brickcol == r["BRICKCOL"]
     assert b.dec == 80.5 and b.dec1 == r["DEC1"] and b.dec2 == r["DEC2"]
-    assert abs(b.ra - r["RA"]) < 1e-11
+    assert abs(b.ra - r["RA"]) < 1e-13
 
 
 def test_area_matches_desiutil():
@@ -74,10 +75,10 @@ def test_area_matches_desiutil():
 
 @pytest.mark.slow
 def test_brick_by_name_matches_full_table_sample():
-    """Look-up by name against desiutil's full brick table (random 3000 bricks, all poles included)."""
+    """Look-up by name against desiutil's full brick table (random 1500 bricks, all poles included)."""
     tab = Bricks(0.25).to_table()
     rng = np.random.default_rng(11)
-    idx = np.concatenate([[0, 1, 2, len(tab) - 1, len(tab) - 2], rng.integers(0, len(tab), 3000)])
+    idx = np.concatenate([[0, 1, 2, len(tab) - 1, len(tab) - 2], rng.integers(0, len(tab), 1500)])
     for i in idx:
         row = tab[int(i)]
         b = brick_by_name(str(row["BRICKNAME"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -29,7 +31,7 @@ def dr6_store(dr6):
 
 
 def test_dr6_cutout_in_g_data_is_bit_exact(dr6, dr6_store):
-    root, wcs, g, ivg = dr6
+    _, wcs, g, ivg = dr6
     ra, dec = (float(v) for v in wcs.all_pix2world(400.3, 900.2, 0))
     c = dr6_store.cutout(ra, dec, size=64)
     assert (c.x0, c.y0) == (400 - 32, 900 - 32)
@@ -71,9 +73,8 @@ def test_dr6_empty_region_all_bands(dr6, dr6_store):
     assert set(c.problems) == {"band_missing:r", "no_data:g", "no_data:z"}
 
 
-def test_dr6_host_position_and_orientation(dr6, dr6_store):
+def test_dr6_host_position_and_orientation(dr6_store):
     """Pixel position from the header WCS; rows grow with Dec, columns toward lower RA."""
-    _, wcs, _, _ = dr6
     b = brick_by_name(BRICK)
     c = dr6_store.cutout(b.ra, b.dec, size=10)
     assert c.host_pix == pytest.approx((1799.5, 1799.5), abs=1e-6)
@@ -191,3 +192,30 @@ def test_lru_cache_bounded_in_bytes(coadd_tree):
     assert shared_store(str(coadd_tree.root)) is shared_store(str(coadd_tree.root))
     with pytest.raises(ValueError, match="bands"):
         CoaddStore(str(coadd_tree.root), bands=("u",))
+
+
+def test_neighbour_fallback(tmp_path):
+    """Images of adjacent bricks overlap (here 360² pixels of 2.62″, covering 0.262° like the real
+    3600² × 0.262″); a stamp off one brick's image is taken from the neighbour when the store allows it,
+    and is bit-exact with that neighbour's pixels."""
+    from dhs.survey.bricks import brick_header
+    from tests.survey.conftest import _write_fz
+
+    names = ("0001p000", "0003p000")
+    for k, name in enumerate(names):
+        hdr = brick_header(name, size=360, pixscale=2.62)
+        yy, xx = np.mgrid[0:360, 0:360]
+        img = ((xx + 7 * yy + 1000 * k) % 4096).astype(np.float32)
+        _write_fz(Path(layout.coadd_path(str(tmp_path), name, "image", "g")), img, hdr)
+        _write_fz(Path(layout.coadd_path(str(tmp_path), name, "invvar", "g")),
+                  np.ones((360, 360), dtype=np.float32), hdr)
+    a = brick_by_name(names[0])
+    ra, dec = a.ra + 179.0 * 2.62 / 3600, 0.0   # 1 px inside the east (high-RA) edge of A's image
+    plain = CoaddStore(str(tmp_path), bands=("g",))
+    c = plain.cutout(ra, dec, size=16, brickname=names[0])
+    assert c.reason == "off_image"
+    nb = CoaddStore(str(tmp_path), bands=("g",), neighbour_fallback=True)
+    d = nb.cutout(ra, dec, size=16, brickname=names[0])
+    assert d.ok and d.brickname == "0003p000" and f"from_neighbour_of:{names[0]}" in d.notes
+    img = fits.getdata(layout.coadd_path(str(tmp_path), "0003p000", "image", "g"), 1)
+    assert np.array_equal(d.image[0], img[d.y0:d.y0 + 16, d.x0:d.x0 + 16])

@@ -8,8 +8,14 @@ from scipy import integrate
 
 from dhs.survey import layout
 from dhs.survey.maskbits import DEFAULT_BAD_BITS, WISE_BITS, MaskBit, bit_names, mask_of
-from dhs.survey.photometry import (flux_to_mag, mag5_to_psfdepth_ivar, mag_to_flux, moffat_fwhm_to_psfsize,
-                                   psfdepth_ivar_to_mag5, psfsize_to_moffat_fwhm)
+from dhs.survey.photometry import (
+    flux_to_mag,
+    mag5_to_psfdepth_ivar,
+    mag_to_flux,
+    moffat_fwhm_to_psfsize,
+    psfdepth_ivar_to_mag5,
+    psfsize_to_moffat_fwhm,
+)
 
 
 def test_maskbit_numbers():
@@ -51,7 +57,7 @@ def test_depth_conversion():
 
 def _nea_moffat(fwhm: float, beta: float) -> float:
     alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-    prof = lambda r: (1 + (r / alpha) ** 2) ** (-beta)  # noqa: E731
+    prof = lambda r: (1 + (r / alpha) ** 2) ** (-beta)
     flux = integrate.quad(lambda r: 2 * np.pi * r * prof(r), 0, np.inf)[0]
     sq = integrate.quad(lambda r: 2 * np.pi * r * prof(r) ** 2, 0, np.inf)[0]
     return flux**2 / sq

@@ -144,6 +144,15 @@ def test_hdu1_must_be_table(tmp_path):
         read_sweep(str(tmp_path / "nope.fits"))
 
 
+@pytest.mark.parametrize("kind", ["truncated", "junk"])
+def test_corrupt_file_names_file(tmp_path, dr8_dir, kind):
+    raw = (dr8_dir / DR8[0]).read_bytes()
+    p = tmp_path / f"{kind}.fits"
+    p.write_bytes(raw[: len(raw) // 2] if kind == "truncated" else b"not a fits file" * 50)
+    with pytest.raises(OSError, match=f"cannot read sweep file .*{kind}.fits"):
+        read_sweep(str(p), columns=["ra", "type"])
+
+
 def test_reads_only_requested_columns(tmp_path):
     """Reading 2 of 60 columns of a 12 MB file allocates far less than the file (memory map)."""
     n = 50_000

@@ -1,0 +1,169 @@
+"""Stage 4c throughput on the synthetic sky (stamps/s/core), with the time split into read, cutout,
+render, metrics and write.
+
+    .venv/bin/python benchmarks/bench_stage4c.py [--out build/bench4c] [--replicate 8] [--skip-spark]
+
+1. Builds the synthetic sky (if absent) and runs stages 3 and 4a of ``configs/debug.yaml`` on it; the
+   manifest is replicated ``--replicate`` times (new task ids and seeds) for a longer measurement.
+2. In-process split, one core, no Spark: for each row (sorted by brick as in the stage) the time to read a
+   brick's files the first time (read), to cut the stamp (cutout), to render the arc (render, incl. PSF and
+   optional noise), to compute the metrics (metrics) and to encode the arrays and write the Parquet batch
+   (write).
+3. End to end in local Spark (``stage4c.run``): wall time of the full manifest and of a 1-row manifest;
+   the difference removes Spark's fixed per-job cost. stamps/s/core = rows / (seconds × cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _manifest(cfg, replicate: int, out: Path) -> tuple[str, int]:
+    from dhs.sampling.hashing import stable_hash64
+    from dhs.stages.common import stage_output_dir
+
+    t = pads.dataset(stage_output_dir(cfg, "4a", "manifests"), format="parquet", partitioning="hive").to_table()
+    rows = t.to_pylist()
+    rep = []
+    for k in range(replicate):
+        for r in rows:
+            rep.append(dict(r, task_id=f"{r['task_id']}-rep{k}",
+                            task_seed=stable_hash64(r["task_seed"], k) if k else r["task_seed"]))
+    table = pa.Table.from_pylist(rep, schema=t.schema)
+    path = out / "manifest_bench"
+    shutil.rmtree(path, ignore_errors=True)
+    pads.write_dataset(table, path, format="parquet", partitioning=["region_split"], partitioning_flavor="hive")
+    one = out / "manifest_one"
+    shutil.rmtree(one, ignore_errors=True)
+    pads.write_dataset(table.slice(0, 1), one, format="parquet", partitioning=["region_split"],
+                       partitioning_flavor="hive")
+    return str(path), table.num_rows
+
+
+def in_process_split(cfg, manifest: str) -> dict:
+    """Single-core timing of the per-row work, split into read/cutout/render/metrics/write."""
+    from dhs.injection.schema import output_schema
+    from dhs.injection.task import inject_task
+    from dhs.survey.coadd import CoaddStore
+    from dhs.survey.layout import BANDS
+
+    t = pads.dataset(manifest, format="parquet", partitioning="hive").to_table()
+    t = t.sort_by([("brickname", "ascending"), ("task_id", "ascending")])
+    settings = cfg.stage4c
+    schema = output_schema(t.schema, settings.keep_arrays, settings.stamp_npz)
+    store = CoaddStore(cfg.survey_root, cache_bytes=settings.cache_bytes)
+    timings = {"read": 0.0, "cutout": 0.0, "render": 0.0, "metrics": 0.0, "encode": 0.0, "write": 0.0}
+    seen = set()
+    out_rows = []
+    tmp = tempfile.mkdtemp(prefix="bench4c-")
+    writer = None
+    n_ok = 0
+    t_all = time.perf_counter()
+    for batch in t.to_batches(max_chunksize=settings.arrow_batch_rows):
+        for row in batch.to_pylist():
+            b = row["brickname"]
+            if b not in seen:
+                t0 = time.perf_counter()
+                for prod in ("image", "invvar", "psfsize"):
+                    for band in BANDS:
+                        try:
+                            store.plane(b, prod, band)
+                        except OSError:
+                            pass
+                try:
+                    store.plane(b, "maskbits")
+                except OSError:
+                    pass
+                timings["read"] += time.perf_counter() - t0
+                seen.add(b)
+            t0 = time.perf_counter()
+            cut = store.cutout(row["ra"], row["dec"], int(row["stamp_size"] or 64), b)
+            timings["cutout"] += time.perf_counter() - t0
+            res = inject_task(row, cut, None, settings, timings)
+            n_ok += res["cutout_ok"]
+            out_rows.append(res)
+        t0 = time.perf_counter()
+        rb = pa.RecordBatch.from_pylist(out_rows, schema=schema)
+        if writer is None:
+            writer = pq.ParquetWriter(os.path.join(tmp, "part.parquet"), schema, compression="zstd")
+        writer.write_batch(rb)
+        out_rows = []
+        timings["write"] += time.perf_counter() - t0
+    if writer is not None:
+        writer.close()
+    total = time.perf_counter() - t_all
+    shutil.rmtree(tmp, ignore_errors=True)
+    timings["write"] += timings.pop("encode")
+    n = t.num_rows
+    return {"rows": n, "ok": n_ok, "seconds": total, "stamps_per_s_1core": n / total,
+            "ms_per_stamp": {k: 1e3 * v / n for k, v in timings.items()},
+            "ms_other": 1e3 * (total - sum(timings.values())) / n}
+
+
+def spark_end_to_end(cfg, manifest: str, one: str, n: int, out: Path) -> dict:
+    from dhs.spark import get_spark
+    from dhs.stages import stage4c
+
+    spark = get_spark(cfg.spark)
+    cores = int(spark.sparkContext.defaultParallelism)
+    res = {}
+    for name, path in (("one", one), ("full", manifest)):
+        s = cfg.stage4c.model_copy(update={"manifest_path": path})
+        c = cfg.model_copy(update={"stage4c": s, "output_root": str(out / f"out_{name}"), "force": True})
+        t0 = time.perf_counter()
+        stage4c.run(spark, c)
+        res[name] = time.perf_counter() - t0
+    marginal = max(res["full"] - res["one"], 1e-9)
+    return {"cores": cores, "seconds_full": res["full"], "seconds_one_row": res["one"],
+            "stamps_per_s_per_core_incl_fixed": n / (res["full"] * cores),
+            "stamps_per_s_per_core_marginal": (n - 1) / (marginal * cores)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="build/bench4c")
+    p.add_argument("--replicate", type=int, default=8)
+    p.add_argument("--skip-spark", action="store_true", help="only the in-process split")
+    args = p.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    from dhs.cli import run_stages
+    from dhs.config import load_config
+
+    cfg = load_config(REPO / "configs" / "debug.yaml",
+                      [f"survey_root={out / 'sky'}", f"output_root={out / 'pipeline'}", "spark.show_progress=false"])
+    run_stages(cfg, ["3", "4a"])
+    manifest, n = _manifest(cfg, args.replicate, out)
+    split = in_process_split(cfg, manifest)
+    print(f"[bench4c] in-process, 1 core: {split['rows']} rows ({split['ok']} ok) in {split['seconds']:.1f} s "
+          f"= {split['stamps_per_s_1core']:.0f} stamps/s")
+    for k, v in split["ms_per_stamp"].items():
+        print(f"[bench4c]   {k:8s} {v:7.3f} ms/stamp")
+    print(f"[bench4c]   other    {split['ms_other']:7.3f} ms/stamp")
+    result = {"in_process": split}
+    if not args.skip_spark:
+        e2e = spark_end_to_end(cfg, manifest, str(out / "manifest_one"), n, out)
+        print(f"[bench4c] Spark local[{e2e['cores']}]: {n} rows in {e2e['seconds_full']:.1f} s "
+              f"(1-row job {e2e['seconds_one_row']:.1f} s): {e2e['stamps_per_s_per_core_incl_fixed']:.0f} "
+              f"stamps/s/core incl. fixed cost, {e2e['stamps_per_s_per_core_marginal']:.0f} marginal")
+        result["spark"] = e2e
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""dhs.core — lensing physics, pure numpy/scipy (no Spark, no I/O, no other dhs imports).
+
+Conventions (DESIGN section 3): arcsec in the stamp's pixel frame (x along columns, y along rows), origin
+at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLIPSE parameters.
+"""
+
+from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
+from .metrics import (
+    arc_snr_metrics,
+    lensed_half_light_radius,
+    lensed_total_flux,
+    magnification,
+    total_injected_flux,
+)
+from .psf import moffat_alpha, moffat_kernel, moffat_otf
+from .render import DEFAULT_SUPERSAMPLE, render_arc, render_lensed_bands
+from .sources import InterpolatedSource, SersicSource, sersic_b_n
+
+__all__ = [
+    "SIELens",
+    "SersicSource",
+    "InterpolatedSource",
+    "render_arc",
+    "render_lensed_bands",
+    "sie_shear_deflection",
+    "moffat_kernel",
+    "moffat_alpha",
+    "moffat_otf",
+    "arc_snr_metrics",
+    "magnification",
+    "lensed_half_light_radius",
+    "lensed_total_flux",
+    "total_injected_flux",
+    "ellipticity_to_phi_q",
+    "sersic_b_n",
+    "DEFAULT_SUPERSAMPLE",
+]

@@ -1,0 +1,136 @@
+"""Arc metrics: signal-to-noise (DESIGN section 5), magnification, injected flux, half-light radius."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .lens import SIELens, max_sie_deflection
+from .render import lensed_grid_flux
+
+__all__ = [
+    "arc_snr_metrics",
+    "magnification",
+    "lensed_half_light_radius",
+    "total_injected_flux",
+    "lensed_total_flux",
+]
+
+#: fraction of the arc's own maximum that defines its footprint for arc_snr_sum
+FOOTPRINT_FRACTION = 0.10
+
+
+def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> dict[str, float | None]:
+    """Signal-to-noise of an injected arc in one band (DESIGN section 5).
+
+    Args:
+        arc: (H, W) noiseless arc image, nanomaggies per pixel.
+        invvar: (H, W) inverse variance of the coadd, 1/nanomaggy^2.
+        good: (H, W) boolean mask of usable pixels (e.g. no bad maskbits); pixels with invvar <= 0
+            or non-finite values are never used.
+
+    Returns:
+        dict with
+        ``arc_snr``: peak per-pixel SNR, max over good pixels of s * sqrt(invvar);
+        ``arc_snr_sum``: sum(s) / sqrt(sum(sigma^2)) over the footprint, i.e. good pixels with
+        s >= 10 % of the arc's own maximum (the maximum over the whole stamp);
+        ``arc_snr_opt``: matched-filter SNR sqrt(sum(s^2 * invvar)) over good pixels.
+        All three are None when no good pixel carries arc flux (s > 0).
+    """
+    arc = np.asarray(arc, dtype=np.float64)
+    invvar = np.asarray(invvar, dtype=np.float64)
+    good = np.asarray(good, dtype=bool)
+    if arc.shape != invvar.shape or arc.shape != good.shape:
+        raise ValueError(
+            f"arc_snr_metrics: arc {arc.shape}, invvar {invvar.shape} and good {good.shape} must have one shape"
+        )
+    usable = good & np.isfinite(invvar) & (invvar > 0) & np.isfinite(arc)
+    carrying = usable & (arc > 0)
+    none: dict[str, float | None] = {"arc_snr": None, "arc_snr_sum": None, "arc_snr_opt": None}
+    if not carrying.any():
+        return none
+    s = arc[carrying]
+    iv = invvar[carrying]
+    arc_snr = float(np.max(s * np.sqrt(iv)))
+    arc_snr_opt = float(math.sqrt(np.sum(s * s * iv)))
+    peak = float(np.max(np.where(np.isfinite(arc), arc, -np.inf)))
+    foot = carrying & (arc >= FOOTPRINT_FRACTION * peak)
+    if foot.any():
+        arc_snr_sum = float(np.sum(arc[foot]) / math.sqrt(np.sum(1.0 / invvar[foot])))
+    else:
+        arc_snr_sum = None
+    return {"arc_snr": arc_snr, "arc_snr_sum": arc_snr_sum, "arc_snr_opt": arc_snr_opt}
+
+
+def total_injected_flux(arcs: np.ndarray) -> np.ndarray:
+    """Total flux (nanomaggies) of each band of an (n_bands, H, W) or (H, W) arc image inside the stamp."""
+    arcs = np.asarray(arcs, dtype=np.float64)
+    return arcs.sum(axis=(-2, -1))
+
+
+def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Sequence[float]) -> float:
+    """Radius (arcsec) around ``centre_pix`` of the circle holding half of the arc's flux in the stamp.
+
+    Args:
+        arc: (H, W) arc image (nanomaggies per pixel, non-negative in practice).
+        pixscale: arcsec per pixel.
+        centre_pix: (col, row) pixel coordinates of the centre, e.g. the lens centre
+            (size//2 + offset_pix[0], size//2 + offset_pix[1]).
+
+    Returns:
+        The half-light radius in arcsec, interpolated linearly in the cumulative flux of pixels sorted
+        by the distance of their centres; NaN when the arc has no positive total flux.
+    """
+    arc = np.asarray(arc, dtype=np.float64)
+    if arc.ndim != 2:
+        raise ValueError(f"lensed_half_light_radius: arc must be 2-D, got shape {arc.shape}")
+    total = float(arc.sum())
+    if not (math.isfinite(total) and total > 0):
+        return float("nan")
+    rows, cols = np.indices(arc.shape)
+    r = np.hypot(cols - float(centre_pix[0]), rows - float(centre_pix[1])).reshape(-1)
+    order = np.argsort(r, kind="stable")
+    r_sorted = r[order]
+    cum = np.cumsum(arc.reshape(-1)[order])
+    k = int(np.searchsorted(cum, 0.5 * total))
+    if k == 0:
+        return float(r_sorted[0] * pixscale)
+    c0, c1 = cum[k - 1], cum[k]
+    frac = (0.5 * total - c0) / (c1 - c0) if c1 > c0 else 0.0
+    return float((r_sorted[k - 1] + frac * (r_sorted[k] - r_sorted[k - 1])) * pixscale)
+
+
+def _image_plane_half_width(lens: SIELens, source) -> float:
+    """Half-width (arcsec) of a lens-centred box that contains every image of the source's 99.9 % isophote."""
+    beta = math.hypot(source.x, source.y) + source.extent_radius(0.999)
+    alpha = max_sie_deflection(lens.theta_e, lens.e1, lens.e2)
+    gamma = math.hypot(lens.gamma1, lens.gamma2)
+    # |beta| >= |theta| (1 - |gamma|) - |alpha_SIE|  =>  |theta| <= (|beta| + alpha_max) / (1 - |gamma|)
+    return 1.02 * (beta + alpha) / (1.0 - gamma)
+
+
+def lensed_total_flux(lens: SIELens, source, *, n_base: int = 256) -> float:
+    """Total lensed flux (nanomaggies) of ``source`` over the whole image plane (not limited by a stamp).
+
+    The integral runs over a lens-centred square that holds every image of the source's 99.9 %
+    isophote, on an n_base x n_base grid refined adaptively where the source is under-resolved.
+    """
+    half = _image_plane_half_width(lens, source)
+    h = 2.0 * half / n_base
+    centres = ((np.arange(n_base) + 0.5) * h - half).astype(np.float32)
+    return float(lensed_grid_flux(lens, source, centres, centres, h).sum(dtype=np.float64))
+
+
+def magnification(lens: SIELens, source, *, n_base: int = 256) -> float:
+    """Total magnification: lensed / unlensed total flux of the source, not limited by any stamp.
+
+    The unlensed flux is the analytic total (``source.flux``); the lensed flux is integrated over the
+    whole region where images can form (see lensed_total_flux).  Accuracy ~0.3 % (the light outside
+    the 99.9 % isophote is not followed).  Returns exactly 1.0 when the lens has no mass and no shear.
+    """
+    if lens.theta_e == 0.0 and lens.gamma1 == 0.0 and lens.gamma2 == 0.0:
+        return 1.0
+    unit = source.with_flux(1.0)
+    return lensed_total_flux(lens, unit, n_base=n_base)

@@ -1,0 +1,1 @@
+"""Plots and the HTML report (matplotlib Agg; no display needed)."""

@@ -1,0 +1,57 @@
+"""Stamp gallery: Lupton et al. (2004) asinh RGB composites (astropy.visualization.make_lupton_rgb) of
+injections across θE with their matched controls beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from astropy.visualization import make_lupton_rgb  # noqa: E402
+
+from dhs.report.plots import save  # noqa: E402
+
+__all__ = ["lupton_rgb", "gallery_figure"]
+
+
+def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
+               band_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a (3, H, W) g, r, z stamp in nanomaggies: R = z, G = r, B = g (each times its
+    entry of ``band_scales``, given in R, G, B order), asinh stretch with ``stretch`` (nanomaggies) and ``q``."""
+    a = np.nan_to_num(np.asarray(stamp, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"lupton_rgb needs a (3, H, W) g, r, z stamp, got shape {a.shape}")
+    sr, sg, sb = (float(s) for s in band_scales)
+    return make_lupton_rgb(a[2] * sr, a[1] * sg, a[0] * sb, minimum=0.0, stretch=stretch, Q=q)
+
+
+def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: float = 8.0,
+                   band_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> str:
+    """A grid with one row per pair: injection (left) and its matched control (right, or blank).
+
+    Each pair: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array), ``control`` (array or None),
+    ``label`` (text under the injection, e.g. task id and arc SNR), ``control_label``.
+    """
+    n = max(len(pairs), 1)
+    fig, axes = plt.subplots(n, 2, figsize=(4.2, 2.1 * n), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if not pairs:
+        axes[0, 0].text(0.5, 0.5, "no valid injections", ha="center", va="center", transform=axes[0, 0].transAxes)
+    for i, p in enumerate(pairs):
+        axes[i, 0].imshow(lupton_rgb(p["injection"], stretch, q, band_scales), origin="lower")
+        axes[i, 0].set_title(f"θE = {p['theta_e']:.2f}″", fontsize=8)
+        axes[i, 0].set_xlabel(p.get("label", ""), fontsize=6)
+        if p.get("control") is not None:
+            axes[i, 1].imshow(lupton_rgb(p["control"], stretch, q, band_scales), origin="lower")
+            axes[i, 1].set_title("matched control", fontsize=8)
+            axes[i, 1].set_xlabel(p.get("control_label", ""), fontsize=6)
+        else:
+            axes[i, 1].text(0.5, 0.5, "no matched control", ha="center", va="center", fontsize=7,
+                            transform=axes[i, 1].transAxes)
+    fig.suptitle("injections (left) and matched controls (right); Lupton asinh RGB = z, r, g", fontsize=8)
+    return save(fig, path)
