@@ -56,7 +56,7 @@ class SelectionSetConfig(StrictModel):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$")
 
     @model_validator(mode="after")
-    def _weights(self) -> "SelectionSetConfig":
+    def _weights(self) -> SelectionSetConfig:
         if self.weights and len(self.weights) != self.n_bins:
             raise ValueError(f"weights has {len(self.weights)} entries but n_bins is {self.n_bins}")
         if any(w < 0 for w in self.weights) or (self.weights and sum(self.weights) <= 0):
@@ -123,7 +123,7 @@ class Stage3Config(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _known_variants(self) -> "Stage3Config":
+    def _known_variants(self) -> Stage3Config:
         known = set(BUILTIN_VARIANTS) | set(self.custom_variants)
         unknown = [v for v in self.variants if v not in known]
         if unknown:
@@ -138,7 +138,7 @@ class Stage3Config(StrictModel):
             raise ValueError(f"selection_sets: duplicate ids {dup}; give each set a distinct 'id'")
         return self
 
-    def check_inputs(self, cfg: "RunConfig") -> list[str]:
+    def check_inputs(self, cfg: RunConfig) -> list[str]:
         """Problems with inputs that can be checked before Spark starts (messages name the key)."""
         problems = []
         if cfg.variant not in self.variants:

@@ -80,9 +80,10 @@ def subpixel_axes(
 #: Maximum number of 2x2 refinement levels below the base sub-pixel grid (a factor 2^6 = 64 finer).
 MAX_REFINE_LEVELS = 6
 #: Refinement thresholds on the estimated relative midpoint error h^2/24 |d2 S| / S of one cell: the base
-#: grid carries a Laplacian correction (second-order accurate), refined sub-cells are plain midpoints.
+#: grid carries a Laplacian correction (second-order accurate), refined cells use 2x2 Gauss-Legendre.
 BASE_TOL = 0.05
-SUB_TOL = 0.01
+#: Gauss-Legendre cells are split when the midpoint estimate exceeds this (their own error is ~0.13 x its square)
+GL_TOL = 0.08
 
 
 def _shoot(lens: SIELens, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +93,7 @@ def _shoot(lens: SIELens, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _core_radius(h: float, level: int) -> float:
-    """Softening radius for cusps: half the finest cell reachable from cells of side h at ``level``."""
+    """Softening radius for cusps: a quarter of the finest cell reachable from cells of side h at ``level``."""
     return 0.25 * h / 2 ** (MAX_REFINE_LEVELS - level)
 
 
@@ -101,22 +102,27 @@ def refined_cell_means(
 ) -> np.ndarray:
     """Mean surface brightness over square image-plane cells of side ``h`` centred on (x, y).
 
-    Each cell is split 2x2; sub-cells that the source still flags as under-resolved are split again,
-    up to MAX_REFINE_LEVELS levels (adaptive supersampling for compact sources and Sersic cusps).
+    Each cell is integrated with the 2x2 Gauss-Legendre rule (exact for bicubic variations).  Cells the
+    source still flags as under-resolved for that rule are split 2x2 and treated the same way, up to
+    MAX_REFINE_LEVELS levels (adaptive supersampling for compact sources and Sersic cusps).
     """
-    q = 0.25 * h
-    offs = np.array([-q, q], dtype=x.dtype)
-    xs = (x[:, None, None] + offs[None, None, :]).reshape(-1)
-    ys = (y[:, None, None] + offs[None, :, None]).reshape(-1)
-    xs = np.ascontiguousarray(np.broadcast_to(xs.reshape(-1, 1, 2), (x.size, 2, 2)).reshape(-1))
-    ys = np.ascontiguousarray(np.broadcast_to(ys.reshape(-1, 2, 1), (x.size, 2, 2)).reshape(-1))
+    g = h / (2.0 * math.sqrt(3.0))
+    offs = np.array([-g, g], dtype=x.dtype)
+    xs = np.ascontiguousarray(np.broadcast_to(x[:, None, None] + offs[None, None, :], (x.size, 2, 2)).reshape(-1))
+    ys = np.ascontiguousarray(np.broadcast_to(y[:, None, None] + offs[None, :, None], (x.size, 2, 2)).reshape(-1))
     bx, by = _shoot(lens, xs, ys)
-    sb = source.surface_brightness(bx, by, core_radius=_core_radius(h, level))
+    sb = source.surface_brightness(bx, by, core_radius=_core_radius(h, level)).reshape(-1, 4)
+    means = sb.mean(axis=1)
     if level < MAX_REFINE_LEVELS:
-        idx = np.flatnonzero(source.needs_refinement(bx, by, 0.5 * h, SUB_TOL))
+        flags = source.needs_refinement(bx, by, h, GL_TOL).reshape(-1, 4).any(axis=1)
+        idx = np.flatnonzero(flags)
         if idx.size:
-            sb[idx] = refined_cell_means(lens, source, xs[idx], ys[idx], 0.5 * h, level + 1)
-    return sb.reshape(-1, 4).mean(axis=1)
+            q = 0.25 * h
+            sub = np.array([-q, q], dtype=x.dtype)
+            cx = np.broadcast_to(x[idx, None, None] + sub[None, None, :], (idx.size, 2, 2)).reshape(-1)
+            cy = np.broadcast_to(y[idx, None, None] + sub[None, :, None], (idx.size, 2, 2)).reshape(-1)
+            means[idx] = refined_cell_means(lens, source, cx, cy, 0.5 * h, level + 1).reshape(-1, 4).mean(axis=1)
+    return means
 
 
 def _add_laplacian_correction(sb: np.ndarray) -> None:

@@ -24,7 +24,7 @@ __all__ = ["SersicSource", "InterpolatedSource", "sersic_b_n", "sersic_enclosed_
 
 
 #: refinement is pointless for cells whose estimated error is below this fraction of the total flux
-_MIN_CELL_ERROR = 1e-6
+_MIN_CELL_ERROR = 1e-7
 
 
 def sersic_b_n(n: float) -> float:

@@ -70,9 +70,26 @@ def _dhs_version() -> str:
         return "0+unknown"
 
 
+_BLOCK = 256
+
+
+def _normalised_block(path: str, images: Any, start: int, stop: int) -> np.ndarray:
+    """Templates ``start:stop`` checked (finite, positive sum) and renormalised to unit sum, as float32."""
+    blk = np.asarray(images[start:stop], dtype=np.float64)
+    finite = np.isfinite(blk).all(axis=(1, 2))
+    if not finite.all():
+        raise ValueError(f"write_bank({path}): template {start + int(np.flatnonzero(~finite)[0])} has "
+                         "non-finite pixels")
+    sums = blk.sum(axis=(1, 2))
+    if not np.all(sums > 0):
+        bad = int(np.flatnonzero(~(sums > 0))[0])
+        raise ValueError(f"write_bank({path}): template {start + bad} has total flux {sums[bad]!r} <= 0")
+    return (blk / sums[:, None, None]).astype(np.float32)
+
+
 def write_bank(
     path: str | os.PathLike[str],
-    images: np.ndarray,
+    images: np.ndarray | Any,
     meta: Mapping[str, Any],
     attrs: Mapping[str, Any],
     *,
@@ -83,18 +100,20 @@ def write_bank(
     Parameters
     ----------
     path : output ``.h5`` path (local).
-    images : (N, H, W) array of templates; stored as float32. Each is renormalised to sum to exactly 1
-        in float64 before the cast (so sums are 1 within float32 rounding, ~1e-7).
+    images : (N, H, W) array of templates, or any object with ``shape``/``ndim`` and slice access (read
+        in blocks of 256, e.g. an h5py dataset); stored as float32. Each is renormalised to sum to 1 in
+        float64 before the cast (so sums are 1 within float32 rounding, ~1e-7).
     meta : column name -> length-N array (numeric). With ``require_columns`` every ``META_COLUMNS`` name
         must be present.
     attrs : must contain ``pixscale_arcsec`` (float, arcsec per template pixel); may contain
         ``source_catalog``, ``colour_source``, ``build_params`` (dict, stored as JSON) and ``created_utc``
         (default: now). ``stamp_size``, ``n``, ``format``, ``format_version``, ``dhs_version`` are set here.
     """
-    images = np.asarray(images)
+    if getattr(images, "ndim", None) != 3 or not hasattr(images, "shape"):
+        images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"write_bank({path}): images must be (N, H, W), got shape {images.shape}")
-    n, h, w = images.shape
+    n, h, w = (int(v) for v in images.shape)
     if h != w:
         raise ValueError(f"write_bank({path}): templates must be square, got {h}x{w}")
     if "pixscale_arcsec" not in attrs or not float(attrs["pixscale_arcsec"]) > 0:
@@ -103,25 +122,19 @@ def write_bank(
         missing = [c for c in META_COLUMNS if c not in meta]
         if missing:
             raise ValueError(f"write_bank({path}): meta is missing columns {missing}")
-    img64 = images.astype(np.float64)
-    if not np.all(np.isfinite(img64)):
-        bad = int(np.flatnonzero(~np.isfinite(img64).all(axis=(1, 2)))[0])
-        raise ValueError(f"write_bank({path}): template {bad} has non-finite pixels")
-    sums = img64.sum(axis=(1, 2))
-    if n and not np.all(sums > 0):
-        bad = int(np.flatnonzero(~(sums > 0))[0])
-        raise ValueError(f"write_bank({path}): template {bad} has total flux {sums[bad]!r} <= 0")
-    out = (img64 / sums[:, None, None]).astype(np.float32) if n else img64.astype(np.float32)
 
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with h5py.File(tmp, "w", track_order=True) as f:
-            f.create_dataset(
-                "images", data=out, chunks=(1, h, w) if n else None, compression="gzip" if n else None,
-                compression_opts=4 if n else None, shuffle=bool(n), track_times=False,
+            ds = f.create_dataset(
+                "images", shape=(n, h, w), dtype=np.float32, chunks=(1, h, w) if n else None,
+                compression="gzip" if n else None, compression_opts=4 if n else None, shuffle=bool(n),
+                track_times=False,
             )
+            for start in range(0, n, _BLOCK):
+                ds[start:start + _BLOCK] = _normalised_block(path, images, start, min(n, start + _BLOCK))
             grp = f.create_group("meta", track_order=True)
             for name in sorted(meta):
                 col = np.asarray(meta[name])
@@ -165,9 +178,12 @@ def _cache_dir() -> str:
 
 
 def fetch_s3(url: str, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> str:
-    """Download ``url`` to the per-process temporary cache once and return the local path.
+    """Download ``url`` into the machine's temporary cache once and return the local path.
 
-    Later calls with the same URL and endpoint return the cached file without touching S3.
+    Within a process, later calls return the cached path without touching S3. Across processes on the
+    same machine (Spark Python workers of one executor), the cached file is reused when its recorded ETag
+    still matches the object's (one HEAD request); otherwise it is downloaded again (atomic rename, so
+    concurrent workers never read a partial file).
     """
     from dhs.io.paths import S3Options, s3_client, split_s3
 
@@ -177,15 +193,30 @@ def fetch_s3(url: str, s3_endpoint_url: str | None = None, s3_region: str | None
             return _S3_CACHE[key]
         bucket, obj = split_s3(url)
         digest = hashlib.sha1(f"{url}|{s3_endpoint_url}".encode()).hexdigest()[:16]
-        local = os.path.join(_cache_dir(), f"{digest}-{os.getpid()}-{os.path.basename(obj) or 'bank.h5'}")
-        tmp = f"{local}.part"
+        local = os.path.join(_cache_dir(), f"{digest}-{os.path.basename(obj) or 'bank.h5'}")
         client = s3_client(S3Options(endpoint_url=s3_endpoint_url, region=s3_region))
+        where = f"COSMOS bank {url} (endpoint {s3_endpoint_url or 'default'})"
         try:
-            client.download_file(bucket, obj, tmp)
-        except Exception as exc:
-            raise CosmosBankError(f"cannot download COSMOS bank {url} "
-                                  f"(endpoint {s3_endpoint_url or 'default'}): {exc}") from exc
-        os.replace(tmp, local)
+            etag = str(client.head_object(Bucket=bucket, Key=obj).get("ETag", ""))
+        except Exception as exc:  # botocore raises several unrelated types; all mean "cannot read"
+            raise CosmosBankError(f"cannot download {where}: {exc}") from exc
+        tag_path = f"{local}.etag"
+        cached_tag = None
+        if os.path.exists(local) and os.path.exists(tag_path):
+            with open(tag_path) as fh:
+                cached_tag = fh.read()
+        if cached_tag != etag:
+            tmp = f"{local}.part-{os.getpid()}-{threading.get_ident()}"
+            try:
+                client.download_file(bucket, obj, tmp)
+            except Exception as exc:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise CosmosBankError(f"cannot download {where}: {exc}") from exc
+            os.replace(tmp, local)
+            with open(f"{tag_path}.{os.getpid()}", "w") as fh:
+                fh.write(etag)
+            os.replace(f"{tag_path}.{os.getpid()}", tag_path)
         _S3_CACHE[key] = local
         return local
 
@@ -194,10 +225,12 @@ def fetch_s3(url: str, s3_endpoint_url: str | None = None, s3_region: str | None
 class CosmosBank:
     """Read access to a bank file. Use :meth:`open`; picklable (re-opens the file after unpickling)."""
 
-    def __init__(self, local_path: str, source: str, lazy: bool = True) -> None:
+    def __init__(self, local_path: str, source: str, lazy: bool = True,
+                 s3: tuple[str | None, str | None] = (None, None)) -> None:
         self.path = local_path
         self.source = source
         self.lazy = lazy
+        self._s3 = s3
         self._file: h5py.File | None = None
         self._images: np.ndarray | None = None
         self._load()
@@ -220,7 +253,7 @@ class CosmosBank:
             local = src
             if not os.path.isfile(local):
                 raise FileNotFoundError(f"COSMOS bank file not found: {local}")
-        return cls(local, src, lazy=lazy)
+        return cls(local, src, lazy=lazy, s3=(s3_endpoint_url, s3_region))
 
     def _load(self) -> None:
         try:
@@ -265,10 +298,16 @@ class CosmosBank:
             raise
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "source": self.source, "lazy": self.lazy}
+        return {"path": self.path, "source": self.source, "lazy": self.lazy, "s3": self._s3}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["source"], state["lazy"])  # type: ignore[misc]
+        """Re-open after unpickling; on another machine an S3 bank is fetched into that machine's cache."""
+        from dhs.io.paths import is_s3
+
+        path = state["path"]
+        if not os.path.exists(path) and is_s3(state["source"]):
+            path = fetch_s3(state["source"].replace("s3a://", "s3://", 1), *state["s3"])
+        self.__init__(path, state["source"], state["lazy"], state["s3"])  # type: ignore[misc]
 
     def close(self) -> None:
         """Close the underlying HDF5 file (lazy mode)."""

@@ -51,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b.add_argument("--min-snr", type=float, default=10.0, help="minimum template S/N in HST (default 10)")
     b.add_argument("--max-edge-flux-frac", type=float, default=0.02,
                    help="maximum flux fraction near the stamp border (default 0.02)")
+    b.add_argument("--min-stamp-flux-frac", type=float, default=0.97,
+                   help="minimum fraction of the HST stamp's flux inside the bank stamp (default 0.97)")
     b.add_argument("--mag-min", type=float, default=None, help="brightest F814W magnitude kept")
     b.add_argument("--mag-max", type=float, default=None, help="faintest F814W magnitude kept")
     b.add_argument("--checkpoint-every", type=_positive_int, default=500,
@@ -74,6 +76,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             target_psf_fwhm=args.target_psf_fwhm, noise=args.noise, max_edge_flux_frac=args.max_edge_flux_frac,
             min_snr=args.min_snr, mag_min=args.mag_min, mag_max=args.mag_max,
             checkpoint_every=args.checkpoint_every, restart=args.restart, progress=progress,
+            min_stamp_flux_frac=args.min_stamp_flux_frac,
         )
     except (CatalogError, ValueError, RuntimeError) as exc:
         print(f"dhs cosmos-bank: {exc}", file=sys.stderr)

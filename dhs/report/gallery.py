@@ -30,28 +30,31 @@ def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
 
 def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: float = 8.0,
                    band_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> str:
-    """A grid with one row per pair: injection (left) and its matched control (right, or blank).
+    """A 2-row grid, one column per pair sorted by θE: injection on top, its matched control below.
 
     Each pair: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array), ``control`` (array or None),
     ``label`` (text under the injection, e.g. task id and arc SNR), ``control_label``.
     """
+    pairs = sorted(pairs, key=lambda p: p["theta_e"])
     n = max(len(pairs), 1)
-    fig, axes = plt.subplots(n, 2, figsize=(4.2, 2.1 * n), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.9 * n + 0.6, 4.4), squeeze=False)
+    fig.subplots_adjust(hspace=0.35, wspace=0.08)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    axes[0, 0].set_ylabel("injection", fontsize=8)
+    axes[1, 0].set_ylabel("matched control", fontsize=8)
     if not pairs:
         axes[0, 0].text(0.5, 0.5, "no valid injections", ha="center", va="center", transform=axes[0, 0].transAxes)
     for i, p in enumerate(pairs):
-        axes[i, 0].imshow(lupton_rgb(p["injection"], stretch, q, band_scales), origin="lower")
-        axes[i, 0].set_title(f"θE = {p['theta_e']:.2f}″", fontsize=8)
-        axes[i, 0].set_xlabel(p.get("label", ""), fontsize=6)
+        axes[0, i].imshow(lupton_rgb(p["injection"], stretch, q, band_scales), origin="lower")
+        axes[0, i].set_title(f"θE = {p['theta_e']:.2f}″", fontsize=8)
+        axes[0, i].set_xlabel(p.get("label", ""), fontsize=5.5)
         if p.get("control") is not None:
-            axes[i, 1].imshow(lupton_rgb(p["control"], stretch, q, band_scales), origin="lower")
-            axes[i, 1].set_title("matched control", fontsize=8)
-            axes[i, 1].set_xlabel(p.get("control_label", ""), fontsize=6)
+            axes[1, i].imshow(lupton_rgb(p["control"], stretch, q, band_scales), origin="lower")
+            axes[1, i].set_xlabel(p.get("control_label", ""), fontsize=5.5)
         else:
-            axes[i, 1].text(0.5, 0.5, "no matched control", ha="center", va="center", fontsize=7,
-                            transform=axes[i, 1].transAxes)
-    fig.suptitle("injections (left) and matched controls (right); Lupton asinh RGB = z, r, g", fontsize=8)
+            axes[1, i].text(0.5, 0.5, "no matched\ncontrol", ha="center", va="center", fontsize=7,
+                            transform=axes[1, i].transAxes)
+    fig.suptitle("injections across θE (top) and their matched controls (below); Lupton asinh RGB = z, r, g", fontsize=8)
     return save(fig, path)

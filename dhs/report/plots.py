@@ -84,7 +84,8 @@ def plot_heatmap(table: pd.DataFrame, surface: str, recovery: str, selection: st
     for _, r in sub.iterrows():
         i, j = rows.index(r["bin1_lo"]), cols.index(r["bin2_lo"])
         grid[i, j] = r["completeness"]
-        ax.text(j, i, f"{int(r['n_recovered'])}/{int(r['n_valid'])}", ha="center", va="center", fontsize=6)
+        ax.text(j, i, f"{int(r['n_recovered'])}/{int(r['n_valid'])}", ha="center", va="center", fontsize=6,
+                color="white" if r["completeness"] < 0.5 else "black")
     im = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_yticks(range(len(rows)), [f"{v:g}" for v in rows])
     ax.set_xticks(range(len(cols)), [f"{v:g}" for v in cols], rotation=45)
@@ -101,10 +102,12 @@ def plot_snr_distributions(hist: pd.DataFrame, snr_column: str, width_dex: float
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     h = hist.dropna(subset=["b_theta_e_lo", "snr_log_bin"])
     for i, (theta, sub) in enumerate(sorted(h.groupby("b_theta_e_lo"), key=lambda t: t[0])):
-        sub = sub.sort_values("snr_log_bin")
-        edges = np.r_[sub["snr_log_bin"].to_numpy(), sub["snr_log_bin"].to_numpy()[-1] + width_dex]
-        frac = sub["n"].to_numpy() / sub["n"].sum()
-        ax.stairs(frac, edges, label=f"θE ≥ {theta:g}″ (n={int(sub['n'].sum())})", color=f"C{i % 10}")
+        k = np.round(sub["snr_log_bin"].to_numpy() / width_dex).astype(int)
+        n = sub["n"].to_numpy(dtype=float)
+        full = np.zeros(k.max() - k.min() + 1)
+        np.add.at(full, k - k.min(), n)  # contiguous bins, zeros where a bin is empty
+        edges = (k.min() + np.arange(full.size + 1)) * width_dex
+        ax.stairs(full / full.sum(), edges, label=f"θE bin {theta:g}″ (n={int(n.sum())})", color=f"C{i % 10}")
     ax.set_xlabel(f"log10({snr_column})")
     ax.set_ylabel("fraction of valid injections")
     ax.set_title(f"{snr_column} distributions by θE bin", fontsize=9)

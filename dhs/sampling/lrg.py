@@ -27,17 +27,17 @@ import numpy as np
 from dhs.survey.photometry import flux_to_mag
 
 __all__ = [
+    "LRG_VARIANTS",
     "Cut",
     "LRGVariant",
-    "LRG_VARIANTS",
-    "parse_cut",
-    "make_variant",
-    "resolve_variants",
-    "variant_columns",
     "evaluate_cuts",
     "lrg_flags",
+    "make_variant",
+    "parse_cut",
+    "resolve_variants",
     "type_equals",
     "type_is_psf",
+    "variant_columns",
 ]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -91,7 +91,7 @@ def parse_cut(expr: str) -> Cut:
     Raises ``ValueError`` naming the expression if it does not parse.
     """
     if not isinstance(expr, str):
-        raise ValueError(f"LRG cut must be a string like 'mag_z < 20.0', got {expr!r}")
+        raise TypeError(f"LRG cut must be a string like 'mag_z < 20.0', got {expr!r}")
     m = _TYPE_CUT_RE.match(expr)
     if m:
         return Cut(expr=expr.strip(), lhs="type", rhs=None, op="!=", value=m.group("val").upper())

@@ -150,9 +150,11 @@ def prepare_hosts(hosts: pa.Table) -> pa.Table:
             cols[c] = pc.cast(cols[c], pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ManifestError(f"host table: column {c!r} must be numeric (got {cols[c].type})") from exc
-    for c in ("galaxy_id", "region_split", "brickname"):
-        if not pa.types.is_string(cols[c].type) and not pa.types.is_large_string(cols[c].type):
+    for c in ("galaxy_id", "region_split", "brickname", "type"):
+        if not pa.types.is_string(cols[c].type):
             cols[c] = pc.cast(cols[c], pa.string())
+    if pa.types.is_large_list(cols["selection_sets"].type) or pa.types.is_list(cols["selection_sets"].type):
+        cols["selection_sets"] = pc.cast(cols["selection_sets"], pa.list_(pa.string()))
     return pa.table(cols)
 
 

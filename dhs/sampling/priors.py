@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,25 @@ class PriorError(ValueError):
     """An invalid prior specification; the message names the key."""
 
 
+@lru_cache(maxsize=256)
+def _frozen_dist(kind: str, items: tuple[tuple[str, float], ...]) -> Any:
+    """A frozen scipy distribution for (kind, params); cached because freezing one costs milliseconds."""
+    p = dict(items)
+    if kind == "uniform":
+        return stats.uniform(loc=p["low"], scale=p["high"] - p["low"])
+    if kind == "log_uniform":
+        return stats.loguniform(p["low"], p["high"])
+    if kind == "normal" and "low" not in p and "high" not in p:
+        return stats.norm(loc=p["mean"], scale=p["sigma"])
+    if kind in ("normal", "truncnormal"):
+        a = (p.get("low", -math.inf) - p["mean"]) / p["sigma"]
+        b = (p.get("high", math.inf) - p["mean"]) / p["sigma"]
+        return stats.truncnorm(a, b, loc=p["mean"], scale=p["sigma"])
+    if kind == "area_uniform":
+        return stats.powerlaw(2.0, loc=0.0, scale=p["max"])
+    raise AssertionError(kind)
+
+
 @dataclass(frozen=True)
 class Distribution:
     """A one-dimensional distribution with an inverse CDF (``ppf``) and a CDF.
@@ -138,20 +158,7 @@ class Distribution:
     weights: tuple[float, ...] = ()
 
     def _frozen(self) -> Any:
-        p = self.params
-        if self.kind == "uniform":
-            return stats.uniform(loc=p["low"], scale=p["high"] - p["low"])
-        if self.kind == "log_uniform":
-            return stats.loguniform(p["low"], p["high"])
-        if self.kind == "normal" and "low" not in p:
-            return stats.norm(loc=p["mean"], scale=p["sigma"])
-        if self.kind in ("normal", "truncnormal"):
-            a = (p.get("low", -math.inf) - p["mean"]) / p["sigma"]
-            b = (p.get("high", math.inf) - p["mean"]) / p["sigma"]
-            return stats.truncnorm(a, b, loc=p["mean"], scale=p["sigma"])
-        if self.kind == "area_uniform":
-            return stats.powerlaw(2.0, loc=0.0, scale=p["max"])
-        raise AssertionError(self.kind)
+        return _frozen_dist(self.kind, tuple(sorted(self.params.items())))
 
     def ppf(self, u1: np.ndarray, u2: np.ndarray | None = None) -> np.ndarray:
         """Values at quantiles ``u1`` in [0, 1); mixtures pick the component with ``u1`` and use ``u2``."""

@@ -28,8 +28,8 @@ __all__ = [
     "ScoreParams",
     "SelectionSpec",
     "region_scores",
-    "selection_set_id",
     "select_regions",
+    "selection_set_id",
     "selection_sets_per_region",
 ]
 

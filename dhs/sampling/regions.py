@@ -20,9 +20,9 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "QualityCuts",
+    "brick_adjacency",
     "brick_area_deg2",
     "brick_quality",
-    "brick_adjacency",
     "grow_regions",
     "region_metrics",
 ]
@@ -196,14 +196,7 @@ def grow_regions(
         region[s] = rid
         count, tot_area = 1, float(area[s])
         heap: list[tuple[float, int, int]] = []
-
-        def push_neighbours(b: int) -> None:
-            for nb in nbrs[b]:
-                if region[nb] < 0:
-                    d = float(1.0 - np.dot(xyz[s], xyz[nb]))  # monotonic in angular distance
-                    heapq.heappush(heap, (round(d, 15), int(rank[nb]), nb))
-
-        push_neighbours(s)
+        _push_neighbours(heap, s, s, nbrs, region, xyz, rank)
         while heap and count < max_bricks:
             _, _, b = heapq.heappop(heap)
             if region[b] >= 0:
@@ -213,8 +206,19 @@ def grow_regions(
             region[b] = rid
             count += 1
             tot_area += float(area[b])
-            push_neighbours(b)
+            _push_neighbours(heap, b, s, nbrs, region, xyz, rank)
     return region
+
+
+def _push_neighbours(
+    heap: list[tuple[float, int, int]], b: int, seed: int, nbrs: list[list[int]], region: np.ndarray,
+    xyz: np.ndarray, rank: np.ndarray,
+) -> None:
+    """Push the unassigned neighbours of brick ``b``, keyed by distance from the seed, then seed order."""
+    for nb in nbrs[b]:
+        if region[nb] < 0:
+            d = float(1.0 - np.dot(xyz[seed], xyz[nb]))  # 1 − cos(angle): monotonic in angular distance
+            heapq.heappush(heap, (round(d, 15), int(rank[nb]), nb))
 
 
 def _pct(values: np.ndarray, q: float) -> float:

@@ -19,10 +19,10 @@ from dhs.sampling.hashing import hash64_array
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "assign_blocks",
+    "block_keys",
     "check_fractions",
     "healpix_block",
-    "block_keys",
-    "assign_blocks",
     "split_of_blocks",
 ]
 

@@ -169,7 +169,7 @@ def load_brick_summary(path: str, unit: str, s3: S3Options | None = None) -> dic
     dec1, dec2`` (deg). FITS (.fits/.fits.gz), Parquet or CSV. Errors name the file and column."""
     try:
         data = read_bytes(path, s3)
-    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure to fetch is a clear input error
+    except (OSError, Exception) as exc:
         raise FileNotFoundError(f"stage 3: cannot read brick summary {path} (stage3.brick_summary): {exc}") from exc
     cols = _read_table_bytes(path, data)
     for need in ("brickname", "ebv", "psfsize_r", "psfdepth_r"):
@@ -185,8 +185,20 @@ def load_brick_summary(path: str, unit: str, s3: S3Options | None = None) -> dic
     if all(k in cols for k in ("ra1", "ra2", "dec1", "dec2")):
         for k in ("ra1", "ra2", "dec1", "dec2"):
             out[k] = np.asarray(cols[k], dtype=np.float64)
-    names, idx = np.unique(out["brickname"], return_index=True)
-    if len(names) != len(out["brickname"]):
+    elif "ra" in cols and "dec" in cols and len(out["brickname"]):
+        # bounds from the brick tiling at the listed centres (vectorised); names must agree
+        from dhs.survey.bricks import bricks_at
+
+        geo = bricks_at(np.asarray(cols["ra"], dtype=np.float64), np.asarray(cols["dec"], dtype=np.float64))
+        bad = np.flatnonzero(geo["brickname"] != out["brickname"])
+        if len(bad):
+            raise ValueError(
+                f"brick summary {path}: row {int(bad[0])} brickname {str(out['brickname'][bad[0]])!r} does not match the "
+                f"brick at its ra/dec ({str(geo['brickname'][bad[0]])!r})"
+            )
+        for k in ("ra1", "ra2", "dec1", "dec2"):
+            out[k] = geo[k]
+    if len(np.unique(out["brickname"])) != len(out["brickname"]):
         raise ValueError(f"brick summary {path}: duplicate bricknames")
     return out
 
@@ -292,8 +304,8 @@ def build_brick_table(
     bounds = {k: np.full(len(names), np.nan) for k in ("ra1", "ra2", "dec1", "dec2")}
     for i, b in enumerate(names.tolist()):
         if have[i] and "ra1" in summary:
-            for k in bounds:
-                bounds[k][i] = summary[k][idx[i]]
+            for k, arr in bounds.items():
+                arr[i] = summary[k][idx[i]]
         else:
             br = brick_by_name(b)
             bounds["ra1"][i], bounds["ra2"][i], bounds["dec1"][i], bounds["dec2"][i] = br.ra1, br.ra2, br.dec1, br.dec2
@@ -357,7 +369,7 @@ def plan_regions(
     split_of_region = dict(zip(rid.tolist(), split.tolist()))
     bricks["region_split"] = np.array([split_of_region.get(int(r), "") for r in region.tolist()], dtype=object)
     info = {
-        "bricks": int(len(ok)),
+        "bricks": len(ok),
         "bricks_quality_ok": int(ok.sum()),
         "bricks_failed_quality": {k: int((~p).sum()) for k, p in parts.items()},
         "bricks_not_in_summary": int((~bricks["in_summary"]).sum()),

@@ -1,10 +1,16 @@
 """Stage 4a: the injection manifest (one row per injection or control task).
 
 Reads ``phase3/<variant>/parent/``, keeps the hosts (``is_lrg_<variant>`` or ``stage4a.host_flag``, optionally
-one selection set), collects their few catalogue columns to the driver (one small row per host) and builds
-the manifest there with the pure :func:`dhs.sampling.manifest.build_manifest`. Because the hosts are sorted
-by ``galaxy_id`` and every choice is made by xxhash64, the manifest does not depend on the Spark
-partitioning, the number of cores or the order in which Spark returns rows. Writes
+one selection set) and runs the steps of :func:`dhs.sampling.manifest.build_manifest` with Spark:
+
+1. executors flag unusable hosts (bad PSF size/depth/magnitude, near a known lens) — ``drop_reasons``;
+2. the driver collects the eligible hosts' two binning columns and computes the quantile edges;
+3. executors add the PSF and depth bins; the driver counts hosts per (split, psf_bin, depth_bin) cell and
+   plans every cell (hosts, injection rows, control rows; the ``max_rows`` guardrail fires here);
+4. ``groupBy(cell).applyInArrow`` builds each cell's rows with ``build_cell``.
+
+Inside a cell hosts are sorted by ``galaxy_id`` and every choice is made by xxhash64, so the manifest does
+not depend on the Spark partitioning, the number of cores or the order in which rows arrive. Writes
 ``phase4a/<variant>/manifests/<experiment_id>/`` partitioned by ``region_split`` and a ``_stage_config.json``
 with the grid, priors, bin edges, seeds and counts per split and tier.
 """
@@ -21,7 +27,20 @@ from dhs.config import RunConfig
 from dhs.io.paths import to_spark_path
 from dhs.sampling.grids import load_grid
 from dhs.sampling.known_lenses import lenscat_lenses, near_known_lens, read_known_lenses
-from dhs.sampling.manifest import OPTIONAL_HOST_COLUMNS, REQUIRED_HOST_COLUMNS, build_manifest
+from dhs.sampling.manifest import (
+    OPTIONAL_HOST_COLUMNS,
+    REQUIRED_HOST_COLUMNS,
+    add_bins,
+    bin_edges,
+    build_cell,
+    cell_label,
+    drop_reasons,
+    manifest_schema,
+    n_configs,
+    plan_cells,
+    prepare_hosts,
+    summarize_counts,
+)
 from dhs.sampling.priors import STREAM, parse_priors
 from dhs.stages.common import (
     StageResult,
@@ -34,6 +53,7 @@ from dhs.stages.common import (
 )
 
 STAGE = "4a"
+DROP = "__drop_reason"
 
 
 def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, str]:
@@ -64,7 +84,8 @@ def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, 
     return hosts.select(*cols), rows_in, flag
 
 
-def _known_lens_mask(cfg: RunConfig, hosts: pa.Table) -> tuple[np.ndarray | None, dict[str, Any]]:
+def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
+    """RA, Dec (deg) of the known lenses to avoid, or None when the exclusion is off."""
     kl = cfg.stage4a.known_lenses
     if not kl.enabled:
         return None, {"enabled": False}
@@ -79,15 +100,21 @@ def _known_lens_mask(cfg: RunConfig, hosts: pa.Table) -> tuple[np.ndarray | None
         ras.append(ra)
         decs.append(dec)
         sources.append({"catalog": "lenscat", "n": int(len(ra))})
-    mask = near_known_lens(hosts.column("ra").to_numpy(zero_copy_only=False),
-                           hosts.column("dec").to_numpy(zero_copy_only=False),
-                           np.concatenate(ras), np.concatenate(decs), kl.radius_arcsec)
-    return mask, {"enabled": True, "radius_arcsec": kl.radius_arcsec, "sources": sources,
-                  "hosts_excluded": int(mask.sum())}
+    return (np.concatenate(ras), np.concatenate(decs)), {"enabled": True, "radius_arcsec": kl.radius_arcsec,
+                                                          "sources": sources}
+
+
+def _spark_schema(schema: pa.Schema) -> Any:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
 
 
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4a: build and write the manifest of ``cfg.experiment_id``."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     settings = cfg.stage4a
     out_dir = stage_output_dir(cfg, STAGE, "manifests")
     if should_skip(cfg, [out_dir]):
@@ -99,25 +126,77 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                                 "(run stage 3 first)")
     grid = load_grid(settings.grid, settings.grids_dir) if settings.parameter_source == "grid" else None
     priors = parse_priors(settings.priors)
+    n_cfg = n_configs(settings, grid)
+    lenses, kl_info = _known_lenses(cfg)
+    radius = settings.known_lenses.radius_arcsec
 
     host_df, rows_in, flag = _host_frame(spark, cfg, parent_dir)
-    hosts = host_df.toArrow()
-    exclude, kl_info = _known_lens_mask(cfg, hosts)
-    result = build_manifest(hosts, settings, experiment_id=cfg.experiment_id, seed=cfg.seed, grid=grid,
-                            priors=priors, exclude=exclude)
-    table = result.table
-    sdf = spark.createDataFrame(table)
-    write_parquet_atomically(sdf, out_dir, partition_by=("region_split",))
+    prepared_schema = prepare_hosts(host_df.limit(0).toArrow()).schema
+    flagged_schema = prepared_schema.append(pa.field(DROP, pa.string()))
 
-    counts = dict(result.counts)
+    def flag_hosts(batches):
+        for batch in batches:
+            t = prepare_hosts(pa.Table.from_batches([batch]))
+            exclude = None
+            if lenses is not None:
+                exclude = near_known_lens(t.column("ra").to_numpy(zero_copy_only=False),
+                                          t.column("dec").to_numpy(zero_copy_only=False), lenses[0], lenses[1], radius)
+            t = t.append_column(DROP, pa.array(drop_reasons(t, exclude).tolist(), type=pa.string()))
+            yield from t.cast(flagged_schema).to_batches()
+
+    flagged = host_df.mapInArrow(flag_hosts, _spark_schema(flagged_schema)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n_hosts_in = 0
+        dropped: dict[str, int] = {}
+        for r in flagged.groupBy(DROP).count().collect():
+            n_hosts_in += int(r["count"])
+            if r[DROP] is not None:
+                dropped[r[DROP]] = int(r["count"])
+        eligible = flagged.filter(F.col(DROP).isNull()).drop(DROP)
+        keys = eligible.select("psfsize_r", "psfdepth_r").toArrow()
+        if keys.num_rows == 0:
+            raise ValueError(f"stage 4a: no eligible hosts in {parent_dir} (flag {flag}; dropped {dropped or 'none'})")
+        edges = bin_edges(keys.column("psfsize_r").to_numpy(), keys.column("psfdepth_r").to_numpy(), settings)
+        binned_schema = add_bins(prepared_schema.empty_table(), edges).schema
+
+        def bin_hosts(batches):
+            for batch in batches:
+                yield from add_bins(pa.Table.from_batches([batch]), edges).cast(binned_schema).to_batches()
+
+        binned = eligible.mapInArrow(bin_hosts, _spark_schema(binned_schema))
+        sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"])): int(r["count"])
+                 for r in binned.groupBy("region_split", "psf_bin", "depth_bin").count().collect()}
+        cells = plan_cells(sizes, settings, n_cfg)
+        plans = {c.label: c for c in cells}
+        schema = manifest_schema(binned_schema)
+        experiment_id, seed = cfg.experiment_id, cfg.seed
+
+        def cell_rows(table: pa.Table) -> pa.Table:
+            label = cell_label(table.column("region_split")[0].as_py(), table.column("psf_bin")[0].as_py(),
+                               table.column("depth_bin")[0].as_py())
+            return build_cell(table, plans[label], settings, experiment_id=experiment_id, seed=seed, grid=grid,
+                              priors=priors, schema=schema)
+
+        manifest = binned.groupBy("region_split", "psf_bin", "depth_bin").applyInArrow(cell_rows, _spark_schema(schema))
+        write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
+    finally:
+        flagged.unpersist()
+
+    written = spark.read.parquet(to_spark_path(out_dir))
+    agg = [{"region_split": r["region_split"], "is_control": int(r["is_control"]), "n": int(r["n"]),
+            "hosts": int(r["hosts"])}
+           for r in written.groupBy("region_split", "is_control")
+           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts")).collect()]
+    counts = summarize_counts(cells, agg, settings, n_input=n_hosts_in, dropped=dropped, n_cfg=n_cfg)
     counts["parent_rows"] = int(rows_in)
-    counts["host_rows"] = int(hosts.num_rows)
+    if kl_info.get("enabled"):
+        kl_info["hosts_excluded"] = int(dropped.get("near_known_lens", 0))
     extra = {
         "host_flag": flag,
         "selection_set": settings.selection_set,
         "grid": grid.as_dict() if grid is not None else None,
         "priors": priors.as_dict(),
-        "bin_edges": result.bin_edges,
+        "bin_edges": edges,
         "seeds": {
             "run_seed": cfg.seed,
             "host_order": "xxhash64(galaxy_id, seed=run_seed) within (split, psf_bin, depth_bin)",
@@ -125,9 +204,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             "prior_draws": f"PCG64(SeedSequence([uint64(task_seed), {STREAM}]))",
         },
         "known_lenses": kl_info,
-        "columns": table.column_names,
+        "columns": schema.names,
     }
-    res = StageResult(stage=STAGE, output_path=out_dir, rows_in=int(hosts.num_rows), rows_out=table.num_rows,
-                      failures={f"host_{k}": v for k, v in result.dropped.items()},
+    res = StageResult(stage=STAGE, output_path=out_dir, rows_in=n_hosts_in, rows_out=counts["rows_out"],
+                      failures={f"host_{k}": v for k, v in dropped.items()},
                       extra={"per_split": counts["per_split"]})
     return finish_stage(cfg, res, [out_dir], inputs=[parent_dir], counts=counts, started=started, extra=extra)

@@ -260,29 +260,30 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     derived = rows.mapInPandas(derive, _derived_schema(s, defs)).persist(StorageLevel.MEMORY_AND_DISK)
     bins = bin_defs(s)
     ccols = count_columns(defs)
-    counts = derived.groupBy(*key_columns(bins)).agg(*[F.sum(c).alias(c) for c in ccols]).toPandas()
+    counts = derived.groupBy(*key_columns(bins)).agg(*[F.sum(F.col(f"`{c}`")).alias(c) for c in ccols]).toPandas()
     for c in ccols:
         counts[c] = counts[c].astype("int64")
     first = defs[0].name
-    snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"nv__{first}__all") == 1))
+    snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"`nv__{first}__all`") == 1))
                 .groupBy("b_theta_e_lo", "snr_log_bin").count().withColumnRenamed("count", "n").toPandas())
     derived.unpersist()
 
-    rows_in = m.count()
     rows_out = int(counts["n_attempt"].sum())
-    if rows_out != rows_in:
-        raise RuntimeError(f"stage 4d: {rows_in} metrics rows in {metrics_dir} but {rows_out} counted")
     tables = surface_tables(counts, bins, defs, tuple(s.confidence_levels), s.region_min_count)
 
     pop = _pop_expr(m.columns)
     kind = F.when(F.col("error").isNull(), F.lit(None)).otherwise(F.substring_index(F.col("error"), ":", 1)) \
         if "error" in m.columns else F.lit(None).cast("string")
-    failures = (m.withColumn("population", F.when(pop == 1, "control").otherwise("injection"))
-                .groupBy("population", "cutout_ok", kind.alias("error_kind")).count()
-                .orderBy("population", "cutout_ok", "error_kind").toPandas())
     prov_cols = [c for c in ("psf_source_g", "psf_source_r", "psf_source_z") if c in m.columns]
-    provenance = (m.withColumn("population", F.when(pop == 1, "control").otherwise("injection"))
-                  .groupBy("population", *prov_cols).count().orderBy("population", *prov_cols).toPandas())
+    summary = (m.withColumn("population", F.when(pop == 1, "control").otherwise("injection"))
+               .groupBy("population", "cutout_ok", kind.alias("error_kind"), *prov_cols).count().toPandas())
+    rows_in = int(summary["count"].sum())
+    if rows_out != rows_in:
+        raise RuntimeError(f"stage 4d: {rows_in} metrics rows in {metrics_dir} but {rows_out} counted")
+    failures = (summary.groupby(["population", "cutout_ok", "error_kind"], dropna=False)["count"].sum()
+                .reset_index().sort_values(["population", "cutout_ok"]))
+    provenance = (summary.groupby(["population", *prov_cols], dropna=False)["count"].sum().reset_index()
+                  .sort_values(["population", *prov_cols]))
     n_ok = {p: int(failures[(failures["population"] == name) & (failures["cutout_ok"] == 1)]["count"].sum())
             for p, name in ((0, "injection"), (1, "control"))}
 

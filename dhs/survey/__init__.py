@@ -1,0 +1,1 @@
+"""Legacy Surveys DR10 data model: bricks, MASKBITS, photometry, file layout, sweeps, coadd store."""

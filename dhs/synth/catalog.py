@@ -64,8 +64,8 @@ def _pix(objs: BrickObjects, size: int) -> tuple[np.ndarray, np.ndarray]:
 def _fraction_masked(mask: np.ndarray, x: float, y: float, radius: float) -> float:
     size = mask.shape[0]
     r = int(np.ceil(radius))
-    x0, x1 = max(int(round(x)) - r, 0), min(int(round(x)) + r + 1, size)
-    y0, y1 = max(int(round(y)) - r, 0), min(int(round(y)) + r + 1, size)
+    x0, x1 = max(int(np.rint(x)) - r, 0), min(int(np.rint(x)) + r + 1, size)
+    y0, y1 = max(int(np.rint(y)) - r, 0), min(int(np.rint(y)) + r + 1, size)
     if x0 >= x1 or y0 >= y1:
         return 0.0
     yy, xx = np.mgrid[y0:y1, x0:x1]
@@ -79,7 +79,7 @@ def _wise_tile(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """unWISE-like 1.5° tile name and the position on its 2048² grid of 2.75″ pixels."""
     ra_t = (np.floor(ra / 1.5) + 0.5) * 1.5
     dec_t = np.round(dec / 1.5) * 1.5
-    names = np.array([f"{int(r * 10):04d}{'p' if d >= 0 else 'm'}{int(round(abs(d) * 10)):03d}"
+    names = np.array([f"{int(r * 10):04d}{'p' if d >= 0 else 'm'}{int(np.rint(abs(d) * 10)):03d}"
                       for r, d in zip(ra_t, dec_t)])
     wx = 1024.0 + (ra_t - ra) * np.cos(np.radians(dec)) * 3600.0 / 2.75
     wy = 1024.0 + (dec - dec_t) * 3600.0 / 2.75

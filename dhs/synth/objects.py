@@ -66,7 +66,7 @@ def scaled_counts(size: int) -> dict[str, int]:
     if size < 2 * _INNER_PAD + 20:
         raise ValueError(f"coadd_size must be ≥ {2 * _INNER_PAD + 20} pixels, got {size}")
     scale = ((size - 2 * _INNER_PAD) / (REFERENCE_SIZE - 2 * _INNER_PAD)) ** 2
-    counts = {k: max(1, int(round(v * scale))) for k, v in BASE_COUNTS.items()}
+    counts = {k: max(1, int(np.rint(v * scale))) for k, v in BASE_COUNTS.items()}
     counts.update(FIXED_COUNTS)
     return counts
 

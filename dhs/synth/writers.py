@@ -4,15 +4,19 @@
   subtractive dithering (SUBTRACTIVE_DITHER_2, which keeps exact zeros) at quantize_level 32: the
   quantisation step is σ_pixel/32, adding 1/(12·32²) ≈ 8e-5 of the noise variance, and the dither seed is
   fixed so that the bytes are reproducible. ``invvar`` and ``psfsize`` (smooth floats) use lossless
-  GZIP_2 (quantize_level 0); ``maskbits`` (integers) RICE_1, lossless for integers.
+  GZIP_2 (quantize_level 0; tiles written with a zero gzip timestamp); ``maskbits`` (integers) RICE_1,
+  lossless for integers.
 - tables: binary tables; the gzipped brick summary is written with a zero gzip timestamp.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from astropy.io import fits
@@ -40,6 +44,26 @@ def _compressed(data: np.ndarray, header: fits.Header, kind: str, name: str, dit
     raise ValueError(f"unknown compression kind {kind!r}")
 
 
+@contextmanager
+def _deterministic_gzip() -> Iterator[None]:
+    """Make astropy's GZIP tile codec write a zero gzip timestamp (it calls ``gzip.compress`` whose
+    default stamps the current time into every tile, so identical data would give different bytes)."""
+    try:
+        from astropy.io.fits.hdu.compressed import _codecs
+    except ImportError:  # pragma: no cover - astropy layout changed; the determinism test will say so
+        yield
+        return
+    original = getattr(_codecs, "gzip_compress", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+    _codecs.gzip_compress = functools.partial(gzip.compress, mtime=0)
+    try:
+        yield
+    finally:
+        _codecs.gzip_compress = original
+
+
 def write_compressed(path: str, hdus: list[tuple[np.ndarray, fits.Header, str, str]],
                      dither_seed: int = 1) -> None:
     """Write ``.fits.fz``: an empty primary HDU then one compressed HDU per (data, header, kind, extname).
@@ -52,7 +76,8 @@ def write_compressed(path: str, hdus: list[tuple[np.ndarray, fits.Header, str, s
     for data, header, kind, name in hdus:
         hl.append(_compressed(data, header, kind, name, dither_seed))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    hl.writeto(path, overwrite=True)
+    with _deterministic_gzip():
+        hl.writeto(path, overwrite=True)
 
 
 _NUMPY_OF_TFORM = {"E": ">f4", "D": ">f8", "I": ">i2", "J": ">i4", "K": ">i8", "B": "u1", "L": "?"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import boto3
@@ -109,6 +110,8 @@ def test_open_from_s3_downloads_once(small_bank, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+    monkeypatch.setattr(bank_mod, "_cache_dir", lambda: str(path.parent / "s3cache"))
+    os.makedirs(path.parent / "s3cache")
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="banks")
@@ -122,3 +125,23 @@ def test_open_from_s3_downloads_once(small_bank, monkeypatch):
         assert b2.path == local and b2.n == 5
         with pytest.raises(CosmosBankError, match="cannot download COSMOS bank s3://banks/missing.h5"):
             CosmosBank.open("s3://banks/missing.h5")
+        # another worker process on the same machine (empty in-process cache) reuses the file while the
+        # object is unchanged, and fetches again when it changed
+        s3.upload_file(str(path), "banks", "cosmos/bank.h5")
+        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+        before = os.stat(local).st_mtime_ns
+        assert CosmosBank.open("s3://banks/cosmos/bank.h5").path == local
+        assert os.stat(local).st_mtime_ns == before
+        other = path.parent / "other.h5"
+        write_bank(other, imgs[::-1], {}, {"pixscale_arcsec": 0.05})
+        s3.upload_file(str(other), "banks", "cosmos/bank.h5")
+        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+        b3 = CosmosBank.open("s3://banks/cosmos/bank.h5")
+        np.testing.assert_allclose(b3.template(0), imgs[4] / imgs[4].sum(), rtol=1e-6, atol=1e-12)
+        # a pickled S3 bank whose local copy is gone (another machine) fetches it again
+        state = pickle.dumps(b3)
+        b3.close()
+        os.remove(local)
+        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+        b4 = pickle.loads(state)
+        assert os.path.exists(b4.path) and b4.n == 5

@@ -103,14 +103,14 @@ def test_lensed_cosmos_source_flux_and_colours(built_bank):
     path, _ = built_bank
     bank = CosmosBank.open(path)
     lens = SIELens(1.2, e1=0.1, e2=-0.05, gamma1=0.03, gamma2=0.01)
-    for seed in (5, 6, 7):
+    for seed, (x, y) in zip((5, 6, 7), ((0.08, -0.05), (0.35, 0.2), (-0.6, 0.3)), strict=True):
         c = choose_cosmos_source(bank, seed, 22.0, manifest_gr=0.9, manifest_rz=0.5)
-        src = c.source(x=0.08, y=-0.05)
+        src = c.source(x=x, y=y)
         bands = render_lensed_bands(lens, src, list(c.fluxes), [1.5, 1.3, 1.2], size=96, pixscale=PIX,
                                     supersample=SUPERSAMPLE)
         totals = bands.reshape(3, -1).sum(axis=1)
         mu = totals / np.array(c.fluxes)
-        assert mu[1] > 2.0  # a source this close to the centre is strongly magnified
+        assert mu[1] > 1.5  # a source this close to the centre is magnified
         np.testing.assert_allclose(mu, mu[1], rtol=1e-3)
         # total injected flux per band = requested flux x magnification (not limited by the stamp)
         np.testing.assert_allclose(totals, np.array(c.fluxes) * magnification(lens, src), rtol=0.01)

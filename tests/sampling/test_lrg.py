@@ -18,8 +18,8 @@ def flux_for_mag(m: float) -> float:
 
 
 def _row(**kw) -> dict[str, np.ndarray]:
-    base = dict(type="DEV", flux_g=1.0, flux_r=flux_for_mag(20.5), flux_z=flux_for_mag(19.0),
-                flux_w1=flux_for_mag(16.0), nobs_g=2, nobs_r=2, nobs_z=2, fracmasked_g=0.0, dec=0.0)
+    base = {"type": "DEV", "flux_g": 1.0, "flux_r": flux_for_mag(20.5), "flux_z": flux_for_mag(19.0),
+                "flux_w1": flux_for_mag(16.0), "nobs_g": 2, "nobs_r": 2, "nobs_z": 2, "fracmasked_g": 0.0, "dec": 0.0}
     base.update(kw)
     return {k: np.atleast_1d(np.asarray(v)) for k, v in base.items()}
 
@@ -73,7 +73,7 @@ def test_variant_table_is_as_specified():
 def test_v_cuts_strict_at_boundaries(name, zmax, rz, zw):
     eps = 1e-9  # mag; far above float64 rounding of a magnitude (~1e-14)
     z = zmax - 0.3
-    good = dict(flux_z=flux_for_mag(z), flux_r=flux_for_mag(z + rz + 0.2), flux_w1=flux_for_mag(z - zw - 0.2))
+    good = {"flux_z": flux_for_mag(z), "flux_r": flux_for_mag(z + rz + 0.2), "flux_w1": flux_for_mag(z - zw - 0.2)}
     assert lrg_flags(_row(**good), [name])[f"is_lrg_{name}"][0]
     # z magnitude exactly at and just beyond the limit (colours kept passing)
     for zval, expect in ((zmax - eps, True), (zmax + eps, False)):

@@ -85,7 +85,7 @@ def test_shared_edge_lengths_respect_cos_dec(wrap_bricks):
 
 def test_corner_contact_is_not_adjacency():
     # two 0.25° squares touching only at a corner
-    i, j, _ = brick_adjacency(np.array([10.0, 10.25]), np.array([10.25, 10.5]),
+    i, _, _ = brick_adjacency(np.array([10.0, 10.25]), np.array([10.25, 10.5]),
                               np.array([0.0, 0.25]), np.array([0.25, 0.5]))
     assert len(i) == 0
 
@@ -155,8 +155,8 @@ def test_area_and_compactness_analytic():
     for (nx, ny), perim in (((1, 1), 1.0), ((2, 2), 2.0), ((4, 1), 2.5)):
         ra1, ra2, dec1, dec2 = grid(nx, ny)
         n = nx * ny
-        bricks = dict(ra1=ra1, ra2=ra2, dec1=dec1, dec2=dec2, n_gal=np.full(n, 10),
-                      psfsize_r=np.linspace(1.0, 1.4, n), psfdepth_r_mag5=np.full(n, 24.0), ebv=np.full(n, 0.05))
+        bricks = {"ra1": ra1, "ra2": ra2, "dec1": dec1, "dec2": dec2, "n_gal": np.full(n, 10),
+                      "psfsize_r": np.linspace(1.0, 1.4, n), "psfdepth_r_mag5": np.full(n, 24.0), "ebv": np.full(n, 0.05)}
         m = region_metrics(np.zeros(n, int), bricks, {"v2": np.full(n, 3)})
         area = 0.25 * nx * np.degrees(np.sin(np.radians(dec2.max())) - np.sin(np.radians(dec1.min())))
         np.testing.assert_allclose(m["area_deg2"], [area], rtol=1e-12)
@@ -170,9 +170,9 @@ def test_area_and_compactness_analytic():
 
 def test_region_metrics_several_regions_and_wrap_centre():
     ra1 = np.array([359.75, 0.0, 50.0])
-    bricks = dict(ra1=ra1, ra2=ra1 + 0.25, dec1=np.zeros(3), dec2=np.full(3, 0.25), n_gal=np.array([5, 7, 9]),
-                  psfsize_r=np.array([1.0, 1.2, np.nan]), psfdepth_r_mag5=np.array([24, 24.2, 24.4]),
-                  ebv=np.array([0.01, 0.02, 0.03]))
+    bricks = {"ra1": ra1, "ra2": ra1 + 0.25, "dec1": np.zeros(3), "dec2": np.full(3, 0.25), "n_gal": np.array([5, 7, 9]),
+                  "psfsize_r": np.array([1.0, 1.2, np.nan]), "psfdepth_r_mag5": np.array([24, 24.2, 24.4]),
+                  "ebv": np.array([0.01, 0.02, 0.03])}
     m = region_metrics(np.array([4, 4, 9]), bricks, {"v": np.array([1, 2, 3])})
     assert m["region_id"].tolist() == [4, 9]
     assert m["n_bricks"].tolist() == [2, 1] and m["n_gal"].tolist() == [12, 9]

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from astropy_healpix import HEALPix
 
-from dhs.sampling.splits import DEFAULT_FRACTIONS, assign_blocks, check_fractions, healpix_block, split_of_blocks
 from dhs.sampling.regions import brick_adjacency
+from dhs.sampling.splits import (
+    DEFAULT_FRACTIONS,
+    assign_blocks,
+    check_fractions,
+    healpix_block,
+    split_of_blocks,
+)
 from dhs.survey.bricks import bricks_at
 
 RA0, RA1, DEC0, DEC1 = 120.0, 160.0, -10.0, 20.0
@@ -50,7 +56,7 @@ def sky():
     first = np.zeros(len(names), dtype=np.int64)
     first[inv[::-1]] = np.arange(len(inv))[::-1]
     bricks = {k: v[first] for k, v in b.items()}
-    return dict(ra=ra, dec=dec, brick_index=inv, bricks=bricks, counts=counts)
+    return {"ra": ra, "dec": dec, "brick_index": inv, "bricks": bricks, "counts": counts}
 
 
 @pytest.mark.slow

@@ -48,18 +48,18 @@ def build_minisky(root: Path, seed: int = 3) -> dict:
         typ = rng.choice(np.array(["DEV", "SER", "REX", "EXP", "PSF"]), n, p=[0.3, 0.2, 0.2, 0.15, 0.15])
         fz = _flux(z)
         fz[rng.uniform(size=n) < 0.03] = -0.1  # some non-positive fluxes
-        rows.append(dict(
-            BRICKNAME=np.full(n, b["brickname"][i]).astype("S8"), BRICKID=np.full(n, b["brickid"][i], np.int32),
-            OBJID=np.arange(n, dtype=np.int32), TYPE=typ.astype("S3"), RA=ra, DEC=dec,
-            EBV=np.full(n, 0.03, np.float32), FLUX_G=_flux(z + rz + gr), FLUX_R=_flux(z + rz), FLUX_Z=fz,
-            FLUX_W1=_flux(z - zw), NOBS_G=np.full(n, 3, np.int16), NOBS_R=np.full(n, 3, np.int16),
-            NOBS_Z=np.full(n, 3, np.int16), FRACMASKED_G=rng.uniform(0, 0.4, n).astype(np.float32),
-            PSFSIZE_G=np.full(n, 1.4, np.float32), PSFSIZE_R=np.full(n, 1.2, np.float32),
-            PSFSIZE_Z=np.full(n, 1.1, np.float32), PSFDEPTH_G=np.full(n, 2000, np.float32),
-            PSFDEPTH_R=np.full(n, 1500, np.float32), PSFDEPTH_Z=np.full(n, 300, np.float32),
-            MASKBITS=np.zeros(n, np.int16), SHAPE_R=rng.uniform(0.3, 2, n).astype(np.float32),
-            RELEASE=np.full(n, 10000, np.int16),
-        ))
+        rows.append({
+            "BRICKNAME": np.full(n, b["brickname"][i]).astype("S8"), "BRICKID": np.full(n, b["brickid"][i], np.int32),
+            "OBJID": np.arange(n, dtype=np.int32), "TYPE": typ.astype("S3"), "RA": ra, "DEC": dec,
+            "EBV": np.full(n, 0.03, np.float32), "FLUX_G": _flux(z + rz + gr), "FLUX_R": _flux(z + rz), "FLUX_Z": fz,
+            "FLUX_W1": _flux(z - zw), "NOBS_G": np.full(n, 3, np.int16), "NOBS_R": np.full(n, 3, np.int16),
+            "NOBS_Z": np.full(n, 3, np.int16), "FRACMASKED_G": rng.uniform(0, 0.4, n).astype(np.float32),
+            "PSFSIZE_G": np.full(n, 1.4, np.float32), "PSFSIZE_R": np.full(n, 1.2, np.float32),
+            "PSFSIZE_Z": np.full(n, 1.1, np.float32), "PSFDEPTH_G": np.full(n, 2000, np.float32),
+            "PSFDEPTH_R": np.full(n, 1500, np.float32), "PSFDEPTH_Z": np.full(n, 300, np.float32),
+            "MASKBITS": np.zeros(n, np.int16), "SHAPE_R": rng.uniform(0.3, 2, n).astype(np.float32),
+            "RELEASE": np.full(n, 10000, np.int16),
+        })
     cat = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
     sweep_dir = root / "sweep" / "10.1"
     sweep_dir.mkdir(parents=True)
@@ -79,14 +79,14 @@ def build_minisky(root: Path, seed: int = 3) -> dict:
     bad_q = rng.choice(nb, size=max(2, nb // 10), replace=False)
     psfsize_r[bad_q[: len(bad_q) // 2]] = 1.9
     depth[bad_q[len(bad_q) // 2:]] = 23.0
-    summ = dict(BRICKNAME=b["brickname"].astype("S8"), RA=b["ra"], DEC=b["dec"], EBV=ebv.astype(np.float32),
-                PSFSIZE_G=np.full(nb, 1.4, np.float32), PSFSIZE_R=psfsize_r.astype(np.float32),
-                PSFSIZE_Z=np.full(nb, 1.1, np.float32), PSFDEPTH_G=np.full(nb, 24.5, np.float32),
-                PSFDEPTH_R=depth.astype(np.float32), PSFDEPTH_Z=np.full(nb, 23.2, np.float32))
+    summ = {"BRICKNAME": b["brickname"].astype("S8"), "RA": b["ra"], "DEC": b["dec"], "EBV": ebv.astype(np.float32),
+                "PSFSIZE_G": np.full(nb, 1.4, np.float32), "PSFSIZE_R": psfsize_r.astype(np.float32),
+                "PSFSIZE_Z": np.full(nb, 1.1, np.float32), "PSFDEPTH_G": np.full(nb, 24.5, np.float32),
+                "PSFDEPTH_R": depth.astype(np.float32), "PSFDEPTH_Z": np.full(nb, 23.2, np.float32)}
     summary = root / "survey-bricks-dr10-south.fits.gz"
     fits.BinTableHDU.from_columns([fits.Column(name=k, array=v, format=_fmt(v)) for k, v in summ.items()]).writeto(summary)
-    return dict(root=str(root), sweeps=paths, bad_sweep=str(bad), summary=str(summary), bricks=b,
-                n_objects=len(cat["RA"]))
+    return {"root": str(root), "sweeps": paths, "bad_sweep": str(bad), "summary": str(summary), "bricks": b,
+                "n_objects": len(cat["RA"])}
 
 
 def _fmt(v: np.ndarray) -> str:

@@ -73,7 +73,7 @@ def test_moffat_transfer_is_the_fourier_transform():
 
     fwhm, beta = 1.2, 3.5
     for k in (0.0, 0.5, 2.0, 5.0):
-        val, _ = quad(lambda r: 2 * np.pi * r * moffat_profile(r, fwhm, beta) * j0(k * r), 0, 200, limit=500)
+        val, _ = quad(lambda r, k=k: 2 * np.pi * r * moffat_profile(r, fwhm, beta) * j0(k * r), 0, 200, limit=500)
         assert moffat_transfer(np.array([k]), fwhm, beta)[0] == pytest.approx(val, abs=2e-6)
 
 
