@@ -226,7 +226,7 @@ def rate_table(
     if population not in ("injection", "control"):
         raise ValueError(f"population must be 'injection' or 'control', got {population!r}")
     sub = counts[counts[POP_COL] == (1 if population == "control" else 0)]
-    keys = [k for b in group for k in (b.key, b.key_lo)]
+    keys = [k for b in group for k in (b.key_lo, b.key)]  # numeric order of lower edges first
     cols = count_columns(definitions)
     if keys:
         g = sub.groupby(keys, dropna=False, sort=True)[cols].sum().reset_index()

@@ -81,7 +81,10 @@ def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", regio
     out["psf_value"] = psf
     if region_column not in out.columns:
         raise KeyError(f"region column {region_column!r} is missing (have: {sorted(map(str, out.columns))})")
-    out["region_key"] = out[region_column].astype("string")
+    reg = out[region_column]
+    if pd.api.types.is_float_dtype(reg) and bool(np.all(np.mod(reg.dropna().to_numpy(), 1) == 0)):
+        reg = reg.astype("Int64")  # integer ids that arrived as float (nulls in an Arrow batch): "3", not "3.0"
+    out["region_key"] = reg.astype("string")
     out["split_key"] = out["region_split"].astype("string") if "region_split" in out.columns else pd.NA
     return out
 

@@ -50,7 +50,8 @@ class Stage4aConfig(StrictModel):
     """Extra folder searched first for ``<grid>.yaml``."""
     replicates: int = Field(default=1, ge=1, le=10_000)
     n_hosts_per_cell: int | None = Field(default=None, ge=1)
-    """Hosts per (split, PSF bin, depth bin) cell; None = tier default (debug 1, grid 20, train all)."""
+    """Injection hosts per (split, PSF bin, depth bin) cell; None = tier default (debug 1, grid 20,
+    train all). Controls come from the cell's other hosts."""
     psf_bins: int = Field(default=4, ge=1, le=100)
     depth_bins: int = Field(default=4, ge=1, le=100)
     host_flag: str | None = None

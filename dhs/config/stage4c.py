@@ -63,8 +63,11 @@ class Stage4cConfig(StrictModel):
                                   description="rows per Arrow batch in mapInArrow")
     partitions: int | None = Field(default=None, ge=1,
                                    description="partitions for the brick repartition; default shuffle setting")
-    max_records_per_file: int = Field(default=5000, ge=0,
-                                      description="Parquet rows per file (0 = unlimited)")
+    max_records_per_file: int | None = Field(
+        default=None, ge=1, description="Parquet rows per stamps/ file; default from target_file_mb")
+    target_file_mb: float = Field(default=256.0, gt=0.0,
+                                  description="approximate stamps/ file size (MB) when max_records_per_file "
+                                              "is not set")
     cache: CoaddCacheConfig = Field(default_factory=CoaddCacheConfig)
 
     @field_validator("keep_arrays")
@@ -91,6 +94,15 @@ class Stage4cConfig(StrictModel):
             raise ValueError(f"stage4c.bad_maskbits: unknown MASKBITS names {bad}; "
                              f"known: {list(MaskBit.__members__)}")
         return [name.upper() for name in v]
+
+    def records_per_file(self, stamp_size: int | None = None) -> int:
+        """Rows per stamps/ Parquet file: ``max_records_per_file`` or ~``target_file_mb`` of arrays."""
+        if self.max_records_per_file:
+            return int(self.max_records_per_file)
+        npix = (stamp_size or self.default_stamp_size) ** 2
+        per_row = 4 * 3 * npix * (1 + ("arc" in self.keep_arrays) + ("invvar" in self.keep_arrays)) \
+            + 4 * npix * ("maskbits" in self.keep_arrays) + 2048
+        return max(1, int(self.target_file_mb * 1e6 // per_row))
 
     def check_inputs(self, cfg: object) -> list[str]:
         """Input problems found before Spark starts (local paths only; S3 is checked by the readers)."""

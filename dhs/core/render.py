@@ -57,28 +57,37 @@ def _check_grid(size: int, supersample: int, pixscale: float, offset_pix: Sequen
 
 def subpixel_axes(
     size: int, supersample: int, pixscale: float, offset_pix: Sequence[float], dtype=np.float32
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Sub-pixel centre coordinates (arcsec from the lens centre) along columns (x) and rows (y).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """Sub-pixel cells covering the stamp, aligned on the lens centre.
 
     The sub-pixel grid is shifted by less than half a sub-pixel so that the lens centre falls exactly on
-    a sub-pixel centre (an impulse at the lens centre is then represented without any offset); the
-    shift, in pixels, is returned as (dx, dy) and undone exactly by the Fourier-space resampling.
+    a sub-pixel centre (an impulse at the lens centre is then represented without any offset); one extra
+    cell on each side, weighted by the fraction of it inside the stamp, makes the cells cover exactly the
+    stamp area.  Returns (x, y, wx, wy, shift): cell centres along columns and rows in arcsec from the
+    lens centre (size*supersample + 2 each), their coverage weights, and the shift (dx, dy) in pixels,
+    undone exactly by the Fourier-space resampling.
     """
     s = int(supersample)
-    j = np.arange(size * s, dtype=np.float64)
-    frac = (j + 0.5) / s - 0.5  # standard sub-pixel centres in pixel units
-    axes = []
-    shifts = []
+    m = size * s
+    j = np.arange(-1, m + 1, dtype=np.float64)
+    frac = (j + 0.5) / s - 0.5  # standard sub-pixel centres in pixel units, plus one cell each side
+    axes, weights, shifts = [], [], []
     for c in (size // 2 + float(offset_pix[0]), size // 2 + float(offset_pix[1])):
-        m = math.floor((c + 0.5) * s)  # index of the standard sub-pixel containing the lens centre
-        delta = c - ((m + 0.5) / s - 0.5)  # in [-1/(2s), 1/(2s))
+        k = math.floor((c + 0.5) * s)  # index of the standard sub-pixel containing the lens centre
+        delta = c - ((k + 0.5) / s - 0.5)  # in [-1/(2s), 1/(2s))
         axes.append(((frac + delta - c) * pixscale).astype(dtype))
+        w = np.ones(m + 2, dtype=np.float64)
+        w[0] = max(0.0, delta * s)
+        w[1] = 1.0 - max(0.0, -delta * s)
+        w[-2] = 1.0 - max(0.0, delta * s)
+        w[-1] = max(0.0, -delta * s)
+        weights.append(w.astype(dtype))
         shifts.append(delta)
-    return axes[0], axes[1], (shifts[0], shifts[1])
+    return axes[0], axes[1], weights[0], weights[1], (shifts[0], shifts[1])
 
 
 #: Maximum number of 2x2 refinement levels below the base sub-pixel grid (a factor 2^6 = 64 finer).
-MAX_REFINE_LEVELS = 6
+MAX_REFINE_LEVELS = 8
 #: Refinement thresholds on the estimated relative midpoint error h^2/24 |d2 S| / S of one cell: the base
 #: grid carries a Laplacian correction (second-order accurate), refined cells use 2x2 Gauss-Legendre.
 BASE_TOL = 0.05
@@ -114,7 +123,13 @@ def refined_cell_means(
     sb = source.surface_brightness(bx, by, core_radius=_core_radius(h, level)).reshape(-1, 4)
     means = sb.mean(axis=1)
     if level < MAX_REFINE_LEVELS:
-        flags = source.needs_refinement(bx, by, h, GL_TOL).reshape(-1, 4).any(axis=1)
+        # side of each cell's image in the source plane (longest edge of the mapped square)
+        bxr = bx.reshape(-1, 4)
+        byr = by.reshape(-1, 4)
+        ex = np.hypot(bxr[:, 1] - bxr[:, 0], byr[:, 1] - byr[:, 0])
+        ey = np.hypot(bxr[:, 2] - bxr[:, 0], byr[:, 2] - byr[:, 0])
+        h_src = np.maximum(ex, ey).astype(np.float64) * math.sqrt(3.0)
+        flags = source.needs_refinement(bx, by, np.repeat(h_src, 4), GL_TOL).reshape(-1, 4).any(axis=1)
         idx = np.flatnonzero(flags)
         if idx.size:
             q = 0.25 * h
@@ -144,6 +159,39 @@ def _add_laplacian_correction(sb: np.ndarray) -> None:
     sb += lap
 
 
+def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
+    """Add refinement flags inside the Einstein radius, where cells map to larger source-plane patches.
+
+    Outside R_ell ~ theta_E the lens map does not stretch cells (the image-plane cell size is a safe
+    sampling scale); inside, the source-plane size of each cell is measured from its neighbours' rays.
+    """
+    if lens.theta_e <= 0:
+        return
+    q = (1.0 - math.hypot(lens.e1, lens.e2)) / (1.0 + math.hypot(lens.e1, lens.e2))
+    r_cut = 1.5 * lens.theta_e / math.sqrt(q) + 2.0 * h
+    cols = np.flatnonzero(np.abs(x1) < r_cut)
+    rows = np.flatnonzero(np.abs(y1) < r_cut)
+    if cols.size < 2 or rows.size < 2:
+        return
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    wbx = np.asarray(bx[win], dtype=np.float64)
+    wby = np.asarray(by[win], dtype=np.float64)
+    ex = np.hypot(np.diff(wbx, axis=1), np.diff(wby, axis=1))
+    ey = np.hypot(np.diff(wbx, axis=0), np.diff(wby, axis=0))
+    h_src = np.zeros(wbx.shape)
+    h_src[:, 1:] = ex
+    h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
+    h_src[1:] = np.maximum(h_src[1:], ey)
+    h_src[:-1] = np.maximum(h_src[:-1], ey)
+    stretched = h_src > h
+    if stretched.any():
+        sel = np.flatnonzero(stretched)
+        extra = source.needs_refinement(wbx.reshape(-1)[sel], wby.reshape(-1)[sel], h_src.reshape(-1)[sel], BASE_TOL)
+        add = np.zeros(wbx.size, dtype=bool)
+        add[sel[extra]] = True
+        flags[win] |= add.reshape(wbx.shape)
+
+
 def lensed_grid_flux(lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: float) -> np.ndarray:
     """Lensed flux (nanomaggies) in the square cells of side h centred on the grid x1 (columns) x y1 (rows).
 
@@ -156,6 +204,7 @@ def lensed_grid_flux(lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: f
     bx, by = _shoot(lens, xg, yg)
     sb = source.surface_brightness(bx, by, core_radius=_core_radius(h, 0))
     flags = source.needs_refinement(bx, by, h, BASE_TOL)
+    _flag_demagnified(lens, source, x1, y1, bx, by, h, flags)
     # cells whose Laplacian stencil touches an under-resolved cell are refined too
     grown = flags.copy()
     grown[1:] |= flags[:-1]
@@ -175,9 +224,15 @@ def lensed_grid_flux(lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: f
 def unit_lensed_subpixel_flux(
     lens: SIELens, source, size: int, supersample: int, pixscale: float, offset_pix: Sequence[float]
 ) -> np.ndarray:
-    """Lensed flux of ``source`` in every sub-pixel of the stamp (nanomaggies), float32 (size*s, size*s)."""
-    x1, y1, _ = subpixel_axes(size, supersample, pixscale, offset_pix)
-    return lensed_grid_flux(lens, source, x1, y1, pixscale / supersample)
+    """Lensed flux of ``source`` in the stamp's sub-pixel cells (nanomaggies), float32 (size*s+2, size*s+2).
+
+    See subpixel_axes for the cell layout (lens-aligned, one partial cell on each side).
+    """
+    x1, y1, wx, wy, _ = subpixel_axes(size, supersample, pixscale, offset_pix)
+    w = lensed_grid_flux(lens, source, x1, y1, pixscale / supersample)
+    w *= wy[:, None]
+    w *= wx[None, :]
+    return w
 
 
 @dataclass
@@ -241,9 +296,10 @@ def _inverse(spec: _Spectrum, fwhm: float, beta: float) -> np.ndarray:
     p = spec.pixscale
     fx = np.arange(u, dtype=np.float64) / (big * h)
     fy = np.arange(-(u - 1), u, dtype=np.float64) / (big * h)
-    # sample m = ss*i of the sub-grid sits d before pixel centre i; shift the image by +d
-    d_x = (0.5 * (ss - 1) / ss - spec.shift[0]) * p
-    d_y = (0.5 * (ss - 1) / ss - spec.shift[1]) * p
+    # sample j = ss*i of the sub-grid (which starts one cell before the stamp) sits d before pixel
+    # centre i; shift the image by +d
+    d_x = (0.5 * (ss + 1) / ss - spec.shift[0]) * p
+    d_y = (0.5 * (ss + 1) / ss - spec.shift[1]) * p
     ax = (np.sinc(fx * p) * np.exp(2j * math.pi * fx * d_x)).astype(np.complex64)
     ay = (np.sinc(fy * p) * np.exp(2j * math.pi * fy * d_y)).astype(np.complex64)
     fr = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
@@ -319,7 +375,7 @@ def render_lensed_bands(
     if not any(fluxes):
         return out
     w = unit_lensed_subpixel_flux(lens, source.with_flux(1.0), size, ss, pixscale, offset_pix)
-    shift = subpixel_axes(size, ss, pixscale, offset_pix)[2]
+    shift = subpixel_axes(size, ss, pixscale, offset_pix)[4]
     l_pix, n_keep = _plan(size, ss, pixscale, psfs)
     spec = _forward(w, size, ss, pixscale, l_pix, n_keep, shift)
     for i, ((f, b), flux) in enumerate(zip(psfs, fluxes)):

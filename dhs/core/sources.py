@@ -24,7 +24,7 @@ __all__ = ["SersicSource", "InterpolatedSource", "sersic_b_n", "sersic_enclosed_
 
 
 #: refinement is pointless for cells whose estimated error is below this fraction of the total flux
-_MIN_CELL_ERROR = 1e-7
+_MIN_CELL_ERROR = 1e-6
 
 
 def sersic_b_n(n: float) -> float:
@@ -149,22 +149,22 @@ class SersicSource:
         bx = np.asarray(bx)
         by = np.asarray(by)
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
-        table, step = self._refinement_table(float(h), float(tol))
-        rho = np.sqrt(self._rho2(bx, by, dtype))
-        rho *= 1.0 / step
-        idx = np.minimum(rho, float(table.size - 1)).astype(np.intp)
-        return table[idx]
+        if np.ndim(h) == 0:
+            table, step = self._refinement_table(float(h), float(tol))
+            rho = np.sqrt(self._rho2(bx, by, dtype))
+            rho *= 1.0 / step
+            idx = np.minimum(rho, float(table.size - 1)).astype(np.intp)
+            return table[idx]
+        rho = np.sqrt(self._rho2(bx, by, np.float64))
+        return self._refinement_flags(rho, np.asarray(h, dtype=np.float64), float(tol))
 
-    def _refinement_table(self, h: float, tol: float) -> tuple[np.ndarray, float]:
-        """Boolean flag of needs_refinement tabulated on bins of rho = R / r_eff (conservative per bin)."""
+    def _refinement_flags(self, rho: np.ndarray, h: np.ndarray | float, tol: float) -> np.ndarray:
+        """needs_refinement at elliptical radii rho = R / r_eff for cells of side h (scalar or per point)."""
         n = self.n
         b = self.b_n
         rho_max = (float(special.gammaincinv(2.0 * n, 0.999)) / b) ** n
         half_diag = 0.7072 * h / self.min_scale  # cell half-diagonal in units of the minor-axis r_eff
-        top = rho_max + half_diag
-        n_bins = 2048
-        step = top / (n_bins - 1)
-        edges = np.arange(n_bins + 1) * step
+        rho_min = np.maximum(rho - half_diag, 0.0)
         scale = (h / self.r_eff) ** 2 / 24.0
 
         def curvature(r: np.ndarray) -> np.ndarray:
@@ -173,12 +173,22 @@ class SersicSource:
             g = (b / n) * r ** (1.0 / n - 1.0)
             return np.abs(g * g - (b / n) * (1.0 / n - 1.0) * r ** (1.0 / n - 2.0)) + g / r
 
-        rho_min = np.maximum(edges - half_diag, 0.0)
-        err = np.maximum(curvature(edges), curvature(rho_min)) * scale
+        err = np.maximum(curvature(rho), curvature(rho_min)) * scale
         # brightest possible fraction of the total flux in one cell (surface brightness at rho_min)
         log_unit_amp = math.log(self.with_flux(1.0).amplitude)
         cell_frac = np.exp(log_unit_amp + b - b * rho_min ** (1.0 / n)) * (h * h)
-        flag = (err > tol) & (rho_min < rho_max) & (err * cell_frac > _MIN_CELL_ERROR)
+        return (err > tol) & (rho_min < rho_max) & (err * cell_frac > _MIN_CELL_ERROR)
+
+    def _refinement_table(self, h: float, tol: float) -> tuple[np.ndarray, float]:
+        """needs_refinement for one cell size, tabulated on bins of rho = R / r_eff (conservative per bin)."""
+        n = self.n
+        b = self.b_n
+        rho_max = (float(special.gammaincinv(2.0 * n, 0.999)) / b) ** n
+        top = rho_max + 0.7072 * h / self.min_scale
+        n_bins = 2048
+        step = top / (n_bins - 1)
+        edges = np.arange(n_bins + 1) * step
+        flag = self._refinement_flags(edges, h, tol)
         table = flag[:-1] | flag[1:]
         table[-1] = False  # beyond rho_max + half-diagonal nothing is flagged
         return table, step
@@ -287,12 +297,13 @@ class InterpolatedSource:
     def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h: float, tol: float = 0.02) -> np.ndarray:
         """Mask of positions on the template whose cells of side ``h`` exceed two template pixels."""
         shape = np.broadcast_shapes(np.shape(bx), np.shape(by))
-        if h <= 2.0 * self.pixel_size:
+        h = np.asarray(h, dtype=np.float64)
+        if np.all(h <= 2.0 * self.pixel_size):
             return np.zeros(shape, dtype=bool)
         dx = np.subtract(bx, self.x)
         dy = np.subtract(by, self.y)
         r = self.extent_radius() + h
-        return dx * dx + dy * dy < r * r
+        return (dx * dx + dy * dy < r * r) & (h > 2.0 * self.pixel_size)
 
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:
         """Surface brightness (nanomaggies/arcsec^2) at source-plane positions (arcsec).

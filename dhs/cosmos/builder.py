@@ -108,9 +108,9 @@ class BuildParams:
     hlr_max: float = 1.0
     target_psf_fwhm: float = 0.12
     noise: NoiseMode = "mask"
-    detect_nsigma: float = 1.5
+    detect_nsigma: float = 1.0
     detect_smooth_arcsec: float = 0.10
-    footprint_grow_arcsec: float = 0.15
+    footprint_grow_arcsec: float = 0.30
     edge_width_arcsec: float = 0.09
     max_edge_flux_frac: float = 0.02
     min_snr: float = 10.0
@@ -413,8 +413,10 @@ def _clean(img: np.ndarray, mask: np.ndarray, bg: float, sig_sm: float, params: 
     """
     x = img - bg
     if params.noise == "mask" and params.core_nsigma > 0:
-        sm = ndimage.gaussian_filter(x, params.detect_smooth_arcsec / params.pixscale)
-        x = np.where(sm > params.core_nsigma * sig_sm, x, sm)
+        sig_pix = params.detect_smooth_arcsec / params.pixscale
+        core = ndimage.gaussian_filter(x, sig_pix) > params.core_nsigma * sig_sm
+        # smooth only the faint part, so that no flux is counted twice at the core boundary
+        x = np.where(core, x, 0.0) + ndimage.gaussian_filter(np.where(core, 0.0, x), sig_pix)
     return np.clip(np.where(mask, x, 0.0), 0.0, None)
 
 
@@ -557,6 +559,7 @@ def build_bank(
 ) -> BuildResult:
     """Build a bank file at ``out`` from a RealGalaxyCatalog file or folder (see the module docstring).
 
+    ``out`` is a local path (upload the finished file to S3 if the stages read it from there).
     Parameters (units): ``stamp_size`` pixels; ``pixscale``, ``hlr_min``, ``hlr_max``, ``target_psf_fwhm``
     arcsec; ``n`` templates kept (None = all passing); ``seed`` fixes the visiting order;
     ``checkpoint_every`` galaxies visited between checkpoints; ``restart`` discards existing checkpoints;
@@ -625,7 +628,7 @@ def build_bank(
             with np.load(pfile) as z:
                 if not np.array_equal(z["visited"], rows):
                     raise RuntimeError(f"checkpoint {pfile} does not match the visiting order; use --restart")
-                k_rows, k_imgs = z["rows"], z["images"]
+                k_rows = z["rows"]  # the images stay on disk until the bank is written
                 k_info = {k: z[k] for k in info_keys}
                 rejects.update(json.loads(str(z["rejects"])))
             resumed += len(rows)
@@ -648,14 +651,13 @@ def build_bank(
                 il.append(tmpl.astype(np.float32))
                 inf.append(info)
             k_rows = np.asarray(rl, dtype=np.int64)
-            k_imgs = (np.stack(il) if il else np.zeros((0, stamp_size, stamp_size), np.float32))
             k_info = {k: np.asarray([d[k] for d in inf], dtype=np.float64) for k in info_keys}
-            _save_part(pfile, visited=rows, rows=k_rows, images=k_imgs,
+            _save_part(pfile, visited=rows, rows=k_rows,
+                       images=np.stack(il) if il else np.zeros((0, stamp_size, stamp_size), np.float32),
                        rejects=np.asarray(json.dumps(dict(rj), sort_keys=True)), **k_info)
             rejects.update(rj)
         kept_rows.append(k_rows)
         kept_parts.append((pfile, len(k_rows)))
-        del k_imgs
         kept_info.append(k_info)
         n_kept += len(k_rows)
         visited += len(rows)

@@ -27,8 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from dhs.core import (SersicSource, SIELens, InterpolatedSource, arc_snr_metrics, lensed_half_light_radius,
-                      magnification, render_lensed_bands)
+from dhs.core import (
+    SersicSource,
+    SIELens,
+    arc_snr_metrics,
+    lensed_half_light_radius,
+    magnification,
+    render_lensed_bands,
+)
 from dhs.injection.fluxes import SourceFluxes, band_fluxes
 from dhs.injection.noise import poisson_arc, sky_level_per_pixel
 from dhs.injection.psf_choice import PsfChoice, PsfUnavailable, choose_psf

@@ -45,7 +45,7 @@ def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: fl
     axes[0, 0].set_ylabel("injection", fontsize=8)
     axes[1, 0].set_ylabel("matched control", fontsize=8)
     if not pairs:
-        axes[0, 0].text(0.5, 0.5, "no valid injections", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].text(0.5, 0.5, "no stamps to show", ha="center", va="center", transform=axes[0, 0].transAxes)
     for i, p in enumerate(pairs):
         axes[0, i].imshow(lupton_rgb(p["injection"], stretch, q, band_scales), origin="lower")
         axes[0, i].set_title(f"θE = {p['theta_e']:.2f}″", fontsize=8)

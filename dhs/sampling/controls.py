@@ -36,10 +36,11 @@ def controls_per_cell(n_positive_rows: np.ndarray, fraction: float) -> np.ndarra
 
 def reserved_control_hosts(n_hosts: np.ndarray, fraction: float, rows_per_positive_host: int) -> np.ndarray:
     """Train tier: hosts of each cell to keep aside as controls (one control row each) so that
-    ``c ≈ (n − c)·rows_per_positive_host·fraction/(1 − fraction)``."""
+    ``c ≈ (n − c)·rows_per_positive_host·fraction/(1 − fraction)``; at most n − 1 per cell."""
     rr = rows_per_positive_host * control_ratio(fraction)
-    return np.minimum(cumulative_round(np.asarray(n_hosts, dtype=np.float64) * rr / (1.0 + rr)),
-                      np.asarray(n_hosts, dtype=np.int64))
+    n = np.asarray(n_hosts, dtype=np.int64)
+    # a control must match a positive of its own cell: keep at least one positive host per non-empty cell
+    return np.clip(cumulative_round(n * rr / (1.0 + rr)), 0, np.maximum(n - 1, 0))
 
 
 @dataclass(frozen=True)

@@ -4,24 +4,29 @@ Given the parent rows that may host an injection (one row per galaxy, DESIGN §5
 stage 4a settings, :func:`build_manifest` returns one row per task (injection or control) with the DESIGN §5
 manifest columns plus the extras listed in INTERFACES.md ("Manifest").
 
-Procedure (every step ordered by xxhash64, never by input order or partitioning):
+Procedure (every choice ordered by xxhash64, never by input order or partitioning):
 
-1. Hosts are sorted by ``galaxy_id``; hosts without a usable r-band PSF size, depth or magnitude, or near a
-   known lens, are dropped and counted by reason.
+1. Hosts without a usable r-band PSF size, depth or magnitude, or near a known lens, are dropped and
+   counted by reason (:func:`drop_reasons`).
 2. PSF bins (quantiles of ``psfsize_r``) and depth bins (quantiles of the 5σ ``psfdepth_r`` magnitude) over
-   the eligible hosts; a cell is (region_split, psf_bin, depth_bin).
-3. Inside a cell, hosts are ordered by ``xxhash64(galaxy_id, seed)``. Tiers ``debug``/``grid``: the first
-   ``n_hosts_per_cell`` hosts are positives and each gets every grid config × ``replicates``. Tier
-   ``train``: each positive host gets ``replicates`` rows, each with one config (assigned round-robin over
-   the hash order, so configs are balanced within each cell) or one prior draw; enough hosts are kept aside
-   as controls to reach the control fraction.
-4. Controls per cell = cumulative rounding of positives × f/(1−f) (per split, so totals never drift). In
-   unpaired mode a control is one of the cell's non-positive hosts (hash order, reused only when the cell
-   has too few), matched to a positive row of the same cell (``control_of``). In paired mode it is the
-   positive's own host.
+   the eligible hosts of all splits (:func:`bin_edges`, :func:`add_bins`); a cell is
+   (region_split, psf_bin, depth_bin).
+3. :func:`plan_cells` decides, from the number of hosts per cell only, how many hosts of each cell receive
+   injections and how many control rows it gets. Tiers ``debug``/``grid``: ``n_hosts_per_cell`` hosts,
+   each with every grid config × ``replicates``. Tier ``train``: each injection host gets ``replicates``
+   rows with one config each (round-robin over the hash order, so configs are balanced within a cell) or
+   one prior draw; enough hosts are kept aside to be controls (one row each). Control rows per cell come
+   from cumulative rounding of injections × f/(1−f) over the cells of a split, so a split's control
+   fraction is within half a row of the target. The ``max_rows`` guardrail fires here, before any row.
+4. :func:`build_cell` builds one cell from its hosts alone: hosts ordered by xxhash64(galaxy_id, seed);
+   the first ones are injection hosts, the rest the control pool. An unpaired control is a pool host
+   (reused only if the pool is too small), matched to an injection row of the same cell (``control_of``);
+   a paired control is the injection's own host without the lens.
 5. ``task_id`` = ``<experiment_id>/<galaxy_id>/<config_id>/r<replicate>`` for injections and
    ``<task_id of its positive>/ctl<j>`` for controls; ``task_seed`` = xxhash64(task_id, seed=run seed) as a
    signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds.
+
+:func:`build_manifest` runs all steps in one process; stage 4a runs them with Spark (cells in parallel).
 """
 
 from __future__ import annotations
@@ -225,14 +230,14 @@ def plan_cells(cell_sizes: dict[tuple[str, int, int], int], settings: Stage4aCon
     for split in sorted({k[0] for k in keys}):
         ks = [k for k in keys if k[0] == split]
         n = np.array([cell_sizes[k] for k in ks], dtype=np.int64)
-        n_avail = n if per_cell is None else np.minimum(n, per_cell)
         if settings.tier == "train":
-            reserve = np.zeros(len(ks), dtype=np.int64) if paired else reserved_control_hosts(n_avail, frac, reps)
-            n_pos = n_avail - reserve
+            # keep enough hosts aside as controls (one row each); n_hosts_per_cell caps the positives
+            reserve = np.zeros(len(ks), dtype=np.int64) if paired else reserved_control_hosts(n, frac, reps)
+            n_pos = n - reserve if per_cell is None else np.minimum(n - reserve, per_cell)
             rows = n_pos * reps
-            n_ctrl = controls_per_cell(rows, frac) if paired else reserve  # one row per reserved host
+            n_ctrl = reserve if (per_cell is None and not paired) else controls_per_cell(rows, frac)
         else:
-            n_pos = n_avail
+            n_pos = n if per_cell is None else np.minimum(n, per_cell)
             rows = n_pos * n_cfg * reps
             n_ctrl = controls_per_cell(rows, frac)
         for k, nh, npos, nr, nc in zip(ks, n, n_pos, rows, n_ctrl):

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dhs.io.paths import S3Options, exists, is_s3, join, s3_client, split_s3, to_spark_path, write_bytes
-from dhs.survey.layout import BANDS, coadd_filename
 from dhs.survey.bricks import validate_brickname
+from dhs.survey.layout import BANDS, coadd_filename
 
 STAGE = "4b"
 FITS_BLOCK = 2880
@@ -75,7 +75,7 @@ def _download(url: str, timeout_s: float) -> bytes:
     """GET ``url`` and verify the body (raises FetchRefused / FinalHTTPError / transient errors)."""
     req = urllib.request.Request(url, headers={"User-Agent": "dhs-stage4b"})
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout_s)  # noqa: S310 - http(s) base URL from config
+        resp = urllib.request.urlopen(req, timeout=timeout_s)
     except urllib.error.HTTPError as exc:
         if 400 <= exc.code < 500 and exc.code != 429:
             raise FinalHTTPError(f"http_{exc.code}") from None
@@ -86,7 +86,7 @@ def _download(url: str, timeout_s: float) -> bytes:
         while True:
             try:
                 chunk = resp.read(_CHUNK)
-            except Exception as exc:  # http.client.IncompleteRead and friends: a short body
+            except Exception as exc:  # noqa: BLE001 - http.client.IncompleteRead etc.: a short body
                 raise FetchRefused(f"truncated: connection closed after {buf.tell()} bytes "
                                    f"of {length or 'unknown'} ({type(exc).__name__})") from None
             if not chunk:
@@ -216,7 +216,7 @@ def write_assets(table: pa.Table, path: str, s3: S3Options | None = None) -> str
 
 def run(spark: Any, cfg: Any) -> Any:
     """Mirror the coadds of the stage 4a manifest's bricks (settings: ``stage4c.cache``)."""
-    from dhs.stages.common import StageResult, finish_stage, skipped_result, should_skip, stage_output_dir
+    from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
     from dhs.stages.stage4c import manifest_path
 
     c = cfg.stage4c.cache

@@ -26,8 +26,14 @@ from dhs.config import RunConfig
 from dhs.injection.schema import ARRAY_COLUMNS, output_schema
 from dhs.injection.task import failure_row, inject_task
 from dhs.io.paths import exists, to_spark_path
-from dhs.stages.common import (StageResult, finish_stage, skipped_result, should_skip, stage_output_dir,
-                               write_parquet_atomically)
+from dhs.stages.common import (
+    StageResult,
+    finish_stage,
+    should_skip,
+    skipped_result,
+    stage_output_dir,
+    write_parquet_atomically,
+)
 
 STAGE = "4c"
 
@@ -152,24 +158,25 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
           .sortWithinPartitions("brickname", "task_id")
           .mapInArrow(make_mapper(cfg, schema), from_arrow_schema(schema)))
     write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),
-                             max_records_per_file=settings.max_records_per_file or None)
+                             max_records_per_file=settings.records_per_file())
 
     written = spark.read.parquet(to_spark_path(stamps_dir))
     metrics = written.drop(*[c for c in ARRAY_COLUMNS if c in written.columns])
     write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
 
     m = spark.read.parquet(to_spark_path(metrics_dir))
-    agg = m.groupBy("cutout_ok", "error").count().collect()
+    agg = m.groupBy("region_split", "cutout_ok", "error").count().collect()     # one small job
     rows_in = manifest.count()
     rows_out = int(sum(r["count"] for r in agg))
     failures: dict[str, int] = {}
     reasons: dict[str, int] = {}
+    per_split: dict[str, int] = {}
     for r in agg:
+        per_split[r["region_split"]] = per_split.get(r["region_split"], 0) + int(r["count"])
         if r["error"] is not None:
             k = reason_kind(r["error"])
             failures[k] = failures.get(k, 0) + int(r["count"])
             reasons[r["error"]] = reasons.get(r["error"], 0) + int(r["count"])
-    per_split = {r["region_split"]: int(r["count"]) for r in m.groupBy("region_split").count().collect()}
     n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
     if rows_out != rows_in:
         raise RuntimeError(f"stage 4c: rows out ({rows_out}) != rows in ({rows_in}) for {src}")

@@ -32,3 +32,10 @@ def test_missing_bank_is_an_input_error(tmp_path):
 
 def test_keep_arrays_canonical_order(tmp_path):
     assert _cfg(tmp_path, keep_arrays=["maskbits", "arc", "arc"]).stage4c.keep_arrays == ["arc", "maskbits"]
+
+
+def test_records_per_file(tmp_path):
+    s = _cfg(tmp_path, keep_arrays=["arc", "invvar"], target_file_mb=100).stage4c
+    per_row = 3 * 3 * 64 * 64 * 4 + 2048
+    assert s.records_per_file() == int(100e6 // per_row)
+    assert _cfg(tmp_path, max_records_per_file=10).stage4c.records_per_file() == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_mean_injected_flux_rises_with_theta_e(brick, store, settings):
         vals = [_run(store, make_row(brick[1], theta_e_arcsec=te, src_x_arcsec=float(dx), src_y_arcsec=float(dy),
                                      src_mag_r=22.0), settings)[1]["total_injected_flux_r"] for dx, dy in offsets]
         means.append(np.mean(vals))
-    assert all(b > a for a, b in zip(means, means[1:])), means
+    assert all(b > a for a, b in itertools.pairwise(means)), means
 
 
 def test_magnification_inside_caustic(brick, store, settings):
@@ -131,7 +132,7 @@ def test_psfsize_hole_falls_back(brick, store, settings):
 
 
 def test_brightness_targeting(brick, store, settings):
-    cut, out = _run(store, make_row(brick[1], target_arc_snr_sum=7.5, src_mag_r=None), settings)
+    _, out = _run(store, make_row(brick[1], target_arc_snr_sum=7.5, src_mag_r=None), settings)
     assert out["cutout_ok"] == 1
     assert out["arc_snr_sum"] == pytest.approx(7.5, rel=1e-9)
     m = out["src_mag_r_used"]
@@ -182,9 +183,10 @@ def test_nonfinite_output_is_a_failure(brick, store, settings, monkeypatch):
     ("bad_manifest", "bad_manifest"),
 ])
 def test_faults_become_full_rows(tmp_path, settings, fault, reason):
+    from astropy.io import fits
+
     from dhs.survey.coadd import CoaddStore
     from dhs.survey.layout import coadd_path
-    from astropy.io import fits
 
     root = tmp_path / "sky"
     wcs = tiny_sky.write_brick(root)

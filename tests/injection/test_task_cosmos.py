@@ -29,8 +29,8 @@ def bank(tmp_path_factory):
 
 
 def _cosmos_row(brick, **kw):
-    base = dict(source_mode="cosmos", cosmos_index=-1, src_reff_arcsec=None, src_mag_r=21.5,
-                theta_e_arcsec=1.0, src_x_arcsec=0.15, src_y_arcsec=-0.1)
+    base = {"source_mode": "cosmos", "cosmos_index": -1, "src_reff_arcsec": None, "src_mag_r": 21.5,
+            "theta_e_arcsec": 1.0, "src_x_arcsec": 0.15, "src_y_arcsec": -0.1}
     return make_row(brick[1], **{**base, **kw})
 
 

@@ -98,20 +98,38 @@ def test_manifest_identical_for_1_and_8_partitions(spark, tmp_path, parent_table
     assert doc["config"]["stage4a"]["grid"] == "grid_small"
 
 
-def test_rerun_skips_and_force_rewrites(spark, tmp_path, parent_table):
+def test_rerun_skips_and_force_rewrites_with_known_lens_exclusion(spark, tmp_path, parent_table, shared_data):
+    from dhs.sampling.known_lenses import read_known_lenses
     from dhs.stages import stage4a
 
     root = str(tmp_path / "r")
-    _write_parent(root, "v2_baseline_dr10", parent_table, 2)
+    # move 6 flagged hosts to 2" from real known lenses
+    lens_file = shared_data / "lenses" / "training_lenses.tsv"
+    ra_l, dec_l = read_known_lenses(lens_file)
+    h = parent_table.to_pandas()
+    near = h.index[h.is_lrg_v2_baseline_dr10][:6]
+    h.loc[near, "ra"], h.loc[near, "dec"] = ra_l[:6], dec_l[:6] + 2.0 / 3600
+    _write_parent(root, "v2_baseline_dr10", pa.Table.from_pandas(h, preserve_index=False), 2)
     first = stage4a.run(spark, _cfg(root, tier="debug"))
     again = stage4a.run(spark, _cfg(root, tier="debug"))
     assert again.skipped and again.output_path == first.output_path
-    before = _read(first.output_path)
-    forced = config_from_dict({**json.loads(json.dumps(_cfg(root, tier="debug").resolved_dict())), "force": True},
-                              check_inputs=False)
-    res = stage4a.run(spark, forced)
+
+    data = json.loads(json.dumps(_cfg(root, tier="debug").resolved_dict()))
+    data["force"] = True
+    data["stage4a"]["tier"] = "train"
+    data["stage4a"]["n_hosts_per_cell"] = None
+    data["stage4a"]["control_fraction"] = 0.5
+    data["stage4a"]["known_lenses"] = {"enabled": True, "catalog": str(lens_file), "radius_arcsec": 5.0}
+    res = stage4a.run(spark, config_from_dict(data, check_inputs=False))
     assert not res.skipped
-    assert _read(res.output_path).equals(before)
+    out = _read(res.output_path)
+    assert not set(h.galaxy_id[near]) & set(out.column("galaxy_id").to_pylist())
+    doc = read_stage_config(res.output_path)
+    assert doc["counts"]["hosts_dropped"] == {"near_known_lens": 6}
+    assert doc["known_lenses"]["hosts_excluded"] == 6
+    assert doc["counts"]["per_tier"]["train"]["rows_control"] == int(np.sum(out.column("is_control").to_numpy()))
+    # train tier: every eligible flagged host is used exactly once
+    assert out.num_rows == int(h.is_lrg_v2_baseline_dr10.sum()) - 6
 
 
 def test_missing_parent_is_a_clear_error(spark, tmp_path):
@@ -122,20 +140,39 @@ def test_missing_parent_is_a_clear_error(spark, tmp_path):
 
 
 def test_end_to_end_on_synthetic_sky(stage4a_result, debug_config):
-    """`dhs run configs/debug.yaml --stage 4a` after stage 3: DESIGN columns, counts, stage config."""
+    """`dhs run configs/debug.yaml --stage 4a` after stage 3: DESIGN columns, row-count formula, controls,
+    stage config."""
+    from dhs.stages.common import stage_output_dir
+    from tests.sampling.test_manifest import independent_bins
+
     res = stage4a_result
-    assert res.rows_out > 0
     t = _read(res.output_path)
+    assert t.num_rows == res.rows_out > 0
     for c in DESIGN_COLUMNS + INTERFACE_EXTRAS:
         assert c in t.column_names, c
     df = t.to_pandas()
     s = debug_config.stage4a
-    pos = df[df.is_control == 0]
-    n_hosts = pos.galaxy_id.nunique()
-    n_cells = df.groupby(["region_split", "psf_bin", "depth_bin"]).ngroups
-    assert n_hosts == n_cells * s.n_hosts_per_cell or n_hosts <= n_cells * s.n_hosts_per_cell
-    assert len(pos) == n_hosts * 48 * s.replicates
-    assert abs((df.is_control == 1).mean() - s.control_fraction) < 0.01 + 1.0 / len(df)
+    n_cfg = load_grid(s.grid).size
+    # independent expectation from the stage 3 parent table
+    parent = pq.read_table(stage_output_dir(debug_config, "3", "parent"), partitioning="hive").to_pandas()
+    parent["region_split"] = parent.region_split.astype(str)
+    hosts = parent[parent[f"is_lrg_{debug_config.variant}"] & (parent.psfsize_r > 0) & (parent.psfdepth_r > 0)
+                   & np.isfinite(parent.mag_r)].copy()
+    hosts["pb"], hosts["db"], _ = independent_bins(hosts.psfsize_r.to_numpy(), hosts.psfdepth_r.to_numpy(),
+                                                   s.psf_bins, s.depth_bins)
+    n_hosts = int(hosts.groupby(["region_split", "pb", "db"]).size().clip(upper=s.n_hosts_per_cell).sum())
+    pos, ctl = df[df.is_control == 0], df[df.is_control == 1]
+    assert pos.galaxy_id.nunique() == n_hosts
+    assert len(pos) == n_hosts * n_cfg * s.replicates
+    assert set(pos.config_id) == set(load_grid(s.grid).config_ids())
+    assert not set(ctl.galaxy_id) & set(pos.galaxy_id)
+    for split, g in df.groupby("region_split"):
+        assert (g.is_control == 1).mean() == pytest.approx(s.control_fraction, abs=0.01), split
+    matched = pos.set_index("task_id").loc[ctl.control_of]
+    assert (matched.psf_bin.to_numpy() == ctl.psf_bin.to_numpy()).all()
+    assert (matched.depth_bin.to_numpy() == ctl.depth_bin.to_numpy()).all()
+    assert (matched.region_split.to_numpy() == ctl.region_split.to_numpy()).all()
     doc = read_stage_config(res.output_path)
     assert doc["counts"]["rows_out"] == len(df)
     assert set(doc["counts"]["per_split"]) == set(df.region_split)
+    assert doc["grid"]["name"] == s.grid and "bin_edges" in doc and "priors" in doc and "seeds" in doc

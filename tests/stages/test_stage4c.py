@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -78,7 +79,7 @@ def test_physics_on_output(stage4c_result, debug_config):
     tes = sorted(per_te)
     assert len(tes) >= 2
     means = [np.mean(per_te[k]) for k in tes]
-    assert all(b > a for a, b in zip(means, means[1:])), dict(zip(tes, means))
+    assert all(b > a for a, b in itertools.pairwise(means)), dict(zip(tes, means))
     # total magnification >= 1 (sources inside the caustic and, for kappa >= 0 lenses, everywhere)
     inside = [r for r in inj if np.hypot(r["src_x_arcsec"], r["src_y_arcsec"]) < 0.5 * r["theta_e_arcsec"]]
     assert inside and all(r["magnification"] >= 1.0 for r in inside)
