@@ -20,7 +20,7 @@ from scipy import stats
 
 from dhs.sampling.hashing import rng_from_seed, stable_hash64
 
-__all__ = ["radial_distance", "shortcut_features", "roc_auc", "bootstrap_auc", "shortcut_audit", "flag_level"]
+__all__ = ["bootstrap_auc", "flag_level", "radial_distance", "roc_auc", "shortcut_audit", "shortcut_features"]
 
 
 def radial_distance(h: int, w: int) -> np.ndarray:

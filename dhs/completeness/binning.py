@@ -13,11 +13,12 @@ numeric lower edge is -inf for the first bin. NaN values get index -1 and label 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["floor_bin", "edge_bin_index", "edge_bin_labels", "edge_bin", "format_edge"]
+__all__ = ["edge_bin", "edge_bin_index", "edge_bin_labels", "floor_bin", "format_edge"]
 
 _REL_TOL = 1e-9
 
@@ -78,7 +79,7 @@ def edge_bin_labels(edges: Sequence[float]) -> list[str]:
     """Labels of the len(edges)+1 explicit-edge bins: ``["<e0", "e0-e1", ..., ">=e_last"]``."""
     e = _check_edges(edges)
     labels = [f"<{format_edge(e[0])}"]
-    labels += [f"{format_edge(a)}-{format_edge(b)}" for a, b in zip(e[:-1], e[1:])]
+    labels += [f"{format_edge(a)}-{format_edge(b)}" for a, b in pairwise(e)]
     labels.append(f">={format_edge(e[-1])}")
     return labels
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-__all__ = ["wilson_interval", "jeffreys_interval", "binomial_interval", "INTERVAL_METHODS"]
+__all__ = ["INTERVAL_METHODS", "binomial_interval", "jeffreys_interval", "wilson_interval"]
 
 INTERVAL_METHODS = ("wilson", "jeffreys")
 

@@ -21,12 +21,12 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "RecoveryDefinition",
+    "finite_values",
+    "fraction_flagged",
+    "join_scores",
     "proxy_definition",
     "score_definitions",
     "threshold_for_fpr",
-    "fraction_flagged",
-    "join_scores",
-    "finite_values",
 ]
 
 

@@ -29,17 +29,17 @@ from dhs.completeness.intervals import jeffreys_interval, wilson_interval
 from dhs.completeness.recovery import RecoveryDefinition, finite_values
 
 __all__ = [
-    "BinDef",
     "SELECTIONS",
-    "control_mask",
-    "validity_flags",
-    "assign_bins",
-    "derive_rows",
-    "count_columns",
+    "BinDef",
+    "add_intervals",
     "aggregate_counts",
+    "assign_bins",
+    "control_mask",
+    "count_columns",
+    "derive_rows",
     "rate_table",
     "region_aggregate",
-    "add_intervals",
+    "validity_flags",
 ]
 
 SELECTIONS = ("all", "clean")
@@ -284,7 +284,7 @@ def region_aggregate(
         rec.update({
             "region_dim": region.name,
             "n_regions": int((sub["n_valid"] > 0).sum()),
-            "n_regions_used": int(len(used)),
+            "n_regions_used": len(used),
             "region_mean": float(np.mean(c)) if c.size else np.nan,
             "region_std": float(np.std(c, ddof=1)) if c.size >= 2 else np.nan,
             "pooled_n_valid": int(used["n_valid"].sum()),

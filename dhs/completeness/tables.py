@@ -36,15 +36,15 @@ from dhs.survey.photometry import psfdepth_ivar_to_mag5
 
 __all__ = [
     "SURFACES",
-    "prepare_columns",
     "bin_defs",
-    "recovery_definitions",
-    "valid_control_scores",
+    "compute_all_pandas",
     "derive_batch",
     "key_columns",
-    "surface_tables",
+    "prepare_columns",
+    "recovery_definitions",
     "snr_histogram",
-    "compute_all_pandas",
+    "surface_tables",
+    "valid_control_scores",
 ]
 
 #: Surfaces reported (names of the bin dimensions; two names = a 2-D surface).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,7 +24,7 @@ class BinSpec(StrictModel):
             raise ValueError("give exactly one of width or edges")
         if self.edges is not None:
             e = self.edges
-            if not e or any(b <= a for a, b in zip(e[:-1], e[1:])):
+            if not e or any(b <= a for a, b in pairwise(e)):
                 raise ValueError(f"edges must be a non-empty strictly increasing list, got {e}")
         return self
 
@@ -130,6 +131,6 @@ class Stage4dConfig(StrictModel):
         """Problems with input paths that can be checked before Spark starts (local paths only)."""
         p = self.scores_path
         if p and "://" not in p and not os.path.exists(p):
-            return [f"stage4d.scores_path: file not found (got {p!r}; expected a Parquet file or folder "
-                    "with columns task_id, score)"]
+            return [(f"stage4d.scores_path: file not found (got {p!r}; expected a Parquet file or folder "
+                     "with columns task_id, score)")]
         return []

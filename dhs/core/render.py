@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Default sub-pixel factor per axis, chosen by tests/core/test_convergence.py (<= 0.5 % flux change vs 2x).
-DEFAULT_SUPERSAMPLE = 4
+DEFAULT_SUPERSAMPLE = 3
 #: Spectral components of the PSF below this fraction of the DC value are dropped.
 _OTF_LEVEL = 1e-7
 #: Periodic copies of the PSF (FFT wrap-around) are kept below this fraction of its peak.

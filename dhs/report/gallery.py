@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.visualization import make_lupton_rgb  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from astropy.visualization import make_lupton_rgb
 
-from dhs.report.plots import save  # noqa: E402
+from dhs.report.plots import save
 
-__all__ = ["lupton_rgb", "gallery_figure"]
+__all__ = ["gallery_figure", "lupton_rgb"]
 
 
 def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
@@ -33,7 +33,7 @@ def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: fl
     """A 2-row grid, one column per pair sorted by θE: injection on top, its matched control below.
 
     Each pair: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array), ``control`` (array or None),
-    ``label`` (text under the injection, e.g. task id and arc SNR), ``control_label``.
+    ``label`` (short text under the injection, e.g. its arc SNR), ``control_label``.
     """
     pairs = sorted(pairs, key=lambda p: p["theta_e"])
     n = max(len(pairs), 1)

@@ -77,8 +77,8 @@ def build_report(
     parts: list[str] = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dhs stage 4d report</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Selection function — {html.escape(str(meta.get('experiment_id', '')))} "
-        f"({html.escape(str(meta.get('variant', '')))})</h1>",
+        (f"<h1>Selection function — {html.escape(str(meta.get('experiment_id', '')))} "
+         f"({html.escape(str(meta.get('variant', '')))})</h1>"),
         "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
                              for k, v in meta.items()) + "</table>",
         "<h2>Recovery definitions</h2><ul>",
@@ -144,6 +144,11 @@ def build_report(
     png = gallery_figure(gallery_pairs, os.path.join(report_dir, "gallery.png"), go.get("stretch", 0.5),
                          go.get("q", 8.0), go.get("band_scales", (1.0, 1.0, 1.0)))
     parts.append("<h2>Stamp gallery</h2>" + _img(os.path.basename(png), "gallery"))
+    ids = pd.DataFrame([{"theta_e_arcsec": p["theta_e"], "injection task_id": p.get("injection_id", ""),
+                         "matched control task_id": p.get("control_id") or "(none)"} for p in
+                        sorted(gallery_pairs, key=lambda p: p["theta_e"])])
+    if len(ids):
+        parts.append(_table(ids, floatfmt="{:.2f}"))
     parts.append("</body></html>")
     path = os.path.join(report_dir, "index.html")
     with open(path, "w", encoding="utf-8") as fh:

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-__all__ = ["plot_completeness_1d", "plot_heatmap", "plot_snr_distributions", "plot_audit", "save"]
+__all__ = ["plot_audit", "plot_completeness_1d", "plot_heatmap", "plot_snr_distributions", "save"]
 
 AXIS_LABELS = {
     "theta_e": "θE bin (lower edge, arcsec)",

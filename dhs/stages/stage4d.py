@@ -157,7 +157,7 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) ->
     cols = names + ["psfsize_r", "depth_r_mag5"]
     rows = shortcut_audit({c: pos[c].to_numpy(float) for c in cols}, {c: neg[c].to_numpy(float) for c in cols},
                           n_boot=a.n_boot, seed=cfg.seed, cl=a.confidence, limit=a.auc_limit, red_limit=a.auc_red)
-    return rows, {"audit_n_pos": int(len(pos)), "audit_n_neg": int(len(neg))}
+    return rows, {"audit_n_pos": len(pos), "audit_n_neg": len(neg)}
 
 
 def _pop_expr(columns: list[str]) -> Any:
@@ -182,7 +182,7 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     thetas = sorted(r[0] for r in inj.select("theta_e_arcsec").distinct().collect())
     if not thetas:
         return []
-    pick = sorted(set(thetas[int(round(i))] for i in np.linspace(0, len(thetas) - 1, min(g.n_theta, len(thetas)))))
+    pick = sorted({thetas[int(np.rint(i))] for i in np.linspace(0, len(thetas) - 1, min(g.n_theta, len(thetas)))})
     inj = inj.filter(F.col("theta_e_arcsec").isin(pick)).select("task_id", "theta_e_arcsec", cfg.stage4d.snr_column)
     if "control_of" in m.columns:
         ctrl = (m.filter((pop == 1) & (F.col("cutout_ok") == 1) & F.col("control_of").isNotNull())
@@ -209,8 +209,10 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
             "theta_e": float(r["theta_e_arcsec"]),
             "injection": blobs[r["task_id"]],
             "control": blobs.get(r["control_id"]) if r["control_id"] else None,
-            "label": f"{r['task_id']}  {cfg.stage4d.snr_column}={snr:.1f}" if snr is not None else r["task_id"],
-            "control_label": str(r["control_id"] or ""),
+            "label": f"{cfg.stage4d.snr_column}={snr:.1f}" if snr is not None else "",
+            "control_label": "",
+            "injection_id": r["task_id"],
+            "control_id": r["control_id"],
         })
     return pairs
 

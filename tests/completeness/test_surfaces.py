@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tests.completeness.fixture_tables import metrics_table
 
 from dhs.completeness.intervals import jeffreys_interval, wilson_interval
 from dhs.completeness.recovery import join_scores, proxy_definition, score_definitions
@@ -16,6 +15,7 @@ from dhs.completeness.surfaces import (
     region_aggregate,
     validity_flags,
 )
+from tests.completeness.fixture_tables import metrics_table
 
 THETA = BinDef("theta_e", "theta_e_arcsec", width=0.05)
 REGION = BinDef("region", "region_id", categorical=True)
@@ -128,7 +128,7 @@ def test_model_score_path_by_hand():
     assert f["n_flagged"].item() == (cs >= 0.5).sum()
     f2 = fpr[(fpr["recovery"] == "fpr_0.2") & (fpr["selection"] == "all")]
     assert f2["fpr"].item() <= 0.2 and f2["fpr"].item() == pytest.approx(defs[1].params["control_fpr"])
-    lo, hi = wilson_interval(f2["n_flagged"].item(), f2["n_valid"].item(), 0.95)
+    lo, _ = wilson_interval(f2["n_flagged"].item(), f2["n_valid"].item(), 0.95)
     assert f2["wilson_lo_95"].item() == pytest.approx(lo)
     assert "n_recovered" not in fpr.columns and "n_flagged" not in comp.columns
 

@@ -51,5 +51,5 @@ def test_every_surface_accounts_for_every_injection():
     assert list(ts["bin1"]) == ["nan"]
     # the numeric order of bins follows the lower edges (resolution "<0.4" first)
     res = comp[(comp["surface"] == "resolution") & (comp["selection"] == "all")]
-    assert list(res["bin1"])[0] == "<0.4"
+    assert res["bin1"].iloc[0] == "<0.4"
     assert r["fpr"].empty  # no scores → no false-positive table

@@ -96,8 +96,8 @@ def test_rebuild_same_seed_is_identical_and_seed_matters(built_bank, cosmos_dir,
     for k in d1:
         np.testing.assert_array_equal(d1[k], d2[k], err_msg=k)
     other = tmp_path / "other.h5"
-    build_bank(cosmos_dir, other, n=N_TEST, seed=SEED + 1)
-    assert not np.array_equal(CosmosBank.open(other).column("ident"), d1["meta/ident"])
+    build_bank(cosmos_dir, other, n=5, seed=SEED + 1)
+    assert not np.array_equal(CosmosBank.open(other).column("ident"), d1["meta/ident"][:5])
 
 
 class Interrupted(Exception):

@@ -5,9 +5,10 @@ Reference images are drawn by GalSim: the same galaxy convolved with the same Mo
 * the bank galaxy itself (GalSim ``InterpolatedImage`` of the template), also rotated/flipped/dilated as
   stage 4c does: tests orientation, centring, pixel-scale and flux conventions to 2 % of the peak;
 * the original real galaxy (GalSim ``RealGalaxy`` with its HST PSF deconvolved, shifted by the bank's
-  recorded recentring): tests that cleaning/normalisation keep the galaxy. Its tolerance (4 % of the peak,
-  median ≤ 2.5 %) is set by the HST sky noise summed over the original stamp, which changes the reference's
-  total flux by 1–3 % for S/N ≈ 100 galaxies (measured: footprint/whole-stamp flux 0.95–1.03).
+  recorded recentring), for the 12 kept galaxies brighter than F814W = 23.6. Its tolerance (4 % of the
+  peak, median ≤ 2.5 %) is set by the HST sky noise summed over the original stamp, which changes the
+  reference's total flux by several per cent (measured: footprint / whole-stamp flux 0.96–1.06 for these).
+  The 2 % criterion against a *noise-free known truth* is tested in test_known_truth.py.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dhs.cosmos.builder import build_bank
 from dhs.cosmos.selection import choose_cosmos_source
 
 FWHM, BETA, PIX, SIZE = 1.3, 3.5, 0.262, 65
-# Ray sub-sampling per pixel for the COSMOS templates. At dhs.core's default (4) the rays are 0.0655″ apart,
-# and point-sampling the bilinear interpolant of 0.03″ template pixels aliases its pixel-grid replicas
-# (at 1/0.03″⁻¹, sampled at 2/0.0655″⁻¹ ≈ 30.5″⁻¹): the unlensed total flux is off by up to 1.3 % (median
-# 0.4 %) on the real bank. 12 sub-rays (0.0218″) keep it below 0.3 %. Reported to the rendering engineer.
+# Ray sub-sampling per pixel for the COSMOS templates. dhs.core point-samples the bilinear interpolant of
+# the 0.03″ template pixels at the ray positions; when the ray spacing (0.262″/supersample) is comparable to
+# the template pixel, the interpolant's pixel-grid replicas alias into the total flux. Measured unlensed on
+# the 92-template bank of the example catalogue: max flux error 0.4 % at supersample 4, 1.4 % at 6, 1.0 %
+# at 8, 0.3 % at 12 (template-dependent). 12 keeps these tests about the bank, not about that effect
+# (reported to the rendering engineer; lensed renders are affected far less, < 0.1 % here).
 SUPERSAMPLE = 12
 CAT = "real_galaxy_catalog_26_extension_example.fits"
 
@@ -81,8 +84,7 @@ def test_templates_reproduce_the_real_galaxies(cosmos_dir, tmp_path):
     build_bank(cosmos_dir, out, mag_max=23.6, seed=0)
     bank = CosmosBank.open(out)
     rgc = galsim.RealGalaxyCatalog(CAT, dir=str(cosmos_dir))
-    snr = bank.column("snr")
-    chosen = np.flatnonzero(snr >= 90.0)
+    chosen = np.arange(bank.n)  # every kept galaxy brighter than F814W = 23.6
     assert chosen.size >= 10
     errs = []
     for i in chosen:

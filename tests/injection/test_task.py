@@ -239,3 +239,13 @@ def test_success_rows_fit_schema_and_columns(brick, store, settings):
     wise = rows[0]["wise_brightmask_frac"]
     cut = store.cutout(rows[0]["ra"], rows[0]["dec"], 64, tiny_sky.BRICK)
     assert wise == pytest.approx(np.mean(cut.wisemask != 0)) and wise > 0
+
+
+def test_stamp_npz_matches_stamp(brick, store, settings):
+    from dhs.io.stamps import decode_npz
+
+    s = settings.model_copy(update={"stamp_npz": True})
+    _, out = _run(store, make_row(brick[1]), s)
+    assert np.array_equal(decode_npz(out["stamp_npz"]), decode(out["stamp"], size=64))
+    table, schema = _as_table([out], s)
+    assert "stamp_npz" in schema.names and table.num_rows == 1

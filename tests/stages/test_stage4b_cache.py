@@ -174,3 +174,28 @@ def test_assets_table_written(tree, tmp_path):
 def test_bad_base_url():
     with pytest.raises(ValueError, match="http"):
         mirror_bricks(BRICKS, "ftp://x", "/tmp/none")
+
+
+def test_run_from_config_writes_assets_and_stage_config(tree, tmp_path):
+    import json
+
+    import pyarrow.dataset as pads
+
+    from dhs.config import config_from_dict
+    from dhs.stages import stage4b
+
+    mdir = tmp_path / "manifest"
+    t = pa.table({"task_id": ["a", "b", "c"], "brickname": [BRICKS[0], BRICKS[1], BRICKS[0]],
+                  "region_split": ["train", "val", "train"]})
+    pads.write_dataset(t, mdir, format="parquet", partitioning=["region_split"], partitioning_flavor="hive")
+    with _serve(tree) as (url, _):
+        cfg = config_from_dict({"survey_root": str(tmp_path / "cache"), "output_root": str(tmp_path / "out"),
+                                "synth": {}, "stage4c": {"manifest_path": str(mdir),
+                                                         "cache": {"base_url": url, "workers": 3}}})
+        res = stage4b.run(None, cfg)
+    assert res.rows_in == 2 and res.failures == {}
+    assets = pq.read_table(Path(res.output_path) / "assets.parquet")
+    assert assets.column("brick").to_pylist() == BRICKS and all(assets.column("ok").to_pylist())
+    doc = json.loads((Path(res.output_path) / "_stage_config.json").read_text())
+    assert doc["counts"]["files_fetched"] == 20
+    assert _same_tree(tree, tmp_path / "cache")

@@ -1,0 +1,49 @@
+"""The HTML report without Spark: every link resolves to a non-empty PNG; Lupton RGB channel order."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dhs.completeness.audit import shortcut_audit
+from dhs.completeness.tables import compute_all_pandas
+from dhs.config.stage4d import Stage4dConfig
+from dhs.report.gallery import lupton_rgb
+from dhs.report.html import build_report
+from tests.completeness.fixture_tables import host_image, metrics_table
+
+
+def test_report_links_resolve(tmp_path):
+    df = metrics_table(n_pos=300, n_ctrl=120, seed=4)
+    scores = pd.DataFrame({"task_id": df["task_id"], "score": np.random.default_rng(0).uniform(size=len(df))})
+    s = Stage4dConfig()
+    r = compute_all_pandas(df, s, scores)
+    rng = np.random.default_rng(1)
+    audit = shortcut_audit({"f": rng.normal(1, 1, 100)}, {"f": rng.normal(0, 1, 100)}, n_boot=100)
+    stamp = np.stack([host_image(32, f) for f in (2.0, 4.0, 6.0)])
+    pairs = [{"theta_e": 0.5, "injection": stamp, "control": stamp * 0.5, "injection_id": "a", "control_id": "b"},
+             {"theta_e": 1.5, "injection": stamp, "control": None, "injection_id": "c", "control_id": None}]
+    index = build_report(str(tmp_path / "report"), meta={"variant": "v", "experiment_id": "e"},
+                         definitions=r["definitions"], tables=r, snr_hist=r["snr_hist"], audit_rows=audit,
+                         audit_limit=0.6, provenance=pd.DataFrame({"psf_source_r": [0], "count": [3]}),
+                         failures=pd.DataFrame({"error_kind": ["off_image"], "count": [2]}), gallery_pairs=pairs)
+    text = open(index, encoding="utf-8").read()
+    links = re.findall(r'src="([^"]+)"', text)
+    # 6 one-dimensional plots + 2 heat maps per definition, SNR, audit, gallery
+    assert len(links) >= 4 * 2 + 3
+    for link in links:
+        p = tmp_path / "report" / link
+        assert p.is_file() and p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG"
+    assert "False-positive rates" in text and "fpr_0.05" in text and "PROXY" in text
+    assert "(none)" in text  # the injection without a matched control is listed honestly
+
+
+def test_lupton_rgb_channel_order():
+    z_only = np.zeros((3, 16, 16))
+    z_only[2, 8, 8] = 10.0
+    rgb = lupton_rgb(z_only)
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    assert rgb[8, 8, 0] > 0 and rgb[8, 8, 1] == 0 and rgb[8, 8, 2] == 0  # z → red
+    with pytest.raises(ValueError, match="g, r, z"):
+        lupton_rgb(np.zeros((2, 4, 4)))

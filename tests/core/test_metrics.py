@@ -1,0 +1,85 @@
+"""Arc SNR metrics (DESIGN section 5), injected flux, lensed half-light radius."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dhs.core import SersicSource, SIELens, arc_snr_metrics, lensed_half_light_radius, render_arc, total_injected_flux
+
+
+def test_snr_definitions_on_a_hand_computed_stamp():
+    arc = np.zeros((5, 5))
+    arc[2, 2] = 10.0
+    arc[2, 3] = 4.0
+    arc[1, 2] = 0.5  # below 10 % of the maximum: outside the footprint
+    arc[0, 0] = 3.0  # on a bad pixel
+    invvar = np.full((5, 5), 4.0)  # sigma = 0.5
+    invvar[2, 3] = 1.0  # sigma = 1
+    good = np.ones((5, 5), bool)
+    good[0, 0] = False
+    m = arc_snr_metrics(arc, invvar, good)
+    assert m["arc_snr"] == pytest.approx(10.0 * 2.0)
+    assert m["arc_snr_sum"] == pytest.approx((10.0 + 4.0) / math.sqrt(0.25 + 1.0))
+    assert m["arc_snr_opt"] == pytest.approx(math.sqrt(100 * 4 + 16 * 1 + 0.25 * 4))
+
+
+def test_snr_footprint_uses_the_arcs_own_maximum_even_if_masked():
+    arc = np.zeros((4, 4))
+    arc[0, 0] = 100.0  # masked peak
+    arc[1, 1] = 20.0  # 20 % of the peak: in the footprint
+    arc[2, 2] = 5.0  # 5 %: not in the footprint
+    invvar = np.ones((4, 4))
+    good = np.ones((4, 4), bool)
+    good[0, 0] = False
+    m = arc_snr_metrics(arc, invvar, good)
+    assert m["arc_snr_sum"] == pytest.approx(20.0)
+    assert m["arc_snr"] == pytest.approx(20.0)
+
+
+def test_snr_sum_does_not_grow_with_stamp_size():
+    lens, src = SIELens(1.0), SersicSource(5.0, 0.2, x=0.2)
+    small = render_arc(lens, src, psf_fwhm_arcsec=1.2, size=48)
+    big = render_arc(lens, src, psf_fwhm_arcsec=1.2, size=96)
+    m_small = arc_snr_metrics(small, np.full(small.shape, 100.0), np.ones(small.shape, bool))
+    m_big = arc_snr_metrics(big, np.full(big.shape, 100.0), np.ones(big.shape, bool))
+    assert m_big["arc_snr_sum"] == pytest.approx(m_small["arc_snr_sum"], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "arc,invvar,good",
+    [
+        (np.zeros((3, 3)), np.ones((3, 3)), np.ones((3, 3), bool)),  # no flux
+        (np.ones((3, 3)), np.zeros((3, 3)), np.ones((3, 3), bool)),  # no valid invvar
+        (np.ones((3, 3)), np.ones((3, 3)), np.zeros((3, 3), bool)),  # everything masked
+    ],
+)
+def test_snr_is_none_when_no_good_pixel_carries_flux(arc, invvar, good):
+    assert arc_snr_metrics(arc, invvar, good) == {"arc_snr": None, "arc_snr_sum": None, "arc_snr_opt": None}
+
+
+def test_snr_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="one shape"):
+        arc_snr_metrics(np.ones((3, 3)), np.ones((3, 4)), np.ones((3, 3), bool))
+
+
+def test_total_injected_flux_per_band():
+    arcs = np.stack([np.full((4, 4), 0.5), np.full((4, 4), 1.0), np.zeros((4, 4))])
+    np.testing.assert_allclose(total_injected_flux(arcs), [8.0, 16.0, 0.0])
+
+
+def test_half_light_radius_of_a_gaussian():
+    """A well-sampled circular Gaussian: r_half = sigma sqrt(2 ln 2)."""
+    n, sigma_pix = 101, 6.0
+    yy, xx = np.mgrid[:n, :n]
+    cx, cy = 50.3, 49.6
+    img = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma_pix**2))
+    r = lensed_half_light_radius(img, 0.262, (cx, cy))
+    assert r == pytest.approx(sigma_pix * math.sqrt(2 * math.log(2)) * 0.262, rel=0.01)
+
+
+def test_half_light_radius_of_an_einstein_ring_is_near_theta_e():
+    img = render_arc(SIELens(1.5), SersicSource(1.0, 0.05, n=1.0), psf_fwhm_arcsec=0.4, size=64, offset_pix=(0.3, 0.2))
+    r = lensed_half_light_radius(img, 0.262, (32.3, 32.2))
+    assert r == pytest.approx(1.5, rel=0.05)
+    assert math.isnan(lensed_half_light_radius(np.zeros((8, 8)), 0.262, (4, 4)))

@@ -1,0 +1,61 @@
+"""Property tests (hypothesis): finite, non-negative output for non-negative sources, linear in flux."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dhs.core import InterpolatedSource, SersicSource, SIELens, render_arc, render_lensed_bands
+
+lenses = st.builds(
+    SIELens,
+    theta_e=st.floats(0.0, 3.0),
+    e1=st.floats(-0.45, 0.45),
+    e2=st.floats(-0.45, 0.45),
+    gamma1=st.floats(-0.15, 0.15),
+    gamma2=st.floats(-0.15, 0.15),
+)
+sersics = st.builds(
+    SersicSource,
+    flux=st.floats(0.0, 1e3),
+    r_eff=st.floats(0.03, 1.5),
+    n=st.floats(0.5, 4.0),
+    e1=st.floats(-0.45, 0.45),
+    e2=st.floats(-0.45, 0.45),
+    x=st.floats(-2.0, 2.0),
+    y=st.floats(-2.0, 2.0),
+)
+psfs = st.tuples(st.floats(0.4, 3.0), st.floats(1.5, 6.0))
+offsets = st.tuples(st.floats(-5.0, 5.0), st.floats(-5.0, 5.0))
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(lens=lenses, src=sersics, psf=psfs, offset=offsets)
+def test_finite_and_non_negative(lens, src, psf, offset):
+    img = render_arc(lens, src, psf_fwhm_arcsec=psf[0], psf_beta=psf[1], size=32, offset_pix=offset)
+    assert img.shape == (32, 32)
+    assert np.all(np.isfinite(img))
+    # FFT round-off may leave values of order 1e-7 of the peak below zero
+    assert img.min() >= -1e-6 * max(img.max(), 1e-30)
+
+
+@SETTINGS
+@given(lens=lenses, src=sersics, psf=psfs, a=st.floats(0.0, 50.0), b=st.floats(0.0, 50.0))
+def test_linear_in_flux(lens, src, psf, a, b):
+    kw = dict(psf_fwhm_arcsec=psf[0], psf_beta=psf[1], size=32)
+    one = render_arc(lens, src.with_flux(1.0), **kw)
+    combo = render_arc(lens, src.with_flux(a + b), **kw)
+    np.testing.assert_allclose(combo, (a + b) * one, rtol=1e-5, atol=1e-6 * (a + b) * max(one.max(), 1e-30))
+    bands = render_lensed_bands(lens, src, [a, b], [psf[0], psf[0]], psf_beta=psf[1], size=32)
+    np.testing.assert_allclose(bands[0] * b, bands[1] * a, rtol=1e-5, atol=1e-6 * a * b * max(one.max(), 1e-30))
+
+
+@SETTINGS
+@given(lens=lenses, psf=psfs, angle=st.floats(-np.pi, np.pi), scale=st.floats(0.3, 3.0), flux=st.floats(0.0, 100.0))
+def test_interpolated_finite_non_negative(lens, psf, angle, scale, flux):
+    rng = np.random.default_rng(0)
+    tpl = rng.uniform(0.0, 1.0, (20, 17))
+    src = InterpolatedSource(tpl, 0.05, flux, x=0.1, angle=angle, scale=scale)
+    img = render_arc(lens, src, psf_fwhm_arcsec=psf[0], psf_beta=psf[1], size=32)
+    assert np.all(np.isfinite(img))
+    assert img.min() >= -1e-6 * max(img.max(), 1e-30)
