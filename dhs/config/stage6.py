@@ -36,7 +36,7 @@ class FootprintFilter(StrictModel):
     dec_max_deg: float = Field(default=32.0, ge=-90.0, le=90.0)
 
     @model_validator(mode="after")
-    def _order(self) -> "FootprintFilter":
+    def _order(self) -> FootprintFilter:
         if not self.dec_min_deg < self.dec_max_deg:
             raise ValueError(f"dec_min_deg ({self.dec_min_deg}) must be < dec_max_deg ({self.dec_max_deg})")
         return self
@@ -109,7 +109,7 @@ class N2Rule(StrictModel):
     mag_r_max: float | None = None
 
     @model_validator(mode="after")
-    def _has_condition(self) -> "N2Rule":
+    def _has_condition(self) -> N2Rule:
         conds = ("type_in", "flux_r_min", "sersic_min", "ellipticity_min", "shape_r_min", "g_minus_r_max",
                  "mag_r_max")
         if all(getattr(self, c) is None for c in conds):
@@ -151,7 +151,7 @@ class TierSettings(StrictModel):
     weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5})
 
     @model_validator(mode="after")
-    def _weights(self) -> "TierSettings":
+    def _weights(self) -> TierSettings:
         for t in ("A", "B"):
             if t not in self.weights or not self.weights[t] >= 0:
                 raise ValueError(f"weights must give a weight ≥ 0 for tier {t!r}, got {self.weights}")
@@ -217,7 +217,7 @@ class Stage6Config(StrictModel):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @model_validator(mode="after")
-    def _checks(self) -> "Stage6Config":
+    def _checks(self) -> Stage6Config:
         n = self.healpix_nside
         if n & (n - 1):
             raise ValueError(f"healpix_nside must be a power of 2, got {n}")
@@ -232,6 +232,6 @@ class Stage6Config(StrictModel):
         """Problems with input paths found before Spark starts (local paths only)."""
         p = self.lens_catalog
         if p and "://" not in p and not os.path.isfile(p):
-            return [f"stage6.lens_catalog: input path does not exist (got {p!r}; expected a CSV/TSV/FITS "
-                    "table of known lenses with RA/Dec in degrees)"]
+            return [(f"stage6.lens_catalog: input path does not exist (got {p!r}; expected a CSV/TSV/FITS "
+                    "table of known lenses with RA/Dec in degrees)")]
         return []

@@ -111,7 +111,7 @@ def _image_plane_half_width(lens: SIELens, source) -> float:
     return 1.02 * (beta + alpha) / (1.0 - gamma)
 
 
-def lensed_total_flux(lens: SIELens, source, *, n_base: int = 256) -> float:
+def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
     """Total lensed flux (nanomaggies) of ``source`` over the whole image plane (not limited by a stamp).
 
     The integral runs over a lens-centred square that holds every image of the source's 99.9 %
@@ -123,7 +123,7 @@ def lensed_total_flux(lens: SIELens, source, *, n_base: int = 256) -> float:
     return float(lensed_grid_flux(lens, source, centres, centres, h).sum(dtype=np.float64))
 
 
-def magnification(lens: SIELens, source, *, n_base: int = 256) -> float:
+def magnification(lens: SIELens, source, *, n_base: int = 128) -> float:
     """Total magnification: lensed / unlensed total flux of the source, not limited by any stamp.
 
     The unlensed flux is the analytic total (``source.flux``); the lensed flux is integrated over the

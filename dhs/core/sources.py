@@ -24,7 +24,9 @@ __all__ = ["SersicSource", "InterpolatedSource", "sersic_b_n", "sersic_enclosed_
 
 
 #: refinement is pointless for cells whose estimated error is below this fraction of the total flux
-_MIN_CELL_ERROR = 1e-6
+_MIN_CELL_ERROR = 1e-5
+#: interpolated templates are refined where a cell is larger than this many (scaled) template pixels
+_TEMPLATE_SAMPLING = 2.0
 
 
 def sersic_b_n(n: float) -> float:
@@ -83,12 +85,20 @@ class SersicSource:
             raise ValueError(f"SersicSource.n must be in [0.2, 10], got {self.n}")
         if math.hypot(self.e1, self.e2) >= 0.99:
             raise ValueError(f"SersicSource |e| must be < 0.99, got e1={self.e1}, e2={self.e2}")
+        b = sersic_b_n(self.n)
+        object.__setattr__(self, "_b", b)
+        object.__setattr__(self, "_rho_max", (float(special.gammaincinv(2.0 * self.n, 0.999)) / b) ** self.n)
+        log_norm = (
+            math.log(2.0 * math.pi * self.n) + 2.0 * math.log(self.r_eff) + b + math.lgamma(2.0 * self.n)
+            - 2.0 * self.n * math.log(b)
+        )
+        object.__setattr__(self, "_log_unit_amp", -log_norm)
 
     # --- derived constants ---------------------------------------------------------------------
     @property
     def b_n(self) -> float:
         """Exact b_n for this index."""
-        return sersic_b_n(self.n)
+        return self._b
 
     @property
     def q(self) -> float:
@@ -102,12 +112,7 @@ class SersicSource:
         return math.exp(self._log_amplitude()) if self.flux > 0 else 0.0
 
     def _log_amplitude(self) -> float:
-        n = self.n
-        b = self.b_n
-        log_norm = (
-            math.log(2.0 * math.pi * n) + 2.0 * math.log(self.r_eff) + b + math.lgamma(2.0 * n) - 2.0 * n * math.log(b)
-        )
-        return math.log(self.flux) - log_norm
+        return math.log(self.flux) + self._log_unit_amp
 
     @property
     def min_scale(self) -> float:
@@ -138,8 +143,13 @@ class SersicSource:
         u += v
         return u
 
-    def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h: float, tol: float = 0.02) -> np.ndarray:
+    def needs_refinement(
+        self, bx: np.ndarray, by: np.ndarray, h, tol: float = 0.02, area: float | None = None
+    ) -> np.ndarray:
         """Mask of sample positions whose cells of side ``h`` (arcsec) are too coarse for this profile.
+
+        ``h`` is the size of the cell in the source plane (scalar or one per position); ``area`` is the
+        cell's image-plane area (arcsec^2, default h^2), which sets how much flux an error can affect.
 
         A cell is flagged when the midpoint-rule error estimate h^2/24 (|S_rr| + |S_r / r|) / S exceeds
         ``tol`` anywhere between its centre and its point nearest to the source centre, provided that
@@ -149,20 +159,32 @@ class SersicSource:
         bx = np.asarray(bx)
         by = np.asarray(by)
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
-        if np.ndim(h) == 0:
-            table, step = self._refinement_table(float(h), float(tol))
-            rho = np.sqrt(self._rho2(bx, by, dtype))
-            rho *= 1.0 / step
-            idx = np.minimum(rho, float(table.size - 1)).astype(np.intp)
-            return table[idx]
-        rho = np.sqrt(self._rho2(bx, by, np.float64))
-        return self._refinement_flags(rho, np.asarray(h, dtype=np.float64), float(tol))
+        return self._flags_from_rho2(self._rho2(bx, by, dtype), h, tol, area)
 
-    def _refinement_flags(self, rho: np.ndarray, h: np.ndarray | float, tol: float) -> np.ndarray:
+    def _flags_from_rho2(self, rho2: np.ndarray, h, tol: float, area: float | None) -> np.ndarray:
+        if np.ndim(h) == 0:
+            table, step = self._refinement_table(float(h), float(tol), area)
+            rho = np.sqrt(rho2)
+            rho *= 1.0 / step
+            np.minimum(rho, float(table.size - 1), out=rho)
+            return table[rho.astype(np.intp)]
+        rho = np.sqrt(rho2.astype(np.float64))
+        return self._refinement_flags(rho, np.asarray(h, dtype=np.float64), float(tol), area)
+
+    def evaluate(self, bx: np.ndarray, by: np.ndarray, h, tol: float, core_radius: float = 0.0, area=None):
+        """(surface_brightness(bx, by, core_radius), needs_refinement(bx, by, h, tol, area)) in one pass."""
+        bx = np.asarray(bx)
+        by = np.asarray(by)
+        dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
+        rho2 = self._rho2(bx, by, dtype)
+        flags = self._flags_from_rho2(rho2, h, tol, area)
+        return self._sb_from_rho2(rho2, core_radius), flags
+
+    def _refinement_flags(self, rho: np.ndarray, h: np.ndarray | float, tol: float, area=None) -> np.ndarray:
         """needs_refinement at elliptical radii rho = R / r_eff for cells of side h (scalar or per point)."""
         n = self.n
-        b = self.b_n
-        rho_max = (float(special.gammaincinv(2.0 * n, 0.999)) / b) ** n
+        b = self._b
+        rho_max = self._rho_max
         half_diag = 0.7072 * h / self.min_scale  # cell half-diagonal in units of the minor-axis r_eff
         rho_min = np.maximum(rho - half_diag, 0.0)
         scale = (h / self.r_eff) ** 2 / 24.0
@@ -173,22 +195,23 @@ class SersicSource:
             g = (b / n) * r ** (1.0 / n - 1.0)
             return np.abs(g * g - (b / n) * (1.0 / n - 1.0) * r ** (1.0 / n - 2.0)) + g / r
 
-        err = np.maximum(curvature(rho), curvature(rho_min)) * scale
-        # brightest possible fraction of the total flux in one cell (surface brightness at rho_min)
-        log_unit_amp = math.log(self.with_flux(1.0).amplitude)
-        cell_frac = np.exp(log_unit_amp + b - b * rho_min ** (1.0 / n)) * (h * h)
-        return (err > tol) & (rho_min < rho_max) & (err * cell_frac > _MIN_CELL_ERROR)
+        # curvature error at the centre and at the cell's nearest point (no closer than the half-diagonal,
+        # where the Taylor estimate stops meaning anything); a cell holding the centre is bounded instead
+        # by the profile's relative change across it, b (2 half_diag)^(1/n), the error of a cusp
+        err = np.maximum(curvature(rho), curvature(np.maximum(rho_min, half_diag))) * scale
+        err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
+        # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
+        # a cell's relative error cannot usefully exceed 1
+        cell_frac = np.exp(self._log_unit_amp + b - b * rho_min ** (1.0 / n)) * (h * h if area is None else area)
+        return (err > tol) & (rho_min < rho_max) & (np.minimum(err, 1.0) * cell_frac > _MIN_CELL_ERROR)
 
-    def _refinement_table(self, h: float, tol: float) -> tuple[np.ndarray, float]:
+    def _refinement_table(self, h: float, tol: float, area: float | None = None) -> tuple[np.ndarray, float]:
         """needs_refinement for one cell size, tabulated on bins of rho = R / r_eff (conservative per bin)."""
-        n = self.n
-        b = self.b_n
-        rho_max = (float(special.gammaincinv(2.0 * n, 0.999)) / b) ** n
-        top = rho_max + 0.7072 * h / self.min_scale
+        top = self._rho_max + 0.7072 * h / self.min_scale
         n_bins = 2048
         step = top / (n_bins - 1)
         edges = np.arange(n_bins + 1) * step
-        flag = self._refinement_flags(edges, h, tol)
+        flag = self._refinement_flags(edges, h, tol, area)
         table = flag[:-1] | flag[1:]
         table[-1] = False  # beyond rho_max + half-diagonal nothing is flagged
         return table, step
@@ -205,8 +228,14 @@ class SersicSource:
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
         if self.flux == 0.0:
             return np.zeros(np.broadcast_shapes(bx.shape, by.shape), dtype=dtype)
-        u = self._rho2(bx, by, dtype)  # (R / r_eff)^2
-        b = self.b_n
+        return self._sb_from_rho2(self._rho2(bx, by, dtype), core_radius)
+
+    def _sb_from_rho2(self, u: np.ndarray, core_radius: float) -> np.ndarray:
+        """Surface brightness from (R / r_eff)^2 (overwrites ``u``)."""
+        if self.flux == 0.0:
+            u[...] = 0.0
+            return u
+        b = self._b
         n = self.n
         inner = None
         if core_radius > 0.0:
@@ -274,6 +303,7 @@ class InterpolatedSource:
         padded[1:-1, 1:-1] = tpl / total
         object.__setattr__(self, "template", tpl)
         object.__setattr__(self, "_padded", padded)
+        object.__setattr__(self, "_padded32", padded.astype(np.float32))
 
     @property
     def pixel_size(self) -> float:
@@ -294,16 +324,20 @@ class InterpolatedSource:
             self.template, self.template_pixscale, flux, x=self.x, y=self.y, angle=self.angle, scale=self.scale
         )
 
-    def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h: float, tol: float = 0.02) -> np.ndarray:
+    def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h, tol: float = 0.02, area=None) -> np.ndarray:
         """Mask of positions on the template whose cells of side ``h`` exceed two template pixels."""
         shape = np.broadcast_shapes(np.shape(bx), np.shape(by))
         h = np.asarray(h, dtype=np.float64)
-        if np.all(h <= 2.0 * self.pixel_size):
+        if np.all(h <= _TEMPLATE_SAMPLING * self.pixel_size):
             return np.zeros(shape, dtype=bool)
         dx = np.subtract(bx, self.x)
         dy = np.subtract(by, self.y)
         r = self.extent_radius() + h
-        return (dx * dx + dy * dy < r * r) & (h > 2.0 * self.pixel_size)
+        return (dx * dx + dy * dy < r * r) & (h > _TEMPLATE_SAMPLING * self.pixel_size)
+
+    def evaluate(self, bx: np.ndarray, by: np.ndarray, h, tol: float, core_radius: float = 0.0, area=None):
+        """(surface_brightness(bx, by), needs_refinement(bx, by, h, tol))."""
+        return self.surface_brightness(bx, by), self.needs_refinement(bx, by, h, tol)
 
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:
         """Surface brightness (nanomaggies/arcsec^2) at source-plane positions (arcsec).
@@ -341,7 +375,7 @@ class InterpolatedSource:
         fy = r - r0
         width = nx + 2
         flat = r0.astype(np.intp) * width + c0.astype(np.intp)
-        img = self._padded.astype(dtype, copy=False).reshape(-1)
+        img = (self._padded32 if dtype == np.float32 else self._padded).reshape(-1)
         v00 = img[flat]
         v01 = img[flat + 1]
         v10 = img[flat + width]

@@ -40,7 +40,7 @@ def quality_metrics(image: np.ndarray, invvar: np.ndarray | None = None, bands: 
     a = np.asarray(image, dtype=np.float64)
     if a.ndim != 3 or a.shape[0] != len(bands):
         raise ValueError(f"image must have shape ({len(bands)}, H, W), got {a.shape}")
-    nb, h, w = a.shape
+    h, w = a.shape[1:]
     valid = np.isfinite(a)
     if invvar is not None:
         iv = np.asarray(invvar, dtype=np.float64)
@@ -151,7 +151,7 @@ class CutoutServiceClient:
                 time.sleep(self.backoff_s * (2 ** (k - 1)))
             attempts += 1
             try:
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310 - configured URL
+                with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                     body = resp.read()
                 return ServiceCutout(True, None, self._decode(body, size), attempts)
             except urllib.error.HTTPError as exc:

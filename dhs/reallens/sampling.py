@@ -46,8 +46,8 @@ def stratum_quotas(pos_counts: Mapping[str, int], pool_counts: Mapping[tuple[str
         n_pos = int(pos_counts[s])
         if n_pos <= 0:
             continue
-        target = int(round(settings.neg_per_pos * n_pos))
-        n2_target = int(round(target * settings.n2_fraction))
+        target = round(settings.neg_per_pos * n_pos)
+        n2_target = round(target * settings.n2_fraction)
         n1_target = target - n2_target
         n1_avail = int(pool_counts.get((s, "N1"), 0))
         n2_avail = int(pool_counts.get((s, "N2"), 0))

@@ -93,9 +93,9 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
                  f"{c.get('pool', '?')} rows (N2 share {summary.get('n2_share', float('nan')):.3f}). Sample: "
                  f"{c.get('sample_negatives', '?')} negatives for {c.get('sample_positives', '?')} positives.")
     g = summary.get("gates", {})
-    lines += ["", f"Sampling gates: total reached {g.get('total_reached')}, N1 share "
+    lines += ["", (f"Sampling gates: total reached {g.get('total_reached')}, N1 share "
               f"{g.get('n1_share', float('nan')):.3f} ok {g.get('n1_share_ok')}, every stratum represented "
-              f"{g.get('all_strata_represented')} → {'PASS' if g.get('passed') else 'FAIL'}", ""]
+              f"{g.get('all_strata_represented')} → {'PASS' if g.get('passed') else 'FAIL'}"), ""]
     lines += ["| feature | n pos | n neg | AUC | interval | flag |", "|---|---|---|---|---|---|"]
     for r in summary.get("audit", []):
         lines.append(f"| {r['feature']} | {r['n_pos']} | {r['n_neg']} | {r['auc']:.3f} | "

@@ -35,32 +35,29 @@ def save(fig: plt.Figure, path: str) -> str:
     return path
 
 
-def _positions(sub: pd.DataFrame) -> tuple[np.ndarray, list[str], bool]:
-    lo = sub["bin1_lo"].to_numpy(dtype=float)
-    if np.all(np.isfinite(lo)):
-        return lo, [str(b) for b in sub["bin1"]], True
-    return np.arange(len(sub), dtype=float), [str(b) for b in sub["bin1"]], False
-
-
 def plot_completeness_1d(table: pd.DataFrame, dim: str, recovery: str, path: str, title: str = "",
                          rate: str = "completeness") -> str:
     """Completeness vs one dimension for the "all" and "clean" selections, with Wilson 68 % (dark) and
-    95 % (light) bands. Bins with no valid injections are left out."""
+    95 % (light) bands. Bins with no valid injections are left out. Regular bins are drawn at their lower
+    edge; explicit-edge bins (with an open first bin) at equally spaced, labelled positions shared by both
+    selections."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     sel_t = table[(table["surface"] == dim) & (table["recovery"] == recovery) & (table["n_valid"] > 0)]
-    numeric = True
-    ticks: list[str] = []
+    bins = sel_t[["bin1", "bin1_lo"]].drop_duplicates().sort_values("bin1_lo", na_position="last")
+    numeric = bool(np.all(np.isfinite(bins["bin1_lo"].to_numpy(dtype=float))))
+    where = {lab: (lo if numeric else float(i)) for i, (lab, lo) in enumerate(zip(bins["bin1"], bins["bin1_lo"]))}
     for sel, colour in (("all", "C0"), ("clean", "C1")):
         sub = sel_t[sel_t["selection"] == sel]
         if sub.empty:
             continue
-        sub = sub.sort_values("bin1_lo") if np.all(np.isfinite(sub["bin1_lo"])) else sub
-        x, ticks, numeric = _positions(sub)
-        ax.fill_between(x, sub["wilson_lo_95"], sub["wilson_hi_95"], color=colour, alpha=0.12, step=None)
+        x = np.array([where[b] for b in sub["bin1"]], dtype=float)
+        order = np.argsort(x, kind="stable")
+        x, sub = x[order], sub.iloc[order]
+        ax.fill_between(x, sub["wilson_lo_95"], sub["wilson_hi_95"], color=colour, alpha=0.12)
         ax.fill_between(x, sub["wilson_lo_68"], sub["wilson_hi_68"], color=colour, alpha=0.3)
         ax.plot(x, sub[rate], "o-", color=colour, label=f"{sel} (n_valid={int(sub['n_valid'].sum())})")
     if not numeric:
-        ax.set_xticks(np.arange(len(ticks)), ticks, rotation=30)
+        ax.set_xticks(np.arange(len(bins)), [str(b) for b in bins["bin1"]], rotation=30)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(AXIS_LABELS.get(dim, dim))
     ax.set_ylabel(rate)

@@ -101,8 +101,8 @@ def config_id(theta_e_arcsec: float, src_dmag: float, src_reff_arcsec: float, sr
     Each value is printed with a fixed number of decimals (θE, dmag, e: 2; reff, shear: 3), extended only when
     a value needs more digits to be represented exactly, so different values never share an id.
     """
-    vals = dict(theta_e_arcsec=theta_e_arcsec, src_dmag=src_dmag, src_reff_arcsec=src_reff_arcsec,
-                src_e=src_e, shear=shear)
+    vals = {"theta_e_arcsec": theta_e_arcsec, "src_dmag": src_dmag, "src_reff_arcsec": src_reff_arcsec,
+            "src_e": src_e, "shear": shear}
     return "_".join(f"{_ID_PREFIX[a]}{_format_value(float(vals[a]), _ID_DECIMALS[a])}" for a in AXES)
 
 
@@ -117,7 +117,7 @@ def _axis_values(raw: Any, axis: str, where: str) -> tuple[float, ...]:
             raise GridError(f"{where}: {axis}: range values must be numbers (got {dict(raw)})") from exc
         if step <= 0 or stop < start:
             raise GridError(f"{where}: {axis}: range needs step > 0 and stop >= start (got {dict(raw)})")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        n = math.floor((stop - start) / step + 1e-9) + 1
         values: list[float] = [round(start + i * step, 10) for i in range(n)]
     elif isinstance(raw, Sequence) and not isinstance(raw, str):
         values = []

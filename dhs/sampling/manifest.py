@@ -41,7 +41,14 @@ import pyarrow.compute as pc
 from dhs.sampling.controls import controls_per_cell, match_controls, reserved_control_hosts
 from dhs.sampling.grids import Grid
 from dhs.sampling.hashing import hash64_array, stable_hash64
-from dhs.sampling.priors import Priors, draw_priors, moffat_fwhm_r, parse_priors, polar_components, source_offset
+from dhs.sampling.priors import (
+    Priors,
+    draw_priors,
+    moffat_fwhm_r,
+    parse_priors,
+    polar_components,
+    source_offset,
+)
 from dhs.sampling.stratify import assign_bins, quantile_edges
 from dhs.survey.photometry import psfdepth_ivar_to_mag5
 
@@ -258,7 +265,7 @@ def expected_rows(n_hosts: int, n_configs: int, replicates: int, control_fractio
     """Rows of a debug/grid-tier manifest: n_hosts × n_configs × replicates injections plus controls
     ≈ injections × f/(1−f)."""
     pos = n_hosts * n_configs * replicates
-    return pos + int(round(pos * control_fraction / (1.0 - control_fraction)))
+    return pos + round(pos * control_fraction / (1.0 - control_fraction))
 
 
 def manifest_schema(host_schema: pa.Schema | None = None) -> pa.Schema:

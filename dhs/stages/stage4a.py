@@ -94,12 +94,12 @@ def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None,
         ra, dec = read_known_lenses(kl.catalog)
         ras.append(ra)
         decs.append(dec)
-        sources.append({"catalog": kl.catalog, "n": int(len(ra))})
+        sources.append({"catalog": kl.catalog, "n": len(ra)})
     if kl.use_lenscat:
         ra, dec = lenscat_lenses()
         ras.append(ra)
         decs.append(dec)
-        sources.append({"catalog": "lenscat", "n": int(len(ra))})
+        sources.append({"catalog": "lenscat", "n": len(ra)})
     return (np.concatenate(ras), np.concatenate(decs)), {"enabled": True, "radius_arcsec": kl.radius_arcsec,
                                                           "sources": sources}
 

@@ -154,17 +154,19 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     n_part = settings.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.arrow_batch_rows))
 
+    spark_schema = from_arrow_schema(schema)
     df = (manifest.repartition(n_part, "brickname")
           .sortWithinPartitions("brickname", "task_id")
-          .mapInArrow(make_mapper(cfg, schema), from_arrow_schema(schema)))
+          .mapInArrow(make_mapper(cfg, schema), spark_schema))
     write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),
                              max_records_per_file=settings.records_per_file())
 
-    written = spark.read.parquet(to_spark_path(stamps_dir))
+    # metrics/ = stamps/ without the arrays (column pruning: the arrays are not read back)
+    written = spark.read.schema(spark_schema).parquet(to_spark_path(stamps_dir))
     metrics = written.drop(*[c for c in ARRAY_COLUMNS if c in written.columns])
     write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
 
-    m = spark.read.parquet(to_spark_path(metrics_dir))
+    m = spark.read.schema(metrics.schema).parquet(to_spark_path(metrics_dir))
     agg = m.groupBy("region_split", "cutout_ok", "error").count().collect()     # one small job
     rows_in = manifest.count()
     rows_out = int(sum(r["count"] for r in agg))

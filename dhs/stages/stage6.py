@@ -14,7 +14,7 @@ Flow (pure logic in :mod:`dhs.reallens`; this module is the Spark wiring):
 5. cutouts of every sample row (coadd store or cutout service) with quality metrics and shortcut features
    → ``cutouts/``; failures are rows with ``cutout_ok = 0`` and ``error``;
 6. validation (shortcut audit, split proportions, disjointness) → ``validation/`` (audit table,
-   ``validation.json``, ``report.md``).
+   ``_validation.json``, ``_report.md`` — underscore names so Parquet readers skip them).
 
 All outputs live under ``phase6/<variant>/<kind>/<experiment_id>/`` with ``_stage_config.json`` (written
 last) holding the counts of every step; each step's rows in = rows out (+ rows rejected, with reasons).
@@ -43,11 +43,23 @@ from dhs.reallens.filters import FILTER_ORDER
 from dhs.reallens.lenses import LensTable, lenscat_table, read_lens_table
 from dhs.reallens.sampling import gates, stratum_quotas
 from dhs.reallens.sweep_task import CANDIDATE_SCHEMA, OBJECT_SCHEMA, process_sweep
-from dhs.reallens.validation import (audit, cap_per_class, cross_split_neighbours, pixel_disjointness,
-                                     report_markdown, split_proportions)
+from dhs.reallens.validation import (
+    audit,
+    cap_per_class,
+    cross_split_neighbours,
+    pixel_disjointness,
+    report_markdown,
+    split_proportions,
+)
 from dhs.sampling.hashing import stable_hash64
-from dhs.stages.common import (StageResult, finish_stage, should_skip, skipped_result, stage_output_dir,
-                               write_parquet_atomically)
+from dhs.stages.common import (
+    StageResult,
+    finish_stage,
+    should_skip,
+    skipped_result,
+    stage_output_dir,
+    write_parquet_atomically,
+)
 from dhs.stages.stage3 import _tasks as sweep_tasks
 from dhs.stages.stage3 import resolve_sweep_paths
 
@@ -262,7 +274,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     gate = gates(quotas, sel_counts, st.sampling)
 
     # ---- cutouts
-    cut_df, cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"])
+    cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"])
 
     # ---- validation
     summary = _validate(spark, cfg, dirs["cutouts"], samp)
@@ -273,9 +285,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     audit_rows = summary["audit"] or [{"feature": "", "n_pos": 0, "n_neg": 0}]
     val_tbl = pa.Table.from_pylist(audit_rows)
     write_parquet_atomically(spark.createDataFrame(val_tbl).coalesce(1), dirs["validation"], partition_by=())
-    write_bytes(join(dirs["validation"], "validation.json"),
+    write_bytes(join(dirs["validation"], "_validation.json"),
                 json.dumps(summary, indent=2, sort_keys=True, default=str).encode(), cfg.s3.options())
-    write_bytes(join(dirs["validation"], "report.md"), report_markdown(summary).encode(), cfg.s3.options())
+    write_bytes(join(dirs["validation"], "_report.md"), report_markdown(summary).encode(), cfg.s3.options())
 
     counts = {
         "sweeps": {"files": len(paths), "unreadable": [{"path": p, "error": e} for p, e in unreadable],
@@ -291,7 +303,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                    "positives": n_sample_pos, "negatives": n_sample_neg, "not_selected": n_pool - n_sample_neg,
                    "quotas": quotas, "gates": gate},
         "cutouts": cut_counts,
-        "validation": {"rows_in": summary["audit_rows_in"], "rows_out": len(summary["audit"]),
+        "validation": {"rows_in": summary["audit_rows_in"], "stamps_audited": summary["audit_stamps"],
+                       "rows_out": len(summary["audit"]),
                        "flags": {r["feature"]: r["flag"] for r in summary["audit"]}},
     }
     failures = {k: v for k, v in cut_counts["failures_by_kind"].items()}
@@ -324,8 +337,7 @@ def cutout_arrow_schema(sample_schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> tuple[Any, dict[str, Any]]:
-    from pyspark.sql import functions as F
+def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> dict[str, Any]:
     from pyspark.sql.pandas.types import to_arrow_type
 
     c = cfg.stage6.cutouts
@@ -366,9 +378,9 @@ def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> tuple[Any, 
             by_kind[k] = by_kind.get(k, 0) + int(r["count"])
             by_reason[r["error"]] = by_reason.get(r["error"], 0) + int(r["count"])
     n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
-    return written, {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
-                     "failures_by_kind": by_kind, "failures_by_reason": dict(sorted(by_reason.items())),
-                     "source": c.source, "size": c.size}
+    return {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
+            "failures_by_kind": by_kind, "failures_by_reason": dict(sorted(by_reason.items())),
+            "source": c.source, "size": c.size}
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -379,13 +391,20 @@ def _validate(spark: Any, cfg: RunConfig, cut_dir: str, samp: Any) -> dict[str, 
     cut = spark.read.parquet(to_spark_path(cut_dir))
     feat_cols = [c for c in cut.columns if c.startswith("feat_")] + [
         c for c in cut.columns if c.startswith(("core_flux_", "annulus_median_", "outer_median_"))]
-    rows = cut.where(F.col("cutout_ok") == 1).select("galaxy_id", "label", *feat_cols).collect()
+    good = cut.where(F.col("cutout_ok") == 1)
+    per_label = {int(r["label"]): int(r["count"]) for r in good.groupBy("label").count().collect()}
+    # thin each class in Spark (every stride-th 64-bit hash residue) before the exact cap on the driver
+    keep = F.lit(False)
+    for lab, n in per_label.items():
+        stride = max(1, n // v.max_per_class)
+        keep = keep | ((F.col("label") == lab) & (F.pmod(F.col("sample_hash"), F.lit(stride)) == 0))
+    rows = good.where(keep).select("galaxy_id", "label", *feat_cols).collect()
     seed = stable_hash64("stage6-validation", int(cfg.seed))
     by_cls: dict[int, dict[str, np.ndarray]] = {}
     for lab in (0, 1):
         rs = [r for r in rows if int(r["label"]) == lab]
-        keep = cap_per_class([r["galaxy_id"] for r in rs], v.max_per_class, seed)
-        rs = [r for r, k in zip(rs, keep.tolist()) if k]
+        capped = cap_per_class([r["galaxy_id"] for r in rs], v.max_per_class, seed)
+        rs = [r for r, k in zip(rs, capped.tolist()) if k]
         by_cls[lab] = {c.removeprefix("feat_"): np.array([np.nan if r[c] is None else r[c] for r in rs],
                                                           dtype=np.float64) for c in feat_cols}
     audit_rows = audit(by_cls[1], by_cls[0], v, seed) if rows else []
@@ -396,5 +415,7 @@ def _validate(spark: Any, cfg: RunConfig, cut_dir: str, samp: Any) -> dict[str, 
     disj = pixel_disjointness([r["healpix"] for r in pos], [r["region_split"] for r in pos])
     neigh = cross_split_neighbours(np.array([r["ra"] for r in pos]), np.array([r["dec"] for r in pos]),
                                    [r["region_split"] for r in pos], v.neighbour_radius_arcsec)
-    return {"audit": audit_rows, "audit_rows_in": len(rows), "splits": splits, "disjointness": disj,
+    n_used = {name: len(next(iter(by_cls[lab].values()), [])) for name, lab in (("positives", 1), ("negatives", 0))}
+    return {"audit": audit_rows, "audit_rows_in": sum(per_label.values()), "audit_stamps": n_used,
+            "splits": splits, "disjointness": disj,
             "neighbours": neigh}

@@ -28,7 +28,8 @@ def test_report_links_resolve(tmp_path):
                          definitions=r["definitions"], tables=r, snr_hist=r["snr_hist"], audit_rows=audit,
                          audit_limit=0.6, provenance=pd.DataFrame({"psf_source_r": [0], "count": [3]}),
                          failures=pd.DataFrame({"error_kind": ["off_image"], "count": [2]}), gallery_pairs=pairs)
-    text = open(index, encoding="utf-8").read()
+    with open(index, encoding="utf-8") as fh:
+        text = fh.read()
     links = re.findall(r'src="([^"]+)"', text)
     # 6 one-dimensional plots + 2 heat maps per definition, SNR, audit, gallery
     assert len(links) >= 4 * 2 + 3

@@ -51,3 +51,13 @@ def test_magnification_matches_stamp_flux_for_random_contained_arcs():
         # the 160-pixel stamp (42") holds all but the far wings of n ~ 4 sources
         assert stamp == pytest.approx(mu, rel=0.006)
         assert lensed_total_flux(lens, src) == pytest.approx(2.0 * mu, rel=1e-6)
+
+
+def test_default_grid_is_converged():
+    rng = np.random.default_rng(4)
+    for _ in range(8):
+        te = rng.uniform(0.3, 2.5)
+        lens = SIELens(te, *rng.uniform(-0.3, 0.3, 2), *rng.uniform(-0.1, 0.1, 2))
+        src = SersicSource(1.0, rng.uniform(0.04, 0.6), n=rng.uniform(0.5, 4.0), e1=rng.uniform(-0.3, 0.3),
+                           x=rng.uniform(-0.6, 0.6) * te, y=rng.uniform(-0.6, 0.6) * te)
+        assert magnification(lens, src) == pytest.approx(magnification(lens, src, n_base=512), rel=1e-3)

@@ -31,7 +31,7 @@ def test_ring_proxy_boundaries():
 
 def test_edge_on_boundaries_and_definition():
     cols = _rows(ellipticity=[0.5, np.nextafter(0.5, 0), 0.9, 0.9, np.nan],
-                 shape_r=[0.6, 0.6, np.nextafter(0.6, 0), 5.0 * 0 + 0.6, 0.6])
+                 shape_r=[0.6, 0.6, np.nextafter(0.6, 0), 0.6, 0.6])
     assert _cat(cols) == ["edge_on_proxy", "", "", "edge_on_proxy", ""]
     # |e| = 0.4 is q = 3/7, i.e. 1 − q = 4/7 ≥ 0.5: edge-on only under the one_minus_q definition
     e1, e2 = np.array([0.4 * 0.6]), np.array([0.4 * 0.8])

@@ -29,7 +29,7 @@ def test_real_lenses_against_planted_sweep(shared_data, tmp_path):
     pick = np.sort(rng.choice(len(lenses), 80, replace=False))
     planted = pick[:60]           # get an object inside the radius (and a decoy outside)
     lonely = pick[60:]            # only a decoy outside the radius
-    ra, dec, truth_sep, truth_lens, names = [], [], [], [], []
+    ra, dec, truth_sep, truth_lens = [], [], [], []
     for k, i in enumerate(planted.tolist()):
         sep = float(rng.uniform(0.05, 4.95))
         r, d = _offset(lenses.ra[i], lenses.dec[i], float(rng.uniform(0, 360)), sep)
@@ -67,7 +67,7 @@ def test_boundary_is_inclusive_and_float64():
     lra, ldec = np.array([359.99]), np.array([20.0])
     r_in, d_in = _offset(359.99, 20.0, 90.0, RADIUS - 1e-4)
     r_out, d_out = _offset(359.99, 20.0, 90.0, RADIUS + 1e-4)
-    il, io, sep = candidate_pairs(lra, ldec, np.array([r_in, r_out]), np.array([d_in, d_out]), RADIUS)
+    _il, io, sep = candidate_pairs(lra, ldec, np.array([r_in, r_out]), np.array([d_in, d_out]), RADIUS)
     assert io.tolist() == [0]
     assert sep[0] == pytest.approx(RADIUS - 1e-4, abs=1e-7)
 

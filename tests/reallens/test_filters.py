@@ -24,7 +24,7 @@ def _zflux(mag):
 
 def test_defaults_pass():
     cols = default_columns(4)
-    keep, failed, first = apply_filters(cols, NegativeFilters(), *NO_LENS)
+    keep, failed, _first = apply_filters(cols, NegativeFilters(), *NO_LENS)
     assert keep.all() and sum(failed.values()) == 0
 
 

@@ -89,8 +89,8 @@ def test_user_grid_yaml_with_range(tmp_path):
     ("name: x\ntheta_e_arcsec: [1, 1]\nsrc_dmag: [1]\nsrc_reff_arcsec: [0.1]\nsrc_e: [0]\nshear: [0]\n", "duplicate"),
     ("name: x\ntheta_e_arcsec: [1]\nsrc_dmag: [a]\nsrc_reff_arcsec: [0.1]\nsrc_e: [0]\nshear: [0]\n", "src_dmag[0]"),
     ("name: x\ntheta_e_arcsec: [1]\nsrc_dmag: [1]\nsrc_reff_arcsec: [0.1]\nsrc_e: [1.2]\nshear: [0]\n", "src_e[0]"),
-    ("name: x\ntheta_e_arcsec: {start: 1, stop: 0, step: 0.1}\nsrc_dmag: [1]\nsrc_reff_arcsec: [0.1]\n"
-     "src_e: [0]\nshear: [0]\n", "theta_e_arcsec"),
+    (("name: x\ntheta_e_arcsec: {start: 1, stop: 0, step: 0.1}\nsrc_dmag: [1]\nsrc_reff_arcsec: [0.1]\n"
+      "src_e: [0]\nshear: [0]\n"), "theta_e_arcsec"),
 ])
 def test_bad_grid_errors_name_file_and_key(tmp_path, body, needle):
     p = tmp_path / "bad.yaml"

@@ -200,7 +200,7 @@ def test_known_lens_exclusion(hosts, shared_data):
 
     ra_l, dec_l = read_known_lenses(shared_data / "lenses" / "training_lenses.tsv")
     assert len(ra_l) == 1615
-    ra_s, dec_s = read_known_lenses(shared_data / "lenses" / "SLACS_table.cat")
+    ra_s, _ = read_known_lenses(shared_data / "lenses" / "SLACS_table.cat")
     assert len(ra_s) == 59 and ra_s[0] == pytest.approx(7.282417)
     # put 5 hosts 3" (in Dec) from real lenses and 5 hosts 30" away
     h = hosts.to_pandas()
@@ -212,3 +212,54 @@ def test_known_lens_exclusion(hosts, shared_data):
     res = build_manifest(t, Stage4aConfig(tier="train"), experiment_id="k", seed=1, grid=GRID, exclude=mask)
     assert res.dropped.get("near_known_lens") == int(mask.sum())
     assert not set(h.galaxy_id[:5]) & set(res.table.column("galaxy_id").to_pylist())
+
+
+def test_known_lens_catalogue_errors(tmp_path):
+    from dhs.sampling.known_lenses import KnownLensError, lenscat_available, lenscat_lenses, read_known_lenses
+
+    bad = tmp_path / "lenses.csv"
+    bad.write_text("name,alpha_x,delta_x\nA,1.0,2.0\n")
+    with pytest.raises(KnownLensError, match="lenses.csv: no RA column"):
+        read_known_lenses(bad)
+    nan = tmp_path / "nan.csv"
+    nan.write_text("ra,dec\n1.0,2.0\n3.0,95.0\n")
+    with pytest.raises(KnownLensError, match="row 1"):
+        read_known_lenses(nan)
+    with pytest.raises(KnownLensError, match="not found"):
+        read_known_lenses(tmp_path / "missing.fits")
+    if lenscat_available():
+        ra, dec = lenscat_lenses()
+        assert len(ra) > 1000 and np.all(np.abs(dec) <= 90)
+    else:
+        with pytest.raises(KnownLensError, match="lenscat"):
+            lenscat_lenses()
+
+
+def test_fits_known_lens_catalogue(tmp_path):
+    from astropy.table import Table
+
+    from dhs.sampling.known_lenses import read_known_lenses
+
+    p = tmp_path / "l.fits"
+    Table({"RA": [10.0, 370.0], "DEC": [-5.0, 1.0]}).write(p)
+    ra, dec = read_known_lenses(p)
+    assert ra.tolist() == [10.0, 10.0] and dec.tolist() == [-5.0, 1.0]
+
+
+def test_config_errors_name_stage4a_keys(tmp_path):
+    from dhs.config import ConfigError, config_from_dict
+
+    base = {"survey_root": str(tmp_path), "output_root": str(tmp_path)}
+    with pytest.raises(ConfigError, match="stage4a.grid"):
+        config_from_dict({**base, "stage4a": {"grid": "grid_does_not_exist"}})
+    with pytest.raises(ConfigError, match="known_lenses"):
+        config_from_dict({**base, "stage4a": {"known_lenses": {"enabled": True}}})
+    with pytest.raises(ConfigError, match="stage4a.known_lenses.catalog"):
+        config_from_dict({**base, "stage4a": {"known_lenses": {"enabled": True, "catalog": "nope.csv"}}})
+    with pytest.raises(ConfigError, match="stage4a.control_fraction"):
+        config_from_dict({**base, "stage4a": {"control_fraction": 1.0}})
+    with pytest.raises(ConfigError, match="stage4a.tir"):
+        config_from_dict({**base, "stage4a": {"tir": "grid"}})
+    cfg = config_from_dict({**base, "stage4a": {}})
+    assert cfg.stage4a.effective_control_fraction() == 0.25 and cfg.stage4a.effective_hosts_per_cell() == 1
+    assert cfg.stage4a.model_copy(update={"tier": "train"}).effective_control_fraction() == 0.5

@@ -199,3 +199,33 @@ def test_run_from_config_writes_assets_and_stage_config(tree, tmp_path):
     doc = json.loads((Path(res.output_path) / "_stage_config.json").read_text())
     assert doc["counts"]["files_fetched"] == 20
     assert _same_tree(tree, tmp_path / "cache")
+
+
+@pytest.mark.s3
+def test_mirror_into_s3_and_resume(tree, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from dhs.io.paths import S3Options
+
+    for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                 ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        opts = S3Options(endpoint_url=f"http://{host}:{port}", region="us-east-1")
+        client = boto3.client("s3", endpoint_url=opts.endpoint_url, region_name="us-east-1")
+        client.create_bucket(Bucket="cache")
+        with _serve(tree) as (url, counter):
+            t = mirror_bricks(BRICKS, url, "s3://cache/dr10", workers=4, s3=opts)
+            assert all(t.column("ok").to_pylist()) and sum(t.column("n_fetched").to_pylist()) == 20
+            n = counter["n"]
+            t2 = mirror_bricks(BRICKS, url, "s3://cache/dr10", workers=4, s3=opts)
+            assert counter["n"] == n and sum(t2.column("n_cached").to_pylist()) == 20
+        rel = brick_relpaths(BRICKS[1])[4]
+        body = client.get_object(Bucket="cache", Key=f"dr10/{rel}")["Body"].read()
+        assert body == (tree / rel).read_bytes()
+    finally:
+        server.stop()

@@ -135,13 +135,14 @@ def faulted(stage4a_result, debug_config, synth_sky, tmp_path_factory):
     for r in rows:
         counts[r["brickname"]] += 1
     brick = max(sorted(counts), key=lambda b: counts[b])
-    normal = [r for r in rows if r["brickname"] == brick][:30] + [r for r in rows if r["is_control"] == 1][:6]
+    normal = [r for b in sorted(counts) for r in [x for x in rows if x["brickname"] == b][:10]]
+    normal += [r for r in rows if r["is_control"] == 1][:6]
     seen, sample = set(), []
     for r in normal:
         if r["task_id"] not in seen:
             seen.add(r["task_id"])
             sample.append(r)
-    template = next(r for r in sample if r["is_control"] == 0)
+    template = next(r for r in sample if r["is_control"] == 0 and r["brickname"] == brick)
     expected = {}
 
     def add(kind, reason, **kw):
@@ -182,13 +183,13 @@ def faulted(stage4a_result, debug_config, synth_sky, tmp_path_factory):
     return sky, str(mdir), expected, len(sample)
 
 
-def _run_4c(spark, debug_config, sky, manifest, out, partitions):
+def _run_4c(spark, debug_config, sky, manifest, out, partitions, force=True):
     from dhs.stages import stage4c
 
     s = debug_config.stage4c.model_copy(update={"manifest_path": manifest, "partitions": partitions,
                                                  "arrow_batch_rows": 7})
     cfg = debug_config.model_copy(update={"survey_root": str(sky), "output_root": str(out), "stage4c": s,
-                                          "force": True})
+                                          "force": force})
     return stage4c.run(spark, cfg), cfg
 
 
@@ -223,3 +224,18 @@ def test_faults_and_determinism(spark, debug_config, faulted, tmp_path):
     assert counts["failures_by_kind"] == dict(by_kind)
     assert counts["rows_in"] == counts["rows_out"] == n
     assert r2.failures == dict(by_kind)
+
+
+def test_empty_manifest(spark, debug_config, stage4a_result, tmp_path):
+    m = _read(stage_output_dir(debug_config, "4a", "manifests"))
+    mdir = tmp_path / "empty_manifest"
+    pq_dir = mdir / "region_split=train"
+    pq_dir.mkdir(parents=True)
+    import pyarrow.parquet as pq
+
+    pq.write_table(m.drop(["region_split"]).slice(0, 0), pq_dir / "part-0.parquet")
+    r, cfg = _run_4c(spark, debug_config, debug_config.survey_root, str(mdir), tmp_path / "out", 2)
+    assert r.rows_in == r.rows_out == 0 and r.failures == {}
+    assert _stage_config(stage_output_dir(cfg, "4c", "metrics"))["counts"]["rows_out"] == 0
+    again, _ = _run_4c(spark, debug_config, debug_config.survey_root, str(mdir), tmp_path / "out", 2, force=False)
+    assert again.skipped
