@@ -19,7 +19,14 @@ import time
 
 import numpy as np
 
-from dhs.core import DEFAULT_SUPERSAMPLE, SersicSource, SIELens, moffat_kernel, render_arc, render_lensed_bands
+from dhs.core import (
+    DEFAULT_SUPERSAMPLE,
+    SersicSource,
+    SIELens,
+    moffat_kernel,
+    render_arc,
+    render_lensed_bands,
+)
 
 PIX = 0.262
 SIZE = 64
@@ -34,11 +41,18 @@ def _params(n: int, seed: int = 1):
         te = rng.uniform(0.5, 2.0)
         em, ep = rng.uniform(0, 0.4), rng.uniform(0, math.pi)
         gm, gp = rng.uniform(0, 0.08), rng.uniform(0, math.pi)
-        lens = SIELens(te, em * math.cos(2 * ep), em * math.sin(2 * ep), gm * math.cos(2 * gp), gm * math.sin(2 * gp))
+        lens = SIELens(
+            te, em * math.cos(2 * ep), em * math.sin(2 * ep), gm * math.cos(2 * gp), gm * math.sin(2 * gp)
+        )
         r, a = 0.6 * te * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
         src = SersicSource(
-            rng.uniform(2, 20), rng.uniform(0.1, 0.5), n=rng.uniform(0.5, 4.0), e1=rng.uniform(-0.3, 0.3),
-            e2=rng.uniform(-0.3, 0.3), x=r * math.cos(a), y=r * math.sin(a),
+            rng.uniform(2, 20),
+            rng.uniform(0.1, 0.5),
+            n=rng.uniform(0.5, 4.0),
+            e1=rng.uniform(-0.3, 0.3),
+            e2=rng.uniform(-0.3, 0.3),
+            x=r * math.cos(a),
+            y=r * math.sin(a),
         )
         out.append((lens, src, tuple(rng.uniform(-0.5, 0.5, 2))))
     return out
@@ -78,8 +92,17 @@ def _lenstronomy_stamp(models, lens: SIELens, src: SersicSource, offset):
         {"theta_E": lens.theta_e, "e1": lens.e1, "e2": lens.e2, "center_x": cx, "center_y": cy},
         {"gamma1": lens.gamma1, "gamma2": lens.gamma2, "ra_0": cx, "dec_0": cy},
     ]
-    ks = [{"amp": 1.0, "R_sersic": src.r_eff, "n_sersic": src.n, "e1": src.e1, "e2": src.e2,
-           "center_x": cx + src.x, "center_y": cy + src.y}]
+    ks = [
+        {
+            "amp": 1.0,
+            "R_sersic": src.r_eff,
+            "n_sersic": src.n,
+            "e1": src.e1,
+            "e2": src.e2,
+            "center_x": cx + src.x,
+            "center_y": cy + src.y,
+        }
+    ]
     return [m.image(kwargs_lens=kl, kwargs_source=ks) for m in models]
 
 
@@ -122,12 +145,18 @@ def main(argv=None) -> None:
     for ss in sorted({DEFAULT_SUPERSAMPLE, 4}):
         rows.append((ss, _median_ms(dhs_unshared(ss), params), _median_ms(dhs_shared(ss), params)))
     print(f"load average {os.getloadavg()[0]:.1f}; times are median CPU ms per 3-band stamp (one thread)")
-    print(f"3-band {SIZE}x{SIZE} stamps, {len(params)} random SIE+SHEAR+Sersic sets, PSF FWHM {BANDS_FWHM} beta {BETA}")
-    print(f"lenstronomy (supersampling 4, supersampled convolution, kernels {ksizes} sub-pixels): {t_len:8.2f} ms/stamp")
+    print(
+        f"3-band {SIZE}x{SIZE} stamps, {len(params)} random SIE+SHEAR+Sersic sets, PSF FWHM {BANDS_FWHM} beta {BETA}"
+    )
+    print(
+        f"lenstronomy (supersampling 4, supersampled convolution, kernels {ksizes} sub-pixels): {t_len:8.2f} ms/stamp"
+    )
     for ss, t_u, t_s in rows:
         tag = " (default)" if ss == DEFAULT_SUPERSAMPLE else ""
-        print(f"dhs supersample {ss}{tag}: unshared {t_u:6.2f} ms/stamp  ratio {t_len / t_u:5.1f}x   "
-              f"shared {t_s:6.2f} ms/stamp  ratio {t_len / t_s:5.1f}x")
+        print(
+            f"dhs supersample {ss}{tag}: unshared {t_u:6.2f} ms/stamp  ratio {t_len / t_u:5.1f}x   "
+            f"shared {t_s:6.2f} ms/stamp  ratio {t_len / t_s:5.1f}x"
+        )
 
 
 if __name__ == "__main__":

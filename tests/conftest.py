@@ -94,3 +94,17 @@ def stage4d_result(spark, debug_config, stage4c_result):
     from dhs.stages import stage4d
 
     return stage4d.run(spark, debug_config)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3 protocol server (moto) on 127.0.0.1 for the whole session; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

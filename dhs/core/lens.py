@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SIELens", "sie_shear_deflection", "ellipticity_to_phi_q", "max_sie_deflection"]
+__all__ = ["SIELens", "ellipticity_to_phi_q", "max_sie_deflection", "sie_shear_deflection"]
 
 #: lenstronomy caps |e| so that q stays positive; we use the same cap.
 _MAX_ELLIPTICITY = 0.9999
@@ -59,7 +59,9 @@ class SIELens:
         if self.theta_e < 0:
             raise ValueError(f"SIELens.theta_e must be >= 0 arcsec, got {self.theta_e!r}")
         if math.hypot(self.e1, self.e2) >= 1.0:
-            raise ValueError(f"SIELens ellipticity |e| = hypot(e1, e2) must be < 1, got e1={self.e1}, e2={self.e2}")
+            raise ValueError(
+                f"SIELens ellipticity |e| = hypot(e1, e2) must be < 1, got e1={self.e1}, e2={self.e2}"
+            )
         if math.hypot(self.gamma1, self.gamma2) >= 0.9:
             raise ValueError(
                 f"SIELens shear |gamma| must be < 0.9, got gamma1={self.gamma1}, gamma2={self.gamma2}"

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from .lens import SIELens, max_sie_deflection
-from .render import lensed_grid_flux
+from .render import DEFAULT_SUPERSAMPLE, MAX_REFINE_LEVELS, lensed_grid_flux
 
 __all__ = [
     "arc_snr_metrics",
-    "magnification",
     "lensed_half_light_radius",
-    "total_injected_flux",
     "lensed_total_flux",
+    "magnification",
+    "total_injected_flux",
 ]
 
 #: fraction of the arc's own maximum that defines its footprint for arc_snr_sum
@@ -120,7 +120,10 @@ def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
     half = _image_plane_half_width(lens, source)
     h = 2.0 * half / n_base
     centres = ((np.arange(n_base) + 0.5) * h - half).astype(np.float32)
-    return float(lensed_grid_flux(lens, source, centres, centres, h).sum(dtype=np.float64))
+    # refine at least as finely as a stamp rendered at the default supersampling
+    fine = 0.262 / DEFAULT_SUPERSAMPLE
+    levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / fine)))
+    return float(lensed_grid_flux(lens, source, centres, centres, h, levels).sum(dtype=np.float64))
 
 
 def magnification(lens: SIELens, source, *, n_base: int = 128) -> float:

@@ -17,12 +17,12 @@ from scipy import optimize, special
 
 __all__ = [
     "moffat_alpha",
+    "moffat_enclosed_fraction",
     "moffat_kernel",
     "moffat_otf",
-    "moffat_enclosed_fraction",
     "moffat_otf_cutoff",
-    "moffat_radius_for_level",
     "moffat_otf_interp",
+    "moffat_radius_for_level",
 ]
 
 
@@ -63,7 +63,13 @@ def moffat_otf(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: float = 3.
     z = 2.0 * math.pi * alpha * np.asarray(freq_per_arcsec, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         zs = np.where(z > 0, z, 1.0)
-        log_val = (2.0 - beta) * math.log(2.0) - special.gammaln(nu) + nu * np.log(zs) + np.log(special.kve(nu, zs)) - zs
+        log_val = (
+            (2.0 - beta) * math.log(2.0)
+            - special.gammaln(nu)
+            + nu * np.log(zs)
+            + np.log(special.kve(nu, zs))
+            - zs
+        )
         val = np.exp(log_val)
     val = np.where(z > 0, val, 1.0)
     return np.where(np.isfinite(val), val, 0.0)
@@ -77,7 +83,9 @@ def moffat_otf_cutoff(fwhm_arcsec: float, beta: float, level: float) -> float:
     f_hi = 1.0 / alpha
     while float(moffat_otf(f_hi, fwhm, beta)) > level:
         f_hi *= 2.0
-    return float(optimize.brentq(lambda f: float(moffat_otf(f, fwhm, beta)) - level, 0.0, f_hi, xtol=1e-6 / alpha))
+    return float(
+        optimize.brentq(lambda f: float(moffat_otf(f, fwhm, beta)) - level, 0.0, f_hi, xtol=1e-6 / alpha)
+    )
 
 
 def _moffat_profile(r2: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -107,7 +115,7 @@ def moffat_kernel(
     alpha = moffat_alpha(fwhm, beta)
     if size is None:
         r995 = alpha * math.sqrt(0.005 ** (1.0 / (1.0 - beta)) - 1.0)
-        half = int(math.ceil(r995 / pixscale - 0.5))
+        half = math.ceil(r995 / pixscale - 0.5)
         size = 2 * half + 1
     size = int(size)
     if size < 1 or size % 2 == 0:

@@ -28,12 +28,12 @@ from .lens import SIELens
 from .psf import moffat_alpha, moffat_otf_cutoff, moffat_otf_interp, moffat_radius_for_level
 
 __all__ = [
+    "DEFAULT_SUPERSAMPLE",
+    "lensed_grid_flux",
     "render_arc",
     "render_lensed_bands",
-    "DEFAULT_SUPERSAMPLE",
-    "unit_lensed_subpixel_flux",
-    "lensed_grid_flux",
     "subpixel_axes",
+    "unit_lensed_subpixel_flux",
 ]
 
 #: Default sub-pixel factor per axis, chosen by tests/core/test_convergence.py (<= 0.5 % flux change vs 2x).
@@ -52,7 +52,9 @@ def _check_grid(size: int, supersample: int, pixscale: float, offset_pix: Sequen
     if not (math.isfinite(pixscale) and pixscale > 0):
         raise ValueError(f"pixscale must be > 0 arcsec, got {pixscale!r}")
     if len(offset_pix) != 2 or not all(math.isfinite(float(o)) for o in offset_pix):
-        raise ValueError(f"offset_pix must be two finite numbers (dx along columns, dy along rows), got {offset_pix!r}")
+        raise ValueError(
+            f"offset_pix must be two finite numbers (dx along columns, dy along rows), got {offset_pix!r}"
+        )
 
 
 def subpixel_axes(
@@ -102,24 +104,33 @@ def _shoot(lens: SIELens, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     return x, y
 
 
-def _core_radius(h: float, level: int) -> float:
+def _core_radius(h: float, level: int, max_levels: int) -> float:
     """Softening radius for cusps: a quarter of the finest cell reachable from cells of side h at ``level``."""
-    return 0.25 * h / 2 ** (MAX_REFINE_LEVELS - level)
+    return 0.25 * h / 2 ** (max_levels - level)
 
 
 _GL = 1.0 / (2.0 * math.sqrt(3.0))
 
 
 def refined_cell_means(
-    lens: SIELens, source, x: np.ndarray, y: np.ndarray, h: float, level: int = 1
+    lens: SIELens,
+    source,
+    x: np.ndarray,
+    y: np.ndarray,
+    h: float,
+    level: int = 1,
+    max_levels: int | None = None,
 ) -> np.ndarray:
     """Mean surface brightness over square image-plane cells of side ``h`` centred on (x, y).
 
     Each cell is integrated with the 2x2 Gauss-Legendre rule (exact for bicubic variations).  Cells the
     source still flags as under-resolved for that rule (judged on the size of the cell's image in the
-    source plane) are split 2x2 and treated the same way, up to MAX_REFINE_LEVELS levels: adaptive
-    supersampling for compact sources, Sersic cusps and strongly stretched regions of the lens map.
+    source plane) are split 2x2 and treated the same way, up to ``max_levels`` (default MAX_REFINE_LEVELS)
+    levels: adaptive supersampling for compact sources, Sersic cusps and strongly stretched regions of the
+    lens map.
     """
+    if max_levels is None:
+        max_levels = MAX_REFINE_LEVELS
     g = h * _GL
     n = x.size
     xs = np.empty((n, 4), dtype=x.dtype)
@@ -129,15 +140,14 @@ def refined_cell_means(
     ys[:, :2] = (y - g)[:, None]
     ys[:, 2:] = (y + g)[:, None]
     bx, by = _shoot(lens, xs, ys)
-    last = level >= MAX_REFINE_LEVELS
-    if last:
-        return source.surface_brightness(bx, by, core_radius=_core_radius(h, level)).mean(axis=1)
+    if level >= max_levels:
+        return source.surface_brightness(bx, by, core_radius=_core_radius(h, level, max_levels)).mean(axis=1)
     # side of each cell's image in the source plane (longest edge of the mapped square)
     ex = np.hypot(bx[:, 1] - bx[:, 0], by[:, 1] - by[:, 0])
     ey = np.hypot(bx[:, 2] - bx[:, 0], by[:, 2] - by[:, 0])
     h_src = np.maximum(ex, ey).astype(np.float64) * math.sqrt(3.0)
     sb, flags = source.evaluate(
-        bx, by, np.repeat(h_src, 4).reshape(n, 4), GL_TOL, _core_radius(h, level), area=h * h
+        bx, by, np.repeat(h_src, 4).reshape(n, 4), GL_TOL, _core_radius(h, level, max_levels), area=h * h
     )
     means = sb.mean(axis=1)
     idx = np.flatnonzero(flags.any(axis=1))
@@ -149,7 +159,7 @@ def refined_cell_means(
         cx[:, 1::2] = (x[idx] + q)[:, None]
         cy[:, :2] = (y[idx] - q)[:, None]
         cy[:, 2:] = (y[idx] + q)[:, None]
-        sub = refined_cell_means(lens, source, cx.reshape(-1), cy.reshape(-1), 0.5 * h, level + 1)
+        sub = refined_cell_means(lens, source, cx.reshape(-1), cy.reshape(-1), 0.5 * h, level + 1, max_levels)
         means[idx] = sub.reshape(-1, 4).mean(axis=1)
     return means
 
@@ -201,24 +211,33 @@ def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np
     if stretched.any():
         sel = np.flatnonzero(stretched)
         extra = source.needs_refinement(
-            wbx.reshape(-1)[sel], wby.reshape(-1)[sel], h_src.reshape(-1)[sel].astype(np.float64), BASE_TOL, area=h * h
+            wbx.reshape(-1)[sel],
+            wby.reshape(-1)[sel],
+            h_src.reshape(-1)[sel].astype(np.float64),
+            BASE_TOL,
+            area=h * h,
         )
         add = np.zeros(wbx.size, dtype=bool)
         add[sel[extra]] = True
         flags[win] |= add.reshape(wbx.shape)
 
 
-def lensed_grid_flux(lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: float) -> np.ndarray:
+def lensed_grid_flux(
+    lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: float, max_levels: int | None = None
+) -> np.ndarray:
     """Lensed flux (nanomaggies) in the square cells of side h centred on the grid x1 (columns) x y1 (rows).
 
     x1, y1 are 1-D image-plane cell centres in arcsec from the lens centre (float32 for the fast path).
     Point samples get a second-order (Laplacian) correction to cell means; cells the source flags as
-    under-resolved, and their neighbours, are replaced by adaptively refined means.
+    under-resolved, and their neighbours, are replaced by adaptively refined means (at most ``max_levels``
+    2x2 levels, default MAX_REFINE_LEVELS).
     """
+    if max_levels is None:
+        max_levels = MAX_REFINE_LEVELS
     xg = np.broadcast_to(x1[None, :], (y1.size, x1.size))
     yg = np.broadcast_to(y1[:, None], (y1.size, x1.size))
     bx, by = _shoot(lens, xg, yg)
-    sb, flags = source.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0))
+    sb, flags = source.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0, max_levels))
     _flag_demagnified(lens, source, x1, y1, bx, by, h, flags)
     # cells whose Laplacian stencil touches an under-resolved cell are refined too
     grown = flags.copy()
@@ -231,7 +250,7 @@ def lensed_grid_flux(lens: SIELens, source, x1: np.ndarray, y1: np.ndarray, h: f
     if idx.size:
         cols = idx % x1.size
         rows = idx // x1.size
-        sb.reshape(-1)[idx] = refined_cell_means(lens, source, x1[cols], y1[rows], h)
+        sb.reshape(-1)[idx] = refined_cell_means(lens, source, x1[cols], y1[rows], h, 1, max_levels)
     sb *= h * h
     return sb
 
@@ -266,14 +285,14 @@ class _Spectrum:
 def _plan(size: int, ss: int, pixscale: float, psfs: Sequence[tuple[float, float]]) -> tuple[int, int]:
     wrap = max(moffat_radius_for_level(_WRAP_LEVEL, f, b) for f, b in psfs)
     # (capped at 4 stamp sizes: only reached for beta close to 1, whose wings never converge)
-    pad = min(int(math.ceil(wrap / pixscale)) + 1, 4 * size)
+    pad = min(math.ceil(wrap / pixscale) + 1, 4 * size)
     l_pix = sfft.next_fast_len(size + pad)
     if l_pix % 2:
         l_pix += 1
     big = l_pix * ss
     h = pixscale / ss
     f_cut = max(moffat_otf_cutoff(float(f), float(b), _OTF_LEVEL) for f, b in psfs)
-    n_keep = min(big // 2, int(math.ceil(f_cut * big * h)) + 1)
+    n_keep = min(big // 2, math.ceil(f_cut * big * h) + 1)
     return l_pix, n_keep
 
 
@@ -290,9 +309,9 @@ def _forward(
 def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
     """Sum entries whose signed frequency index (starting at ``first``) agrees modulo ``period``."""
     n = arr.shape[axis]
-    offset = period * int(math.ceil(-first / period)) if first < 0 else 0
+    offset = period * math.ceil(-first / period) if first < 0 else 0
     start = first + offset
-    n_fold = int(math.ceil((start + n) / period))
+    n_fold = math.ceil((start + n) / period)
     shape = list(arr.shape)
     shape[axis] = n_fold * period
     ext = np.zeros(shape, dtype=arr.dtype)

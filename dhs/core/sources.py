@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-__all__ = ["SersicSource", "InterpolatedSource", "sersic_b_n", "sersic_enclosed_fraction"]
+__all__ = ["InterpolatedSource", "SersicSource", "sersic_b_n", "sersic_enclosed_fraction"]
 
 
 #: refinement is pointless for cells whose estimated error is below this fraction of the total flux
@@ -89,7 +89,10 @@ class SersicSource:
         object.__setattr__(self, "_b", b)
         object.__setattr__(self, "_rho_max", (float(special.gammaincinv(2.0 * self.n, 0.999)) / b) ** self.n)
         log_norm = (
-            math.log(2.0 * math.pi * self.n) + 2.0 * math.log(self.r_eff) + b + math.lgamma(2.0 * self.n)
+            math.log(2.0 * math.pi * self.n)
+            + 2.0 * math.log(self.r_eff)
+            + b
+            + math.lgamma(2.0 * self.n)
             - 2.0 * self.n * math.log(b)
         )
         object.__setattr__(self, "_log_unit_amp", -log_norm)
@@ -202,7 +205,9 @@ class SersicSource:
         err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
         # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
         # a cell's relative error cannot usefully exceed 1
-        cell_frac = np.exp(self._log_unit_amp + b - b * rho_min ** (1.0 / n)) * (h * h if area is None else area)
+        cell_frac = np.exp(self._log_unit_amp + b - b * rho_min ** (1.0 / n)) * (
+            h * h if area is None else area
+        )
         return (err > tol) & (rho_min < rho_max) & (np.minimum(err, 1.0) * cell_frac > _MIN_CELL_ERROR)
 
     def _refinement_table(self, h: float, tol: float, area: float | None = None) -> tuple[np.ndarray, float]:
@@ -285,7 +290,9 @@ class InterpolatedSource:
     def __post_init__(self) -> None:
         tpl = np.asarray(self.template, dtype=np.float64)
         if tpl.ndim != 2 or min(tpl.shape) < 2:
-            raise ValueError(f"InterpolatedSource.template must be a 2-D image at least 2x2, got shape {tpl.shape}")
+            raise ValueError(
+                f"InterpolatedSource.template must be a 2-D image at least 2x2, got shape {tpl.shape}"
+            )
         if not np.all(np.isfinite(tpl)):
             raise ValueError("InterpolatedSource.template contains NaN or inf pixels")
         total = float(tpl.sum())
@@ -294,7 +301,9 @@ class InterpolatedSource:
         for name in ("template_pixscale", "flux", "x", "y", "angle", "scale"):
             object.__setattr__(self, name, _finite(name, "InterpolatedSource", getattr(self, name)))
         if self.template_pixscale <= 0:
-            raise ValueError(f"InterpolatedSource.template_pixscale must be > 0 arcsec, got {self.template_pixscale}")
+            raise ValueError(
+                f"InterpolatedSource.template_pixscale must be > 0 arcsec, got {self.template_pixscale}"
+            )
         if self.scale <= 0:
             raise ValueError(f"InterpolatedSource.scale must be > 0, got {self.scale}")
         if self.flux < 0:
@@ -321,7 +330,13 @@ class InterpolatedSource:
 
     def with_flux(self, flux: float) -> InterpolatedSource:
         return InterpolatedSource(
-            self.template, self.template_pixscale, flux, x=self.x, y=self.y, angle=self.angle, scale=self.scale
+            self.template,
+            self.template_pixscale,
+            flux,
+            x=self.x,
+            y=self.y,
+            angle=self.angle,
+            scale=self.scale,
         )
 
     def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h, tol: float = 0.02, area=None) -> np.ndarray:

@@ -65,7 +65,7 @@ def reference_image(kw_lens, light, kw_light, fwhm, beta, size=48, pixscale=0.26
     sb = light.surface_brightness(bx, by, kw_light).reshape(m, m) * h * h
     alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
     wrap = alpha * math.sqrt(1e-5 ** (-1.0 / beta) - 1.0)  # PSF below 1e-5 of its peak beyond this
-    n = sfft.next_fast_len(m + int(math.ceil(wrap / h)))
+    n = sfft.next_fast_len(m + math.ceil(wrap / h))
     if n % 2:
         n = sfft.next_fast_len(n + 1)
         while n % 2:

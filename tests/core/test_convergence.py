@@ -20,9 +20,18 @@ def _cases(n=24, seed=3):
         te = rng.uniform(0.2, 3.0)
         lens = SIELens(te, *rng.uniform(-0.35, 0.35, 2), *rng.uniform(-0.1, 0.1, 2))
         r, a = te * math.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-        src = SersicSource(1.0, rng.uniform(0.04, 0.6), n=rng.uniform(0.5, 4.0), e1=rng.uniform(-0.35, 0.35),
-                           e2=rng.uniform(-0.35, 0.35), x=r * math.cos(a), y=r * math.sin(a))
-        out.append((lens, src, rng.uniform(0.65, 2.2), rng.uniform(2.5, 4.5), tuple(rng.uniform(-0.5, 0.5, 2))))
+        src = SersicSource(
+            1.0,
+            rng.uniform(0.04, 0.6),
+            n=rng.uniform(0.5, 4.0),
+            e1=rng.uniform(-0.35, 0.35),
+            e2=rng.uniform(-0.35, 0.35),
+            x=r * math.cos(a),
+            y=r * math.sin(a),
+        )
+        out.append(
+            (lens, src, rng.uniform(0.65, 2.2), rng.uniform(2.5, 4.5), tuple(rng.uniform(-0.5, 0.5, 2)))
+        )
     return out
 
 
@@ -30,7 +39,9 @@ def _changes(cases, s):
     flux, peak = 0.0, 0.0
     for lens, src, fwhm, beta, off in cases:
         a = render_arc(lens, src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=64, supersample=s, offset_pix=off)
-        b = render_arc(lens, src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=64, supersample=2 * s, offset_pix=off)
+        b = render_arc(
+            lens, src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=64, supersample=2 * s, offset_pix=off
+        )
         flux = max(flux, abs(a.sum() / b.sum() - 1))
         peak = max(peak, np.abs(a - b).max() / b.max())
     return flux, peak

@@ -78,8 +78,12 @@ def test_einstein_radius_normalisation():
         xp, yp = theta_e * np.cos(t) / np.sqrt(q), theta_e * np.sqrt(q) * np.sin(t)
         x = xp * np.cos(phi) - yp * np.sin(phi)
         y = xp * np.sin(phi) + yp * np.cos(phi)
-        dxdt = -theta_e * np.sin(t) / np.sqrt(q) * np.cos(phi) - theta_e * np.sqrt(q) * np.cos(t) * np.sin(phi)
-        dydt = -theta_e * np.sin(t) / np.sqrt(q) * np.sin(phi) + theta_e * np.sqrt(q) * np.cos(t) * np.cos(phi)
+        dxdt = -theta_e * np.sin(t) / np.sqrt(q) * np.cos(phi) - theta_e * np.sqrt(q) * np.cos(t) * np.sin(
+            phi
+        )
+        dydt = -theta_e * np.sin(t) / np.sqrt(q) * np.sin(phi) + theta_e * np.sqrt(q) * np.cos(t) * np.cos(
+            phi
+        )
         ax, ay = sie_shear_deflection(x, y, theta_e, e1, e2)
         flux = np.sum(ax * dydt - ay * dxdt) * (2 * np.pi / t.size)
         assert flux == pytest.approx(2 * np.pi * theta_e**2, rel=1e-6)

@@ -44,8 +44,14 @@ def test_magnification_matches_stamp_flux_for_random_contained_arcs():
     for _ in range(10):
         te = rng.uniform(0.3, 2.0)
         lens = SIELens(te, *rng.uniform(-0.3, 0.3, 2), *rng.uniform(-0.08, 0.08, 2))
-        src = SersicSource(2.0, rng.uniform(0.05, 0.4), n=rng.uniform(0.5, 4.0), e1=rng.uniform(-0.3, 0.3),
-                           x=rng.uniform(-0.5, 0.5) * te, y=rng.uniform(-0.5, 0.5) * te)
+        src = SersicSource(
+            2.0,
+            rng.uniform(0.05, 0.4),
+            n=rng.uniform(0.5, 4.0),
+            e1=rng.uniform(-0.3, 0.3),
+            x=rng.uniform(-0.5, 0.5) * te,
+            y=rng.uniform(-0.5, 0.5) * te,
+        )
         mu = magnification(lens, src)
         stamp = render_arc(lens, src, psf_fwhm_arcsec=1.0, size=160).sum() / 2.0
         # the 160-pixel stamp (42") holds all but the far wings of n ~ 4 sources
@@ -58,6 +64,12 @@ def test_default_grid_is_converged():
     for _ in range(8):
         te = rng.uniform(0.3, 2.5)
         lens = SIELens(te, *rng.uniform(-0.3, 0.3, 2), *rng.uniform(-0.1, 0.1, 2))
-        src = SersicSource(1.0, rng.uniform(0.04, 0.6), n=rng.uniform(0.5, 4.0), e1=rng.uniform(-0.3, 0.3),
-                           x=rng.uniform(-0.6, 0.6) * te, y=rng.uniform(-0.6, 0.6) * te)
+        src = SersicSource(
+            1.0,
+            rng.uniform(0.04, 0.6),
+            n=rng.uniform(0.5, 4.0),
+            e1=rng.uniform(-0.3, 0.3),
+            x=rng.uniform(-0.6, 0.6) * te,
+            y=rng.uniform(-0.6, 0.6) * te,
+        )
         assert magnification(lens, src) == pytest.approx(magnification(lens, src, n_base=512), rel=1e-3)

@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from dhs.core import SersicSource, SIELens, arc_snr_metrics, lensed_half_light_radius, render_arc, total_injected_flux
+from dhs.core import (
+    SersicSource,
+    SIELens,
+    arc_snr_metrics,
+    lensed_half_light_radius,
+    render_arc,
+    total_injected_flux,
+)
 
 
 def test_snr_definitions_on_a_hand_computed_stamp():
@@ -79,7 +86,9 @@ def test_half_light_radius_of_a_gaussian():
 
 
 def test_half_light_radius_of_an_einstein_ring_is_near_theta_e():
-    img = render_arc(SIELens(1.5), SersicSource(1.0, 0.05, n=1.0), psf_fwhm_arcsec=0.4, size=64, offset_pix=(0.3, 0.2))
+    img = render_arc(
+        SIELens(1.5), SersicSource(1.0, 0.05, n=1.0), psf_fwhm_arcsec=0.4, size=64, offset_pix=(0.3, 0.2)
+    )
     r = lensed_half_light_radius(img, 0.262, (32.3, 32.2))
     assert r == pytest.approx(1.5, rel=0.05)
     assert math.isnan(lensed_half_light_radius(np.zeros((8, 8)), 0.262, (4, 4)))

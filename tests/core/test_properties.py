@@ -42,16 +42,24 @@ def test_finite_and_non_negative(lens, src, psf, offset):
 @SETTINGS
 @given(lens=lenses, src=sersics, psf=psfs, a=st.floats(0.0, 50.0), b=st.floats(0.0, 50.0))
 def test_linear_in_flux(lens, src, psf, a, b):
-    kw = dict(psf_fwhm_arcsec=psf[0], psf_beta=psf[1], size=32)
+    kw = {"psf_fwhm_arcsec": psf[0], "psf_beta": psf[1], "size": 32}
     one = render_arc(lens, src.with_flux(1.0), **kw)
     combo = render_arc(lens, src.with_flux(a + b), **kw)
     np.testing.assert_allclose(combo, (a + b) * one, rtol=1e-5, atol=1e-6 * (a + b) * max(one.max(), 1e-30))
     bands = render_lensed_bands(lens, src, [a, b], [psf[0], psf[0]], psf_beta=psf[1], size=32)
-    np.testing.assert_allclose(bands[0] * b, bands[1] * a, rtol=1e-5, atol=1e-6 * a * b * max(one.max(), 1e-30))
+    np.testing.assert_allclose(
+        bands[0] * b, bands[1] * a, rtol=1e-5, atol=1e-6 * a * b * max(one.max(), 1e-30)
+    )
 
 
 @SETTINGS
-@given(lens=lenses, psf=psfs, angle=st.floats(-np.pi, np.pi), scale=st.floats(0.3, 3.0), flux=st.floats(0.0, 100.0))
+@given(
+    lens=lenses,
+    psf=psfs,
+    angle=st.floats(-np.pi, np.pi),
+    scale=st.floats(0.3, 3.0),
+    flux=st.floats(0.0, 100.0),
+)
 def test_interpolated_finite_non_negative(lens, psf, angle, scale, flux):
     rng = np.random.default_rng(0)
     tpl = rng.uniform(0.0, 1.0, (20, 17))

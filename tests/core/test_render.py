@@ -23,7 +23,9 @@ def _random_case(rng):
     theta_e = rng.uniform(0.2, 2.0)
     em, ep = rng.uniform(0, 0.5), rng.uniform(0, np.pi)
     gm, gp = rng.uniform(0, 0.15), rng.uniform(0, np.pi)
-    lens = SIELens(theta_e, em * np.cos(2 * ep), em * np.sin(2 * ep), gm * np.cos(2 * gp), gm * np.sin(2 * gp))
+    lens = SIELens(
+        theta_e, em * np.cos(2 * ep), em * np.sin(2 * ep), gm * np.cos(2 * gp), gm * np.sin(2 * gp)
+    )
     sm, sp = rng.uniform(0, 0.5), rng.uniform(0, np.pi)
     r, a = theta_e * math.sqrt(rng.uniform(0, 1)), rng.uniform(0, 2 * np.pi)
     src = SersicSource(
@@ -86,11 +88,27 @@ def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
             img = render_arc(lens, src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=SIZE)
             pix = 0.03 * scale
             light = LightModel(["INTERPOL"])
-            kw = [{"image": tpl / tpl.sum() * 20.0 / pix**2, "amp": 1.0, "center_x": x, "center_y": y,
-                   "phi_G": angle, "scale": pix}]
-            kl = lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2) if lens.theta_e > 0 else None
+            kw = [
+                {
+                    "image": tpl / tpl.sum() * 20.0 / pix**2,
+                    "amp": 1.0,
+                    "center_x": x,
+                    "center_y": y,
+                    "phi_G": angle,
+                    "scale": pix,
+                }
+            ]
+            kl = (
+                lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2)
+                if lens.theta_e > 0
+                else None
+            )
             ref = reference_image(kl, light, kw, fwhm, beta, size=SIZE, ss=16)
-            assert np.abs(img - ref).max() <= 0.01 * ref.max(), (angle, scale, np.abs(img - ref).max() / ref.max())
+            assert np.abs(img - ref).max() <= 0.01 * ref.max(), (
+                angle,
+                scale,
+                np.abs(img - ref).max() / ref.max(),
+            )
             assert img.sum() == pytest.approx(ref.sum(), rel=0.005)
 
 
@@ -117,8 +135,13 @@ def test_unlensed_rendering_conserves_flux(n, r_eff):
 def test_impulse_at_lens_centre_stays_centred(offset, supersample):
     rows, cols = np.mgrid[:64, :64]
     for lens in (SIELens(0.0), SIELens(1.0, gamma1=0.0)):
-        img = render_arc(lens, SersicSource(1.0, 0.005, n=0.5), psf_fwhm_arcsec=1.0, supersample=supersample,
-                         offset_pix=offset)
+        img = render_arc(
+            lens,
+            SersicSource(1.0, 0.005, n=0.5),
+            psf_fwhm_arcsec=1.0,
+            supersample=supersample,
+            offset_pix=offset,
+        )
         cx = (img * cols).sum() / img.sum()
         cy = (img * rows).sum() / img.sum()
         assert cx == pytest.approx(32 + offset[0], abs=0.01)

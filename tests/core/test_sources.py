@@ -46,7 +46,10 @@ def test_half_light_isophote_encloses_half_the_flux(n, e):
     assert sb[r_ell < 2.0].sum() * step**2 == pytest.approx(expected, rel=tol)
 
 
-@pytest.mark.parametrize("n,r_eff,e1,e2", [(0.5, 0.3, 0.0, 0.0), (1.0, 0.2, 0.3, -0.1), (2.7, 0.6, -0.2, 0.25), (4.0, 0.1, 0.1, 0.4)])
+@pytest.mark.parametrize(
+    "n,r_eff,e1,e2",
+    [(0.5, 0.3, 0.0, 0.0), (1.0, 0.2, 0.3, -0.1), (2.7, 0.6, -0.2, 0.25), (4.0, 0.1, 0.1, 0.4)],
+)
 def test_surface_brightness_matches_lenstronomy_sersic_ellipse(n, r_eff, e1, e2):
     """Same geometry and normalisation as lenstronomy SERSIC_ELLIPSE once its approximate b_n is rescaled."""
     src = SersicSource(3.0, r_eff, n=n, e1=e1, e2=e2, x=0.1, y=-0.2)
@@ -61,7 +64,9 @@ def test_float32_surface_brightness_stays_float32():
     x = np.linspace(-1, 1, 101, dtype=np.float32)
     out = src.surface_brightness(x, x[::-1].copy())
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out, src.surface_brightness(x.astype(np.float64), x[::-1].astype(np.float64)), rtol=2e-5)
+    np.testing.assert_allclose(
+        out, src.surface_brightness(x.astype(np.float64), x[::-1].astype(np.float64)), rtol=2e-5
+    )
 
 
 def test_with_flux_and_validation():
