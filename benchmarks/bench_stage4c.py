@@ -16,6 +16,7 @@ render, metrics and write.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -80,14 +81,10 @@ def in_process_split(cfg, manifest: str) -> dict:
                 t0 = time.perf_counter()
                 for prod in ("image", "invvar", "psfsize"):
                     for band in BANDS:
-                        try:
+                        with contextlib.suppress(OSError):      # bad files are reported by the cutout
                             store.plane(b, prod, band)
-                        except OSError:
-                            pass
-                try:
+                with contextlib.suppress(OSError):
                     store.plane(b, "maskbits")
-                except OSError:
-                    pass
                 timings["read"] += time.perf_counter() - t0
                 seen.add(b)
             t0 = time.perf_counter()

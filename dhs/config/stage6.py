@@ -180,6 +180,13 @@ class CutoutSettings(StrictModel):
     keep_invvar: bool = True
     keep_maskbits: bool = True
 
+    @model_validator(mode="after")
+    def _annulus(self) -> CutoutSettings:
+        a, b = self.annulus_pix
+        if not 0 <= a < b:
+            raise ValueError(f"annulus_pix must be (inner, outer) with 0 ≤ inner < outer pixels, got {self.annulus_pix}")
+        return self
+
 
 class ValidationSettings(StrictModel):
     """Shortcut audit (positives vs negatives) and split checks."""

@@ -59,12 +59,21 @@ def classify(cols: Mapping[str, Any], rules: Sequence[N2Rule]) -> tuple[np.ndarr
 
 
 def shares(pool: np.ndarray, category: np.ndarray) -> dict[str, Any]:
-    """Counts and shares of N1, N2 and each N2 category."""
-    n = int(np.size(pool))
-    n2 = int(np.sum(np.asarray(pool) == N2))
+    """Counts and shares of N1, N2 and each N2 category of per-row arrays."""
+    counts: dict[tuple[str, str], int] = {}
+    for p, c in zip(np.asarray(pool).tolist(), np.asarray(category).tolist()):
+        counts[(p, c)] = counts.get((p, c), 0) + 1
+    return shares_from_counts(counts)
+
+
+def shares_from_counts(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """Counts and shares of N1, N2 and each N2 category from row counts per (pool, category)."""
+    n = int(sum(counts.values()))
+    n2 = int(sum(v for (p, _), v in counts.items() if p == N2))
     cats: dict[str, int] = {}
-    for c in np.asarray(category)[np.asarray(pool) == N2].tolist():
-        cats[c] = cats.get(c, 0) + 1
+    for (p, c), v in counts.items():
+        if p == N2:
+            cats[c] = cats.get(c, 0) + int(v)
     return {"n": n, "n1": n - n2, "n2": n2, "n2_share": (n2 / n) if n else float("nan"),
             "categories": dict(sorted(cats.items())),
             "category_shares": {k: v / n for k, v in sorted(cats.items())} if n else {}}

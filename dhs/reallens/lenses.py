@@ -188,12 +188,3 @@ def lenscat_table(ra: str | None = None, dec: str | None = None, grade: str | No
     return lens_table_from_columns(lenscat.catalog, "lenscat.catalog", ra=ra, dec=dec, grade=grade,
                                    reference=reference, name=name)
 
-
-def concat(tables: Sequence[LensTable], source: str) -> LensTable:
-    """Several lens tables as one (ids are prefixed by each table's file name to stay unique)."""
-    pre = [np.array([f"{os.path.basename(t.source)}/{i}" for i in t.lens_id.tolist()], dtype=object)
-           for t in tables]
-    return LensTable(ra=np.concatenate([t.ra for t in tables]), dec=np.concatenate([t.dec for t in tables]),
-                     grade=np.concatenate([t.grade for t in tables]),
-                     reference=np.concatenate([t.reference for t in tables]),
-                     lens_id=np.concatenate(pre), source=source, columns=dict(tables[0].columns) if tables else {})

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from dhs.config import RunConfig
 from dhs.io.paths import is_s3, join, read_bytes, to_spark_path, write_bytes
-from dhs.reallens.confusers import shares
+from dhs.reallens.confusers import shares_from_counts
 from dhs.reallens.crossmatch import MATCHED, assign_tiers, resolve_matches
 from dhs.reallens.cutouts import CutoutServiceClient, cutout_columns, cutout_row
 from dhs.reallens.derived import hash_split, healpix_index
@@ -234,12 +234,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     pool_counts = {(r["stratum"], r["pool"]): int(r["count"])
                    for r in pool.groupBy("stratum", "pool").count().collect()}
     n_pool = sum(pool_counts.values())
-    cat_rows = pool.groupBy("pool", "n2_category").count().collect()
-    pool_arr = np.concatenate([np.full(int(r["count"]), r["pool"], dtype=object) for r in cat_rows]) if cat_rows \
-        else np.zeros(0, dtype=object)
-    cat_arr = np.concatenate([np.full(int(r["count"]), r["n2_category"], dtype=object) for r in cat_rows]) \
-        if cat_rows else np.zeros(0, dtype=object)
-    pool_shares = shares(pool_arr, cat_arr)
+    pool_shares = shares_from_counts({(r["pool"], r["n2_category"]): int(r["count"])
+                                      for r in pool.groupBy("pool", "n2_category").count().collect()})
     if rows_read != n_pool + sum(first_failed.values()):
         raise RuntimeError(f"stage 6: sweep rows read ({rows_read}) != pool ({n_pool}) + rejected "
                            f"({sum(first_failed.values())})")
@@ -266,15 +262,15 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     write_parquet_atomically(sample.repartition(max(1, cfg.spark.shuffle_partitions), "brickname")
                              .sortWithinPartitions("galaxy_id"), dirs["sample"], partition_by=("region_split",))
     samp = spark.read.parquet(to_spark_path(dirs["sample"]))
-    sel_counts = {(r["stratum"], r["pool"]): int(r["count"])
-                  for r in samp.where(F.col("label") == 0).groupBy("stratum", "pool").count().collect()}
-    n_sample = sum(int(r["count"]) for r in samp.groupBy("label").count().collect())
-    n_sample_pos = int(samp.where(F.col("label") == 1).count())
-    n_sample_neg = n_sample - n_sample_pos
+    by_group = samp.groupBy("label", "stratum", "pool").count().collect()
+    sel_counts = {(r["stratum"], r["pool"]): int(r["count"]) for r in by_group if int(r["label"]) == 0}
+    n_sample_pos = sum(int(r["count"]) for r in by_group if int(r["label"]) == 1)
+    n_sample_neg = sum(sel_counts.values())
+    n_sample = n_sample_pos + n_sample_neg
     gate = gates(quotas, sel_counts, st.sampling)
 
     # ---- cutouts
-    cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"])
+    cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"], n_sample)
 
     # ---- validation
     summary = _validate(spark, cfg, dirs["cutouts"], samp)
@@ -337,7 +333,9 @@ def cutout_arrow_schema(sample_schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> dict[str, Any]:
+def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str, rows_in: int) -> dict[str, Any]:
+    """Cut every sample row (``rows_in`` of them) into ``out_dir``; returns the counts (rows out must equal
+    rows in; failures by kind and by reason)."""
     from pyspark.sql.pandas.types import to_arrow_type
 
     c = cfg.stage6.cutouts
@@ -366,7 +364,6 @@ def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> dict[str, A
     write_parquet_atomically(df, out_dir, partition_by=("region_split",))
     written = spark.read.parquet(to_spark_path(out_dir))
     agg = written.groupBy("cutout_ok", "error").count().collect()
-    rows_in = samp.count()
     rows_out = int(sum(r["count"] for r in agg))
     if rows_out != rows_in:
         raise RuntimeError(f"stage 6: cutout rows out ({rows_out}) != rows in ({rows_in})")
@@ -385,6 +382,8 @@ def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str) -> dict[str, A
 
 # ---------------------------------------------------------------------------------------- validation
 def _validate(spark: Any, cfg: RunConfig, cut_dir: str, samp: Any) -> dict[str, Any]:
+    """Shortcut audit of the good cutouts (positives vs negatives, capped per class), split proportions per
+    class, HEALPix disjointness and cross-split neighbours of the sample (module docstring, step 6)."""
     from pyspark.sql import functions as F
 
     v = cfg.stage6.validation

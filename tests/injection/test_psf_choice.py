@@ -16,7 +16,8 @@ def _moffat_fwhm_same_nea(psfsize: float, beta: float) -> float:
 
     def nea_moffat(fwhm: float) -> float:
         alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
-        prof = lambda r: (1.0 + (r / alpha) ** 2) ** (-beta)
+        def prof(r: float) -> float:
+            return (1.0 + (r / alpha) ** 2) ** (-beta)
         norm = integrate.quad(lambda r: 2 * math.pi * r * prof(r), 0, np.inf)[0]
         sq = integrate.quad(lambda r: 2 * math.pi * r * (prof(r) / norm) ** 2, 0, np.inf)[0]
         return 1.0 / sq

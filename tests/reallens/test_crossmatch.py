@@ -22,9 +22,10 @@ def _offset(ra, dec, pa_deg, sep_arcsec):
     return c.ra.deg, c.dec.deg
 
 
-def test_real_lenses_against_planted_sweep(shared_data, tmp_path):
+@pytest.mark.parametrize("table", ["new_lenses.tsv", "training_lenses.tsv"])
+def test_real_lenses_against_planted_sweep(shared_data, tmp_path, table):
     """Objects planted at known separations from 60 real lenses; decoys just beyond the radius."""
-    lenses = read_lens_table(shared_data / "lenses" / "new_lenses.tsv")
+    lenses = read_lens_table(shared_data / "lenses" / table)
     rng = rng_from_seed(7)
     pick = np.sort(rng.choice(len(lenses), 80, replace=False))
     planted = pick[:60]           # get an object inside the radius (and a decoy outside)
@@ -105,3 +106,21 @@ def test_tiers_and_weights():
     assert w.tolist() == [1.0, 0.5, 1.0, 0.5, 0.5, 0.5]
     t, w = assign_tiers(["A", "B"], {"A": "A", "B": "B"}, "A", {"A": 2.0, "B": 0.25})
     assert w.tolist() == [2.0, 0.25]
+
+
+@pytest.mark.parametrize("name", ["sweep-310m005-320p000.fits", "sweep-330m005-340p000.fits"])
+def test_real_dr8_sweep_rows(shared_data, name):
+    """The per-file task on a real (DR8 data model) sweep: lenses planted 0.5″ from two of its rows."""
+    from dhs.survey.sweeps import read_sweep
+
+    path = str(shared_data / "legacysurvey" / "dr8-south-rows" / name)
+    t = read_sweep(path, columns=["ra", "dec", "brickname", "objid"]).to_pylist()
+    lra, ldec = zip(*(_offset(r["ra"], r["dec"], 120.0, 0.5) for r in t[:2]))
+    cand, neg, s = process_sweep(path, np.array(lra), np.array(ldec), Stage6Config(), seed=3)
+    assert s["error"] is None and s["rows_read"] == len(t) == 6
+    assert s["rows_read"] == s["pool_rows"] + sum(s["first_failed"].values())
+    res = resolve_matches(["a", "b"], cand["lens_index"].to_numpy(), cand["galaxy_id"].to_pylist(),
+                          cand["sep_arcsec"].to_numpy())
+    assert res.object_key.tolist() == [f"{r['brickname']}_{r['objid']}" for r in t[:2]]
+    np.testing.assert_allclose(res.sep_arcsec, 0.5, atol=1e-6)
+    assert s["failed"]["known_lens"] >= 2   # the two rows next to a lens can never be negatives

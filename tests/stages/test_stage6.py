@@ -117,6 +117,8 @@ def test_stage6_end_to_end(stage6_run, planted, spark):
         n["rejected_first_filter"].values())
     assert n["failed_each_filter"]["known_lens"] >= 8
     assert set(neg["pool"]) <= {"N1", "N2"} and (neg["n2_category"][neg["pool"] == "N1"] == "").all()
+    assert n["pool"]["n2"] == (neg["pool"] == "N2").sum() and n["pool"]["n"] == len(neg)
+    assert n["pool"]["categories"] == neg["n2_category"][neg["pool"] == "N2"].value_counts().to_dict()
 
     # sample: positives + per-stratum quotas of the smallest-hash negatives
     samp = _read(dirs["sample"])
@@ -175,3 +177,20 @@ def test_positives_table_without_candidates(debug_config):
     assert t["healpix"].to_pylist() == pix.tolist()
     assert t["region_split"].to_pylist() == hash_split(pix, st.healpix_nside, debug_config.seed,
                                                        st.split_fractions).tolist()
+
+
+def test_load_lenses_from_lenscat(debug_config, monkeypatch):
+    """use_lenscat reads ``lenscat.catalog`` (a stand-in module here: tests never use the network)."""
+    import sys
+    import types
+
+    from astropy.table import Table
+
+    from dhs.stages.stage6 import load_lenses
+
+    fake = types.ModuleType("lenscat")
+    fake.catalog = Table({"name": ["J1"], "RA": [150.1], "DEC": [2.2], "grading": ["confident"], "ref": ["x"]})
+    monkeypatch.setitem(sys.modules, "lenscat", fake)
+    cfg = config_from_dict(debug_config.model_dump(mode="json"), ["stage6.use_lenscat=true"])
+    t = load_lenses(cfg)
+    assert t.source == "lenscat.catalog" and t.lens_id.tolist() == ["J1"] and t.grade.tolist() == ["confident"]
