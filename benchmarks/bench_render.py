@@ -136,6 +136,22 @@ def main(argv=None) -> None:
             lens, src, [src.flux] * 3, BANDS_FWHM, psf_beta=BETA, size=SIZE, supersample=ss, offset_pix=off
         )
 
+    def dhs_shared_mu(lens, src, off):
+        return render_lensed_bands(
+            lens,
+            src,
+            [src.flux] * 3,
+            BANDS_FWHM,
+            psf_beta=BETA,
+            size=SIZE,
+            offset_pix=off,
+            return_magnification=True,
+        )
+
+    def dhs_shared_then_mu(lens, src, off):
+        dhs_shared(DEFAULT_SUPERSAMPLE)(lens, src, off)
+        return magnification(lens, src)
+
     models, ksizes = _lenstronomy_models()
     # warm up caches (PSF tables, FFT plans) for everybody
     for fn in (dhs_unshared(DEFAULT_SUPERSAMPLE), dhs_shared(DEFAULT_SUPERSAMPLE)):
@@ -146,6 +162,8 @@ def main(argv=None) -> None:
     rows = []
     for ss in sorted({DEFAULT_SUPERSAMPLE, 4}):
         rows.append((ss, _median_ms(dhs_unshared(ss), params), _median_ms(dhs_shared(ss), params)))
+    t_mu = _median_ms(dhs_shared_mu, params)
+    t_mu_sep = _median_ms(dhs_shared_then_mu, params)
     malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
     print(f"load average {os.getloadavg()[0]:.1f}; MALLOC_MMAP_THRESHOLD_={malloc}")
     print(
@@ -162,6 +180,10 @@ def main(argv=None) -> None:
             f"dhs supersample {ss}{tag}: unshared {t_u[0]:6.2f} ({t_u[1]:6.2f}) ratio {t_len[0] / t_u[0]:5.1f}x | "
             f"shared {t_s[0]:6.2f} ({t_s[1]:6.2f}) ratio {t_len[0] / t_s[0]:5.1f}x"
         )
+    print(
+        f"dhs shared + magnification from the same rays: {t_mu[0]:6.2f} ({t_mu[1]:6.2f}); "
+        f"shared + separate magnification(): {t_mu_sep[0]:6.2f} ({t_mu_sep[1]:6.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .lens import SIELens, max_sie_deflection
-from .render import DEFAULT_SUPERSAMPLE, MAX_REFINE_LEVELS, lensed_grid_flux
+from .lens import SIELens
+from .render import DEFAULT_SUPERSAMPLE, MAX_REFINE_LEVELS, image_plane_half_width, lensed_grid_flux
 
 __all__ = [
     "arc_snr_metrics",
@@ -102,22 +102,13 @@ def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Seque
     return float((r_sorted[k - 1] + frac * (r_sorted[k] - r_sorted[k - 1])) * pixscale)
 
 
-def _image_plane_half_width(lens: SIELens, source) -> float:
-    """Half-width (arcsec) of a lens-centred box that contains every image of the source's 99.9 % isophote."""
-    beta = math.hypot(source.x, source.y) + source.extent_radius(0.999)
-    alpha = max_sie_deflection(lens.theta_e, lens.e1, lens.e2)
-    gamma = math.hypot(lens.gamma1, lens.gamma2)
-    # |beta| >= |theta| (1 - |gamma|) - |alpha_SIE|  =>  |theta| <= (|beta| + alpha_max) / (1 - |gamma|)
-    return 1.02 * (beta + alpha) / (1.0 - gamma)
-
-
 def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
     """Total lensed flux (nanomaggies) of ``source`` over the whole image plane (not limited by a stamp).
 
     The integral runs over a lens-centred square that holds every image of the source's 99.9 %
     isophote, on an n_base x n_base grid refined adaptively where the source is under-resolved.
     """
-    half = _image_plane_half_width(lens, source)
+    half = image_plane_half_width(lens, source)
     h = 2.0 * half / n_base
     centres = ((np.arange(n_base) + 0.5) * h - half).astype(np.float32)
     # refine at least as finely as a stamp rendered at the default supersampling

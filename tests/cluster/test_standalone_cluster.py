@@ -70,8 +70,6 @@ def test_cluster_outputs_equal_local(stage, cluster_run, debug_config):
         b = Path(stage_output_dir(cluster_cfg, stage, kind))
         assert (b / "_stage_config.json").is_file(), f"cluster run did not finish {b}"
         if stage == "4d":
-            for sub in sorted(p.relative_to(a) for p in a.rglob("*.parquet") if p.is_dir() or p.suffix):
-                pass
             tables = sorted({p.parent.relative_to(a) for p in a.rglob("*.parquet")})
             assert tables, f"no parquet tables under {a}"
             for t in tables:
@@ -94,16 +92,15 @@ def test_worker_killed_during_stage4c(cluster, cluster_run, packed_env, debug_co
     killed = False
     while proc.poll() is None and time.time() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
-        if not killed and text.count("Starting task") >= 3 and "mapInArrow" in text or (
-            not killed and text.count("Finished task") >= 2
-        ):
-            cluster.kill_worker(1)
+        if not killed and "Finished task" in text:
+            cluster.kill_worker(1)  # tasks of 4c are running on both workers now
             killed = True
-        time.sleep(0.5)
+        time.sleep(0.2)
     rc = proc.wait(timeout=600)
     assert killed, "stage 4c finished before a worker could be killed"
     assert rc == 0, log.read_text()[-3000:]
-    assert "Lost executor" in log.read_text() or "lost" in log.read_text().lower()
+    text = log.read_text(errors="replace")
+    assert "Lost executor" in text or "Executor lost" in text or "removed" in text.lower(), text[-3000:]
     ref_cfg = debug_config
     got_cfg = debug_config.model_copy(update={"output_root": str(out)})
     for kind in ("stamps", "metrics"):

@@ -73,3 +73,41 @@ def test_default_grid_is_converged():
             y=rng.uniform(-0.6, 0.6) * te,
         )
         assert magnification(lens, src) == pytest.approx(magnification(lens, src, n_base=512), rel=1e-3)
+
+
+def test_render_returns_the_same_magnification_reusing_its_rays():
+    from dhs.core import render_lensed_bands
+
+    rng = np.random.default_rng(12)
+    for _ in range(12):
+        te = rng.uniform(0.3, 2.5)
+        lens = SIELens(te, *rng.uniform(-0.3, 0.3, 2), *rng.uniform(-0.1, 0.1, 2))
+        src = SersicSource(
+            2.0,
+            rng.uniform(0.04, 0.8),
+            n=rng.uniform(0.5, 4.0),
+            e1=rng.uniform(-0.3, 0.3),
+            x=rng.uniform(-0.6, 0.6) * te,
+            y=rng.uniform(-0.6, 0.6) * te,
+        )
+        size = int(rng.choice([24, 48, 64]))
+        off = tuple(rng.uniform(-8, 8, 2))
+        bands, mu = render_lensed_bands(
+            lens, src, [1.0, 2.0], [1.3, 1.1], size=size, offset_pix=off, return_magnification=True
+        )
+        plain = render_lensed_bands(lens, src, [1.0, 2.0], [1.3, 1.1], size=size, offset_pix=off)
+        np.testing.assert_array_equal(bands, plain)
+        assert mu == pytest.approx(magnification(lens, src), rel=2e-3)
+    assert render_lensed_bands(SIELens(0.0), src, [1.0], [1.0], return_magnification=True)[1] == 1.0
+
+
+def test_flux_outside_a_non_square_box():
+    from dhs.core.render import lensed_flux_outside_box
+
+    lens = SIELens(1.5, 0.1, -0.1, 0.03, 0.0)
+    src = SersicSource(1.0, 0.3, n=1.0, x=0.2)
+    total = magnification(lens, src)
+    assert lensed_flux_outside_box(lens, src, -50.0, 50.0, -50.0, 50.0) == 0.0
+    left = lensed_flux_outside_box(lens, src, 0.0, 60.0, -60.0, 60.0)  # keeps only the x >= 0 half
+    right = lensed_flux_outside_box(lens, src, -60.0, 0.0, -60.0, 60.0)
+    assert left + right == pytest.approx(total, rel=3e-3)
