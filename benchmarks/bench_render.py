@@ -24,6 +24,7 @@ from dhs.core import (
     DEFAULT_SUPERSAMPLE,
     SersicSource,
     SIELens,
+    magnification,
     moffat_kernel,
     render_arc,
     render_lensed_bands,

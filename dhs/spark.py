@@ -20,6 +20,11 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
+def launched_by_spark_submit() -> bool:
+    """True inside a driver started by ``spark-submit`` (its JVM gateway is already running)."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+
+
 def get_spark(settings: SparkSettings | None = None) -> "SparkSession":
     """Return the active SparkSession or build one from ``settings``.
 
@@ -36,7 +41,7 @@ def get_spark(settings: SparkSettings | None = None) -> "SparkSession":
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(settings.app_name)
-    if not SparkConf().contains("spark.master"):
+    if not launched_by_spark_submit() and not SparkConf().contains("spark.master"):
         builder = builder.master(settings.master)
     conf = dict(DEFAULT_CONF)
     conf["spark.sql.shuffle.partitions"] = str(settings.shuffle_partitions)

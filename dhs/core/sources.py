@@ -147,7 +147,12 @@ class SersicSource:
         return u
 
     def needs_refinement(
-        self, bx: np.ndarray, by: np.ndarray, h, tol: float = 0.02, area: float | None = None
+        self,
+        bx: np.ndarray,
+        by: np.ndarray,
+        h,
+        tol: float = 0.02,
+        area: float | None = None,
     ) -> np.ndarray:
         """Mask of sample positions whose cells of side ``h`` (arcsec) are too coarse for this profile.
 
@@ -174,7 +179,15 @@ class SersicSource:
         rho = np.sqrt(rho2.astype(np.float64))
         return self._refinement_flags(rho, np.asarray(h, dtype=np.float64), float(tol), area)
 
-    def evaluate(self, bx: np.ndarray, by: np.ndarray, h, tol: float, core_radius: float = 0.0, area=None):
+    def evaluate(
+        self,
+        bx: np.ndarray,
+        by: np.ndarray,
+        h,
+        tol: float,
+        core_radius: float = 0.0,
+        area=None,
+    ):
         """(surface_brightness(bx, by, core_radius), needs_refinement(bx, by, h, tol, area)) in one pass."""
         bx = np.asarray(bx)
         by = np.asarray(by)
@@ -192,11 +205,16 @@ class SersicSource:
         rho_min = np.maximum(rho - half_diag, 0.0)
         scale = (h / self.r_eff) ** 2 / 24.0
 
+        k = b / n
+        m = 1.0 / n - 1.0
+
         def curvature(r: np.ndarray) -> np.ndarray:
-            # |S_rr| + |S_r / r| over S for exp(-b r^(1/n)), r in units of r_eff
+            # |S_rr| + |S_r / r| over S for exp(-b r^(1/n)), r in units of r_eff:
+            # g = k r^m with k = b/n, m = 1/n - 1;  S_rr/S = g^2 - g m / r;  S_r/(r S) = -g / r
             r = np.maximum(r, 1e-6)
-            g = (b / n) * r ** (1.0 / n - 1.0)
-            return np.abs(g * g - (b / n) * (1.0 / n - 1.0) * r ** (1.0 / n - 2.0)) + g / r
+            g = k * r**m
+            inv_r = 1.0 / r
+            return g * (np.abs(g - m * inv_r) + inv_r)
 
         # curvature error at the centre and at the cell's nearest point (no closer than the half-diagonal,
         # where the Taylor estimate stops meaning anything); a cell holding the centre is bounded instead
@@ -340,7 +358,11 @@ class InterpolatedSource:
         )
 
     def needs_refinement(self, bx: np.ndarray, by: np.ndarray, h, tol: float = 0.02, area=None) -> np.ndarray:
-        """Mask of positions on the template whose cells of side ``h`` exceed two template pixels."""
+        """Mask of positions on the template whose cells (side ``h``) exceed two template pixels.
+
+        (Measured: coarser cells, even integrated with 2x2 Gauss-Legendre points, lose up to 0.8 % of the
+        flux of real COSMOS templates.)  ``tol`` and ``area`` are accepted for interface compatibility.
+        """
         shape = np.broadcast_shapes(np.shape(bx), np.shape(by))
         h = np.asarray(h, dtype=np.float64)
         if np.all(h <= _TEMPLATE_SAMPLING * self.pixel_size):
@@ -350,7 +372,15 @@ class InterpolatedSource:
         r = self.extent_radius() + h
         return (dx * dx + dy * dy < r * r) & (h > _TEMPLATE_SAMPLING * self.pixel_size)
 
-    def evaluate(self, bx: np.ndarray, by: np.ndarray, h, tol: float, core_radius: float = 0.0, area=None):
+    def evaluate(
+        self,
+        bx: np.ndarray,
+        by: np.ndarray,
+        h,
+        tol: float,
+        core_radius: float = 0.0,
+        area=None,
+    ):
         """(surface_brightness(bx, by), needs_refinement(bx, by, h, tol))."""
         return self.surface_brightness(bx, by), self.needs_refinement(bx, by, h, tol)
 
