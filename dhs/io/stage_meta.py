@@ -19,11 +19,11 @@ STAGE_CONFIG_NAME = "_stage_config.json"
 
 def dhs_version() -> str:
     """The installed dhs version."""
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("dhs")
-    except Exception:  # pragma: no cover - running from a source tree without install
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         return "unknown"
 
 
@@ -43,7 +43,7 @@ def git_commit() -> str | None:
 
 
 def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).isoformat()
+    return _dt.datetime.fromtimestamp(t, tz=_dt.UTC).isoformat()
 
 
 def stage_config_document(

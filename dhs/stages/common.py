@@ -16,6 +16,7 @@ from dhs.io.paths import is_s3, to_spark_path
 from dhs.io.stage_meta import output_complete as _output_complete
 from dhs.io.stage_meta import stage_config_document, write_stage_config_file
 
+
 @dataclass
 class StageResult:
     """What a stage did: counts, failures by reason, seconds, where the output is."""
@@ -117,3 +118,10 @@ def print_summary(result: StageResult) -> None:
             f"failures: {fails}, {result.seconds:.1f} s -> {result.output_path}"
         )
     print(line, file=sys.stdout, flush=True)
+
+
+def spark_schema(arrow_schema: Any) -> Any:
+    """The Spark StructType of a pyarrow schema (for ``mapInArrow`` / ``applyInArrow`` outputs)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(arrow_schema)

@@ -16,8 +16,6 @@ Flow:
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import io
 import json
 import math
@@ -30,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from dhs.config import RunConfig
-from dhs.io.paths import S3Options, is_s3, read_bytes, s3_client, split_s3
+from dhs.io.paths import S3Options, read_bytes
 from dhs.sampling.lrg import LRGVariant, evaluate_cuts, resolve_variants
 from dhs.sampling.ranking import ScoreParams, SelectionSpec, region_scores, selection_sets_per_region
 from dhs.sampling.regions import QualityCuts, brick_area_deg2, brick_quality, grow_regions, region_metrics
@@ -40,10 +38,12 @@ from dhs.stages.common import (
     finish_stage,
     should_skip,
     skipped_result,
+    spark_schema,
     stage_output_dir,
     write_parquet_atomically,
 )
-from dhs.survey.layout import brick_summary_path, sweep_glob
+from dhs.stages.sweep_inputs import resolve_sweep_paths, sweep_read_tasks
+from dhs.survey.layout import brick_summary_path
 from dhs.survey.photometry import flux_to_mag, psfdepth_ivar_to_mag5
 
 STAGE = "3"
@@ -79,55 +79,6 @@ def parent_schema(variants: list[LRGVariant]) -> pa.Schema:
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _s3_glob(pattern: str, s3: S3Options | None) -> list[str]:
-    bucket, key = split_s3(pattern)
-    prefix = key.split("*")[0].split("?")[0].split("[")[0]
-    client = s3_client(s3)
-    out: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if fnmatch.fnmatchcase(obj["Key"], key):
-                out.append(f"s3://{bucket}/{obj['Key']}")
-    return out
-
-
-def _expand(item: str, s3: S3Options | None) -> list[str]:
-    if any(ch in item for ch in "*?["):
-        return sorted(_s3_glob(item, s3) if is_s3(item) else glob.glob(item))
-    return [item]
-
-
-def resolve_sweep_paths(cfg: RunConfig) -> list[str]:
-    """The sweep files of the run, sorted and de-duplicated.
-
-    ``stage3.sweep_index`` (text file, one path per line, ``#`` comments) wins over ``stage3.sweeps``
-    (glob or list of paths/globs); neither → the DR10 glob under ``survey_root``. An empty result is a
-    ``FileNotFoundError`` naming the key and the pattern. Listed files that do not exist are kept (they
-    are reported as unreadable by the reading tasks).
-    """
-    st = cfg.stage3
-    s3 = cfg.s3.options()
-    if st.sweep_index:
-        text = read_bytes(st.sweep_index, s3).decode("utf-8")
-        items = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        base = os.path.dirname(st.sweep_index) if not is_s3(st.sweep_index) else None
-        items = [p if (is_s3(p) or os.path.isabs(p) or base is None) else os.path.join(base, p) for p in items]
-        source = f"stage3.sweep_index ({st.sweep_index})"
-    elif st.sweeps:
-        items = [st.sweeps] if isinstance(st.sweeps, str) else list(st.sweeps)
-        source = f"stage3.sweeps ({st.sweeps})"
-    else:
-        items = [sweep_glob(cfg.survey_root)]
-        source = f"default sweep glob {items[0]} (stage3.sweeps unset)"
-    paths: list[str] = []
-    for it in items:
-        paths.extend(_expand(it, s3))
-    paths = sorted(dict.fromkeys(paths))
-    if not paths:
-        raise FileNotFoundError(f"stage 3: no sweep files found from {source}")
-    return paths
-
-
 def _read_table_bytes(path: str, data: bytes) -> dict[str, np.ndarray]:
     lower = path.lower()
     if lower.endswith(".parquet"):
@@ -396,30 +347,6 @@ def _regions_arrow(metrics: dict[str, np.ndarray]) -> pa.Table:
 
 
 # --------------------------------------------------------------------------------------------- Spark
-def _tasks(cfg: RunConfig, paths: list[str]) -> list[tuple[str, int, int]]:
-    """(path, start, stop) per task; start = stop = −1 means the whole file."""
-    chunk = cfg.stage3.read_chunk_rows
-    if not chunk:
-        return [(p, -1, -1) for p in paths]
-    from dhs.survey.sweeps import sweep_nrows
-
-    out = []
-    for p in paths:
-        try:
-            n = sweep_nrows(p, cfg.s3.options())
-        except Exception:  # noqa: BLE001 - the task reports the read error by name
-            out.append((p, -1, -1))
-            continue
-        out += [(p, a, min(a + chunk, n)) for a in range(0, max(n, 1), chunk)]
-    return out
-
-
-def _spark_schema(arrow_schema: pa.Schema) -> Any:
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(arrow_schema)
-
-
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 3 (see module docstring). Skips when both outputs exist and ``force`` is false."""
     from pyspark.sql import functions as F
@@ -455,11 +382,11 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                 srow["_summary"] = pa.array([json.dumps(summ, sort_keys=True)], pa.string())
                 yield pa.RecordBatch.from_arrays([srow[f.name] for f in schema], schema=schema)
 
-    tasks = _tasks(cfg, paths)
+    tasks = sweep_read_tasks(cfg, paths)
     task_schema = T.StructType([T.StructField("path", T.StringType()), T.StructField("start", T.LongType()),
                                 T.StructField("stop", T.LongType())])
     tasks_df = spark.createDataFrame(spark.sparkContext.parallelize(tasks, max(1, len(tasks))), task_schema)
-    raw = tasks_df.mapInArrow(task, _spark_schema(schema)).persist()
+    raw = tasks_df.mapInArrow(task, spark_schema(schema)).persist()
     summaries = [json.loads(r[0]) for r in raw.where(F.col("_summary").isNotNull()).select("_summary").collect()]
     summaries.sort(key=lambda s: (s["path"], s["rows"] or [-1]))
     unreadable = sorted({s["path"]: s["error"] for s in summaries if s["error"]}.items())
@@ -500,7 +427,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     raw.unpersist()
 
     regions_tbl = _regions_arrow(metrics)
-    regions_schema = _spark_schema(regions_tbl.schema)
+    regions_schema = spark_schema(regions_tbl.schema)
     regions_df = spark.createDataFrame([tuple(r.values()) for r in regions_tbl.to_pylist()], regions_schema)
     write_parquet_atomically(regions_df.coalesce(1).sortWithinPartitions("region_id"), regions_dir,
                              partition_by=("region_split",))

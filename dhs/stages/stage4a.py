@@ -48,6 +48,7 @@ from dhs.stages.common import (
     output_complete,
     should_skip,
     skipped_result,
+    spark_schema,
     stage_output_dir,
     write_parquet_atomically,
 )
@@ -104,12 +105,6 @@ def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None,
                                                           "sources": sources}
 
 
-def _spark_schema(schema: pa.Schema) -> Any:
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
-
-
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4a: build and write the manifest of ``cfg.experiment_id``."""
     from pyspark import StorageLevel
@@ -144,7 +139,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             t = t.append_column(DROP, pa.array(drop_reasons(t, exclude).tolist(), type=pa.string()))
             yield from t.cast(flagged_schema).to_batches()
 
-    flagged = host_df.mapInArrow(flag_hosts, _spark_schema(flagged_schema)).persist(StorageLevel.MEMORY_AND_DISK)
+    flagged = host_df.mapInArrow(flag_hosts, spark_schema(flagged_schema)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n_hosts_in = 0
         dropped: dict[str, int] = {}
@@ -163,7 +158,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             for batch in batches:
                 yield from add_bins(pa.Table.from_batches([batch]), edges).cast(binned_schema).to_batches()
 
-        binned = eligible.mapInArrow(bin_hosts, _spark_schema(binned_schema))
+        binned = eligible.mapInArrow(bin_hosts, spark_schema(binned_schema))
         sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"])): int(r["count"])
                  for r in binned.groupBy("region_split", "psf_bin", "depth_bin").count().collect()}
         cells = plan_cells(sizes, settings, n_cfg)
@@ -177,7 +172,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             return build_cell(table, plans[label], settings, experiment_id=experiment_id, seed=seed, grid=grid,
                               priors=priors, schema=schema)
 
-        manifest = binned.groupBy("region_split", "psf_bin", "depth_bin").applyInArrow(cell_rows, _spark_schema(schema))
+        manifest = binned.groupBy("region_split", "psf_bin", "depth_bin").applyInArrow(cell_rows, spark_schema(schema))
         write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
     finally:
         flagged.unpersist()

@@ -57,11 +57,11 @@ from dhs.stages.common import (
     finish_stage,
     should_skip,
     skipped_result,
+    spark_schema,
     stage_output_dir,
     write_parquet_atomically,
 )
-from dhs.stages.stage3 import _tasks as sweep_tasks
-from dhs.stages.stage3 import resolve_sweep_paths
+from dhs.stages.sweep_inputs import resolve_sweep_paths, sweep_read_tasks
 
 STAGE = "6"
 KINDS = ("positives", "negatives", "sample", "cutouts", "validation")
@@ -93,12 +93,6 @@ def load_lenses(cfg: RunConfig) -> LensTable:
     raise ValueError("stage 6 needs a known-lens catalogue: set stage6.lens_catalog to a CSV/TSV/FITS table with "
                      "RA/Dec (deg), grade and reference columns, or stage6.use_lenscat: true with the PyPI package "
                      "'lenscat' installed")
-
-
-def _spark_schema(schema: pa.Schema) -> Any:
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
 
 
 def _task_schema() -> pa.Schema:
@@ -144,11 +138,11 @@ def _read_sweeps(spark: Any, cfg: RunConfig, lenses: LensTable) -> tuple[Any, li
                 yield pa.RecordBatch.from_arrays([srow[f.name] for f in schema], schema=schema)
 
     paths = resolve_sweep_paths(cfg)
-    tasks = sweep_tasks(cfg, paths)
+    tasks = sweep_read_tasks(cfg, paths)
     tschema = T.StructType([T.StructField("path", T.StringType()), T.StructField("start", T.LongType()),
                             T.StructField("stop", T.LongType())])
     tdf = spark.createDataFrame(spark.sparkContext.parallelize(tasks, max(1, len(tasks))), tschema)
-    raw = tdf.mapInArrow(task, _spark_schema(schema)).persist()
+    raw = tdf.mapInArrow(task, spark_schema(schema)).persist()
     summaries = [json.loads(r[0]) for r in raw.where(F.col("_kind") == "summary").select("_summary").collect()]
     summaries.sort(key=lambda s: (s["path"], s["rows"] or [-1]))
     return raw, summaries, paths
@@ -360,7 +354,7 @@ def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str, rows_in: int) 
 
     n_part = c.partitions or cfg.spark.shuffle_partitions
     df = (samp.repartition(max(1, n_part), "brickname").sortWithinPartitions("brickname", "galaxy_id")
-          .mapInArrow(mapper, _spark_schema(schema)))
+          .mapInArrow(mapper, spark_schema(schema)))
     write_parquet_atomically(df, out_dir, partition_by=("region_split",))
     written = spark.read.parquet(to_spark_path(out_dir))
     agg = written.groupBy("cutout_ok", "error").count().collect()

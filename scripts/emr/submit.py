@@ -181,6 +181,7 @@ def submit(args: argparse.Namespace, emr: Any = None, s3: Any = None, out=sys.st
         return plan
 
     import boto3
+    from botocore.exceptions import WaiterError
 
     emr = emr or boto3.client("emr", region_name=args.region)
     s3 = s3 or boto3.client("s3", region_name=args.region)
@@ -203,7 +204,7 @@ def submit(args: argparse.Namespace, emr: Any = None, s3: Any = None, out=sys.st
         for sid in step_ids:
             try:
                 waiter.wait(ClusterId=cluster_id, StepId=sid, WaiterConfig={"Delay": 30, "MaxAttempts": 2880})
-            except Exception as exc:  # a failed step stops the waiter; its state is printed below
+            except WaiterError as exc:  # a failed step stops the waiter; its state is printed below
                 print(f"step {sid}: {exc}", file=out)
                 break
     for sid, st in zip(step_ids, stages):

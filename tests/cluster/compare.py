@@ -15,7 +15,11 @@ def read_output(path: Path) -> pa.Table:
     """All Parquet under ``path`` (hive partitions become columns), columns sorted by name."""
     table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
     table = table.select(sorted(table.column_names))
-    return table
+    cols = []
+    for col in table.columns:  # hive partition columns come back dictionary-encoded in file order
+        col = col.combine_chunks()
+        cols.append(col.dictionary_decode() if pa.types.is_dictionary(col.type) else col)
+    return pa.table(cols, names=table.column_names)
 
 
 def sorted_by(table: pa.Table, key: str | None) -> pa.Table:

@@ -65,7 +65,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    fh = open(log, "wb")
+    fh = open(log, "wb")  # noqa: SIM115 - stays open as the child's stdout
     return subprocess.Popen(
         [str(SPARK_CLASS), *args], stdout=fh, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
     )
@@ -132,7 +132,7 @@ def spark_submit(cluster: StandaloneCluster, script: str, args: list[str], env_a
         cmd += ["--conf", f"{k}={v}"]
     cmd += [script, *args]
     env = _env()
-    fh = open(log, "wb")
+    fh = open(log, "wb")  # noqa: SIM115 - stays open as the child's stdout
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     if wait:
         rc = proc.wait(timeout=1200)

@@ -82,7 +82,7 @@ def test_brick_summary_real_rows_and_units(shared_data, tmp_path):
     path = shared_data / "legacysurvey" / "survey-bricks-rows" / "primary_region_bricks_phase1p6.csv"
     s = load_brick_summary(str(path), "mag5")
     assert len(s["brickname"]) > 10 and {"ra1", "ra2", "dec1", "dec2"} <= set(s)
-    assert 22.0 < float(s["psfdepth_r_mag5"].min()) and float(s["psfdepth_r_mag5"].max()) < 26.5
+    assert float(s["psfdepth_r_mag5"].min()) > 22.0 and float(s["psfdepth_r_mag5"].max()) < 26.5
     area = brick_area_deg2(s["ra1"], s["ra2"], s["dec1"], s["dec2"])
     ref = pcsv.read_csv(str(path))["area_deg2"].to_numpy()
     np.testing.assert_allclose(area, ref, rtol=1e-5)

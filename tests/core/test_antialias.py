@@ -1,0 +1,73 @@
+"""Interpolated (COSMOS) sources are anti-aliased: the rendered total flux does not depend on how the ray
+grid falls on the template pixels.
+
+Sampling a 0.03"-pixel template at rays spaced 0.262/supersample" aliases; without the pre-filter the
+unlensed total drifted by up to 0.8 % (measured on these templates).  Issue #3 asks for total flux within
+0.5 % of the analytic total (the template's flux) under any scale, angle and supersampling.
+"""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from dhs.core import InterpolatedSource, SIELens, render_arc
+
+SCALES = (0.5, 0.7, 1.0, 1.3, 1.6, 2.0)
+SUPERSAMPLES = tuple(range(2, 13))
+
+
+def _templates(shared_data):
+    """Two real COSMOS galaxies (HST/ACS, 0.03"/pixel): one large (~140 px), one small (~50 px)."""
+    path = shared_data / "cosmos-extra" / "paltas" / "real_galaxy_images_23.5_n1.fits"
+    with fits.open(path) as hdul:
+        imgs = [np.asarray(h.data, dtype=np.float64) for h in hdul if h.data is not None]
+    imgs = [im for im in imgs if max(im.shape) <= 140]
+    return [imgs[0], imgs[1]]
+
+
+@pytest.mark.slow
+def test_unlensed_template_flux_is_preserved_at_every_supersample_and_scale(shared_data):
+    rng = np.random.default_rng(33)
+    worst = 0.0
+    for tpl in _templates(shared_data):
+        for scale in SCALES:
+            angle = rng.uniform(-np.pi, np.pi)
+            x, y = rng.uniform(-0.1, 0.1, 2)
+            src = InterpolatedSource(tpl, 0.03, 5.0, x=x, y=y, angle=angle, scale=scale)
+            for ss in SUPERSAMPLES:
+                off = tuple(rng.uniform(-0.5, 0.5, 2))
+                img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=1.1, size=96, supersample=ss, offset_pix=off)
+                err = abs(img.sum() / 5.0 - 1.0)
+                assert err <= 0.005, (tpl.shape, scale, ss, err)
+                worst = max(worst, err)
+    print(f"worst unlensed flux error {worst:.5f}")
+
+
+def test_lensed_template_flux_does_not_depend_on_supersample(shared_data):
+    """Lensed: the stamp flux at each supersampling agrees with a 16x supersampled render to 0.5 %."""
+    tpl = _templates(shared_data)[0]
+    lens = SIELens(1.6, -0.25, 0.1, 0.03, -0.02)
+    for scale in (0.5, 1.0, 2.0):
+        src = InterpolatedSource(tpl, 0.03, 1.0, x=0.05, y=-0.08, angle=0.4, scale=scale)
+        ref = render_arc(lens, src, psf_fwhm_arcsec=1.0, size=96, supersample=16).sum()
+        for ss in (2, 3, 4, 6, 9, 12):
+            flux = render_arc(lens, src, psf_fwhm_arcsec=1.0, size=96, supersample=ss).sum()
+            assert flux == pytest.approx(ref, rel=0.005), (scale, ss)
+
+
+def test_prefilter_keeps_unit_flux_and_is_off_without_a_cell_size():
+    rng = np.random.default_rng(2)
+    tpl = rng.uniform(0, 1, (30, 26)) * np.outer(np.hanning(30), np.hanning(26))
+    src = InterpolatedSource(tpl, 0.05, 3.0, angle=0.3, scale=1.2)
+    step = src.pixel_size / 6.0
+    half = src.extent_radius()
+    ax = (np.arange(-int(half / step), int(half / step)) + 0.5) * step
+    xx, yy = np.meshgrid(ax, ax)
+    plain = src.surface_brightness(xx, yy)
+    for cell in (0.3 * src.pixel_size, 1.5 * src.pixel_size, 3.0 * src.pixel_size):
+        smooth = src.surface_brightness(xx, yy, cell=cell)
+        # the smoothed surface still integrates to the flux, and is smoother (lower peak)
+        assert smooth.sum() * step**2 == pytest.approx(3.0, rel=2e-3)
+        assert smooth.max() < plain.max()
+    assert plain.sum() * step**2 == pytest.approx(3.0, rel=2e-3)
+    np.testing.assert_array_equal(src.surface_brightness(xx, yy, cell=None), plain)
