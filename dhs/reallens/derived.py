@@ -71,7 +71,7 @@ def healpix_index(ra_deg: Any, dec_deg: Any, nside: int) -> np.ndarray:
 def hash_split(pixels: Any, nside: int, seed: int, fractions: Mapping[str, float]) -> np.ndarray:
     """Split name of each HEALPix pixel from xxhash64("hpx<nside>:<pixel>", seed) (module docstring).
 
-    ``fractions`` (e.g. train 0.70, val 0.15, test 0.15) are taken in their given order: the pixel goes to
+    ``fractions`` (e.g. train 0.70, val 0.15, test 0.15) are taken in sorted-name order (:func:`check_fractions`): the pixel goes to
     the first split whose cumulative fraction exceeds u ∈ [0, 1).
     """
     fr = check_fractions(fractions)

@@ -30,8 +30,12 @@ DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 
 def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
-    """Validate split fractions (non-empty, each > 0, summing to 1 within 1e-6); returns a plain dict."""
-    fr = {str(k): float(v) for k, v in fractions.items()}
+    """Validate split fractions (non-empty, each > 0, summing to 1 within 1e-6).
+
+    Returns a plain dict in a canonical order (sorted by split name), so that every result derived from
+    it (tie-breaks, cumulative edges) is the same however the configuration happened to order its keys.
+    """
+    fr = {str(k): float(fractions[k]) for k in sorted(fractions, key=str)}
     if not fr:
         raise ValueError("split fractions are empty; expected e.g. {'train': 0.7, 'val': 0.15, 'test': 0.15}")
     bad = {k: v for k, v in fr.items() if not (v > 0)}
@@ -68,7 +72,7 @@ def assign_blocks(
 
     ``blocks``: distinct HEALPix pixels; ``weights``: objects in each (≥ 0). Visits blocks in the order
     of their xxhash64 (seed ``seed``) and gives each to the split with the largest deficit
-    ``fraction·(weight seen so far) − weight already assigned`` (ties: the order of ``fractions``).
+    ``fraction·(weight seen so far) − weight already assigned`` (ties: split names in sorted order).
     Returns an array of split names aligned with ``blocks``. Deterministic for a seed and independent
     of the input order.
     """

@@ -90,3 +90,14 @@ def test_split_deterministic_across_processes():
     here = hash_split(np.arange(5000), 512, 1234, FR).tolist()
     assert here == outs[0]
     assert set(here) == {"train", "val", "test"}
+
+
+def test_hash_split_does_not_depend_on_the_order_of_the_fraction_keys():
+    import numpy as np
+
+    from dhs.reallens.derived import hash_split
+
+    pix = np.arange(500, dtype=np.int64)
+    a = hash_split(pix, 128, 3, {"train": 0.7, "val": 0.15, "test": 0.15})
+    b = hash_split(pix, 128, 3, {"val": 0.15, "test": 0.15, "train": 0.7})
+    assert list(a) == list(b)

@@ -126,3 +126,17 @@ def test_healpix_block_matches_astropy_and_wraps():
 def test_bad_fractions_rejected(bad):
     with pytest.raises(ValueError, match="fractions"):
         check_fractions(bad)
+
+
+def test_assignment_does_not_depend_on_the_order_of_the_fraction_keys():
+    """A config dumped with sorted keys (test, train, val) must give the same splits as (train, val, test)."""
+    import numpy as np
+
+    from dhs.sampling.splits import assign_blocks
+
+    rng = np.random.default_rng(5)
+    blocks = np.arange(40, dtype=np.int64) * 7 + 3
+    weights = rng.integers(1, 50, size=40).astype(float)
+    a = assign_blocks(blocks, weights, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=11, nside=64)
+    b = assign_blocks(blocks, weights, {"test": 0.15, "train": 0.7, "val": 0.15}, seed=11, nside=64)
+    assert list(a) == list(b)
