@@ -170,9 +170,7 @@ def sie_shear_deflection(
     return ax, ay
 
 
-def ray_shoot_grid(
-    lens: SIELens, x1: np.ndarray, y1: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def ray_shoot_grid(lens: SIELens, x1: np.ndarray, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Source-plane positions of the rays of the grid x1 (columns) x y1 (rows), arcsec.
 
     Same result as ``lens.ray_shoot`` on the broadcast grid, faster: the linear parts (rotation into the

@@ -132,8 +132,8 @@ def refined_cell_means(
 
     Each cell is integrated with the 2x2 Gauss-Legendre rule (exact for bicubic variations).  Cells the
     source still flags as under-resolved for that rule (judged on the size of the cell's image in the
-    source plane) are split 2x2 and treated the same way, up to ``max_levels`` (default MAX_REFINE_LEVELS)
-    levels: adaptive supersampling for compact sources, Sersic cusps and strongly stretched regions of the
+    source plane) are split 4x4 (two levels at once; 2x2 for the last level) and treated the same way,
+    down to ``max_levels`` (default MAX_REFINE_LEVELS) halvings of the cell side: adaptive supersampling for compact sources, Sersic cusps and strongly stretched regions of the
     lens map.
     """
     if max_levels is None:
@@ -258,11 +258,12 @@ def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np
         flags[win] |= add.reshape(wbx.shape)
 
 
-def _source_plane_cell_size(bx: np.ndarray, by: np.ndarray, h: float) -> np.ndarray:
+def _source_plane_cell_size(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
     """Square root of the source-plane area of each image-plane cell (side h) of a ray grid, arcsec.
 
     From the local Jacobian of the lens map by finite differences of neighbouring rays (one-sided at
-    the edges): h * sqrt(|det A|) = h / sqrt(|magnification|).
+    the edges; differences per grid step already carry the factor h): h * sqrt(|det A|) =
+    h / sqrt(|magnification|).
     """
     dxc, dxr = np.gradient(bx)[::-1]
     dyc, dyr = np.gradient(by)[::-1]
@@ -299,7 +300,7 @@ def lensed_grid_flux(
         bx, by = xg, yg
     cell = None
     if getattr(source, "wants_cell_size", False) and bx is not xg:
-        cell = _source_plane_cell_size(bx, by, h)
+        cell = _source_plane_cell_size(bx, by)
     sb, flags = source.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0, max_levels), cell=cell)
     _flag_demagnified(lens, source, x1, y1, bx, by, h, flags)
     # cells whose Laplacian stencil touches an under-resolved cell are refined too

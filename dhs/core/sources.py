@@ -8,7 +8,11 @@ unlensed total flux (nanomaggies), so that integrating the lensed image over the
 Common interface used by the renderer (duck-typed):
     ``flux``, ``x``, ``y``, ``with_flux(f)``, ``surface_brightness(bx, by)``,
     ``extent_radius(frac)`` (arcsec from the centre holding ``frac`` of the light along any direction),
-    ``min_scale`` (arcsec; smallest length on which the profile changes, for sampling decisions).
+    ``min_scale`` (arcsec; smallest length on which the profile changes, for sampling decisions),
+    ``needs_refinement(bx, by, h, tol, area)`` and ``evaluate(bx, by, h, tol, core_radius, area, cell)``
+    (surface brightness and refinement flags in one pass; ``cell`` is each ray's isotropic source-plane
+    cell size in arcsec, used by sampled images as an anti-aliasing pre-filter width; sources that want
+    it set the class attribute ``wants_cell_size = True``).
 """
 
 from __future__ import annotations
@@ -511,8 +515,9 @@ class InterpolatedSource:
         fy = r - r0
         flat = r0.astype(np.intp) * nx + c0.astype(np.intp)
         if cell is None:
-            val = self._bilinear((self._padded32 if dtype == np.float32 else self._padded).reshape(-1),
-                                 flat, fx, fy, nx)
+            val = self._bilinear(
+                (self._padded32 if dtype == np.float32 else self._padded).reshape(-1), flat, fx, fy, nx
+            )
         elif np.ndim(cell) == 0:
             t = float(self._level_position(_ALIAS_SIGMA * float(cell) / pix))
             k = min(int(t), len(_FILTER_SIGMAS) - 2)
@@ -537,7 +542,9 @@ class InterpolatedSource:
         return out
 
     @staticmethod
-    def _bilinear(img: np.ndarray, flat: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int) -> np.ndarray:
+    def _bilinear(
+        img: np.ndarray, flat: np.ndarray, fx: np.ndarray, fy: np.ndarray, width: int
+    ) -> np.ndarray:
         v00 = img[flat]
         v01 = img[flat + 1]
         v10 = img[flat + width]

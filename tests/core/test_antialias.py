@@ -36,7 +36,9 @@ def test_unlensed_template_flux_is_preserved_at_every_supersample_and_scale(shar
             src = InterpolatedSource(tpl, 0.03, 5.0, x=x, y=y, angle=angle, scale=scale)
             for ss in SUPERSAMPLES:
                 off = tuple(rng.uniform(-0.5, 0.5, 2))
-                img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=1.1, size=96, supersample=ss, offset_pix=off)
+                img = render_arc(
+                    SIELens(0.0), src, psf_fwhm_arcsec=1.1, size=96, supersample=ss, offset_pix=off
+                )
                 err = abs(img.sum() / 5.0 - 1.0)
                 assert err <= 0.005, (tpl.shape, scale, ss, err)
                 worst = max(worst, err)
