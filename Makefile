@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dhs demo --out build/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not cluster"

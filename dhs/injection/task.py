@@ -32,7 +32,6 @@ from dhs.core import (
     SIELens,
     arc_snr_metrics,
     lensed_half_light_radius,
-    magnification,
     render_lensed_bands,
 )
 from dhs.injection.fluxes import SourceFluxes, band_fluxes
@@ -319,8 +318,7 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
                                        size=size, pixscale=settings.pixscale,
                                        supersample=settings.supersample, offset_pix=offset,
                                        return_magnification=True)  # mu from the same rays
-        # (a substitute renderer may return the image alone: then mu is computed separately below)
-        arc, mu = rendered if isinstance(rendered, tuple) else (rendered, None)
+        arc, mu = rendered
         arc = np.asarray(arc, dtype=np.float64)
     if not np.isfinite(arc).all():
         bands = "".join(b for i, b in enumerate(BANDS) if not np.isfinite(arc[i]).all())
@@ -339,7 +337,7 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
         for key in ("arc_snr", "arc_snr_sum", "arc_snr_opt"):
             v = snr_all.get(key)
             out[key] = None if v is None else float(v)
-        out["magnification"] = float(mu if mu is not None else magnification(lens, src.with_flux(1.0)))
+        out["magnification"] = float(mu)
         for i, b in enumerate(BANDS):
             out[f"total_injected_flux_{b}"] = float(arc[i].sum())
             out[f"src_flux_{b}"] = float(fl.flux[i])

@@ -70,7 +70,7 @@ def test_cluster_outputs_equal_local(stage, cluster_run, debug_config):
         b = Path(stage_output_dir(cluster_cfg, stage, kind))
         assert (b / "_stage_config.json").is_file(), f"cluster run did not finish {b}"
         if stage == "4d":
-            tables = sorted({p.parent.relative_to(a) for p in a.rglob("*.parquet")})
+            tables = sorted(p.relative_to(a) for p in a.rglob("*.parquet"))
             assert tables, f"no parquet tables under {a}"
             for t in tables:
                 assert_same_output(a / t, b / t, f"4d:{t}")

@@ -165,7 +165,7 @@ def test_nonfinite_output_is_a_failure(brick, store, settings, monkeypatch):
     def nan_render(*a, **k):
         out = np.zeros((3, 64, 64))
         out[1, 3, 3] = np.nan
-        return out
+        return out, 1.0  # (arcs, magnification), as render_lensed_bands(..., return_magnification=True)
 
     monkeypatch.setattr(task_mod, "render_lensed_bands", nan_render)
     _, out = _run(store, make_row(brick[1]), settings)
