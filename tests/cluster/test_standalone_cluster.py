@@ -90,12 +90,13 @@ def test_worker_killed_during_stage4c(cluster, cluster_run, packed_env, debug_co
                         "--set", "stage4c.partitions=16"], packed_env, log, wait=False)
     deadline = time.time() + 600
     killed = False
+    stamps_dir = Path(stage_output_dir(debug_config.model_copy(update={"output_root": str(out)}), "4c", "stamps"))
     while proc.poll() is None and time.time() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if not killed and "Finished task" in text:
-            cluster.kill_worker(1)  # tasks of 4c are running on both workers now
+        # the first committed task output of 4c's write job: tasks are running on both workers now
+        if not killed and any(stamps_dir.parent.glob(f"{stamps_dir.name}._tmp-*/**/part-*")):
+            cluster.kill_worker(1)
             killed = True
-        time.sleep(0.2)
+        time.sleep(0.1)
     rc = proc.wait(timeout=600)
     assert killed, "stage 4c finished before a worker could be killed"
     assert rc == 0, log.read_text()[-3000:]

@@ -114,7 +114,8 @@ def test_brick_summary_bounds_from_centres(tmp_path):
 def test_row_chunks_cover_file_exactly(tmp_path):
     """read_chunk_rows splits a sweep into row ranges whose results add up to the whole-file result."""
     from dhs.sampling.lrg import resolve_variants
-    from dhs.stages.stage3 import _tasks, process_sweep
+    from dhs.stages.stage3 import process_sweep
+    from dhs.stages.sweep_inputs import sweep_read_tasks as _tasks
 
     from .stage3_minisky import build_minisky
 
