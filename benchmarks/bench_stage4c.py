@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="build/bench4c")
     p.add_argument("--replicate", type=int, default=8)
     p.add_argument("--skip-spark", action="store_true", help="only the in-process split")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set 'stage4c.keep_arrays=[arc]' (production default)")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     from dhs.config import load_config
 
     cfg = load_config(REPO / "configs" / "debug.yaml",
-                      [f"survey_root={out / 'sky'}", f"output_root={out / 'pipeline'}", "spark.show_progress=false"])
+                      [f"survey_root={out / 'sky'}", f"output_root={out / 'pipeline'}", "spark.show_progress=false",
+                       *args.overrides])
     run_stages(cfg, ["3", "4a"])
     manifest, n = _manifest(cfg, args.replicate, out)
     split = in_process_split(cfg, manifest)
