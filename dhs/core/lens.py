@@ -80,6 +80,8 @@ class SIELens:
     def ray_shoot(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source-plane positions beta = theta - alpha(theta), arcsec, same dtype as the inputs."""
         ax, ay = self.deflection(x, y)
+        if np.ndim(ax) == 0:
+            return np.float64(x) - ax, np.float64(y) - ay
         np.subtract(x, ax, out=ax)
         np.subtract(y, ay, out=ay)
         return ax, ay
@@ -133,12 +135,18 @@ def sie_shear_deflection(
         gamma1, gamma2: external shear; its deflection is (g1 x + g2 y, g2 x - g1 y).
 
     Returns:
-        (alpha_x, alpha_y) in arcsec. Finite everywhere, including the lens centre (where the SIE
-        part is set to 0) and the round limit q -> 1.
+        (alpha_x, alpha_y) in arcsec, with the broadcast shape of x and y (scalars for scalar input).
+        Finite everywhere, including the lens centre (where the SIE part is set to 0) and the round
+        limit q -> 1.
     """
     x = np.asarray(x)
     y = np.asarray(y)
     dtype = np.float32 if (x.dtype == np.float32 and y.dtype == np.float32) else np.float64
+    if x.ndim == 0 or y.ndim == 0 or x.shape != y.shape:
+        x, y = np.broadcast_arrays(x, y)
+        if x.ndim == 0:
+            ax, ay = sie_shear_deflection(x.reshape(1), y.reshape(1), theta_e, e1, e2, gamma1, gamma2)
+            return ax[0], ay[0]
     x = x.astype(dtype, copy=False)
     y = y.astype(dtype, copy=False)
     theta_e = float(theta_e)

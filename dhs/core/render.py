@@ -148,7 +148,9 @@ def refined_cell_means(
     ys[:, 2:] = (y + g)[:, None]
     bx, by = _shoot(lens, xs, ys)
     if level >= max_levels:
-        return source.surface_brightness(bx, by, core_radius=_core_radius(h, level, max_levels)).mean(axis=1)
+        means = source.surface_brightness(bx, by, core_radius=_core_radius(h, level, max_levels)).sum(axis=1)
+        means *= 0.25
+        return means
     # side of each cell's image in the source plane (longest edge of the mapped square)
     # (squared lengths: np.hypot is ~10x slower than multiplications here)
     dx1 = bx[:, 1] - bx[:, 0]
@@ -162,17 +164,13 @@ def refined_cell_means(
     if getattr(source, "wants_cell_size", False):
         # isotropic size of the cell's source-plane image (square root of its area), for anti-aliasing
         area_src = np.abs(dx1 * dy2 - dy1 * dx2)
-        cell = np.repeat(np.sqrt(3.0 * area_src.astype(np.float64)), 4).reshape(n, 4)
+        cell = np.sqrt(3.0 * area_src.astype(np.float64))[:, None]
+    # (per-cell sizes as an (n, 1) column: they broadcast against the cell's four points)
     sb, flags = source.evaluate(
-        bx,
-        by,
-        np.repeat(h_src, 4).reshape(n, 4),
-        GL_TOL,
-        _core_radius(h, level, max_levels),
-        area=h * h,
-        cell=cell,
+        bx, by, h_src[:, None], GL_TOL, _core_radius(h, level, max_levels), area=h * h, cell=cell
     )
-    means = sb.mean(axis=1)
+    means = sb.sum(axis=1)
+    means *= 0.25
     idx = np.flatnonzero(flags.any(axis=1))
     if idx.size:
         # split k x k: two levels at once (k = 4) while that stays within max_levels -- each recursion
@@ -180,19 +178,23 @@ def refined_cell_means(
         # faster, and the skipped intermediate level only made the integration coarser
         k = 4 if level + 2 <= max_levels else 2
         offs = ((np.arange(k, dtype=np.float64) + 0.5) / k - 0.5) * h
-        cx = x[idx].astype(np.float64)[:, None, None] + offs[None, None, :]
-        cy = y[idx].astype(np.float64)[:, None, None] + offs[None, :, None]
-        cx, cy = np.broadcast_arrays(cx, cy)
+        m = idx.size
+        cx = np.empty((m, k, k), dtype=x.dtype)
+        cy = np.empty((m, k, k), dtype=x.dtype)
+        cx[...] = x[idx].astype(np.float64)[:, None, None] + offs[None, None, :]
+        cy[...] = y[idx].astype(np.float64)[:, None, None] + offs[None, :, None]
         sub = refined_cell_means(
             lens,
             source,
-            cx.reshape(-1).astype(x.dtype),
-            cy.reshape(-1).astype(x.dtype),
+            cx.reshape(-1),
+            cy.reshape(-1),
             h / k,
             level + (2 if k == 4 else 1),
             max_levels,
         )
-        means[idx] = sub.reshape(-1, k * k).mean(axis=1)
+        sub = sub.reshape(m, k * k).sum(axis=1)
+        sub *= 1.0 / (k * k)
+        means[idx] = sub
     return means
 
 
@@ -216,15 +218,21 @@ def _add_laplacian_correction(sb: np.ndarray) -> None:
 
 
 def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
-    """Add refinement flags inside the Einstein radius, where cells map to larger source-plane patches.
+    """Add refinement flags near the lens centre, where cells map to larger source-plane patches.
 
-    Outside R_ell ~ theta_E the lens map does not stretch cells (the image-plane cell size is a safe
-    sampling scale); inside, the source-plane size of each cell is measured from its neighbours' rays.
+    The source-plane image of a cell of side h is longer than h only where a singular value of the
+    lens Jacobian, 1 - kappa -/+ |gamma|, exceeds 1 in modulus.  For the SIE the shear modulus equals
+    kappa, so with external shear g the total |gamma| <= kappa + g: the value 1 - kappa + |gamma| is at
+    most 1 + g (a stretch the refinement tolerances absorb), and kappa + |gamma| - 1 > 1 needs
+    kappa > 1 - g/2, i.e. an elliptical radius sqrt(q x'^2 + y'^2/q) < theta_E / (2 - g).  Inside that
+    ellipse's bounding box (plus the finite-difference stencil) the source-plane size of each cell is
+    measured from its neighbours' rays.
     """
     if lens.theta_e <= 0:
         return
     q = (1.0 - math.hypot(lens.e1, lens.e2)) / (1.0 + math.hypot(lens.e1, lens.e2))
-    r_cut = 1.5 * lens.theta_e / math.sqrt(q) + 2.0 * h
+    g = math.hypot(lens.gamma1, lens.gamma2)
+    r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
     cols = np.flatnonzero(np.abs(x1) < r_cut)
     rows = np.flatnonzero(np.abs(y1) < r_cut)
     if cols.size < 2 or rows.size < 2:

@@ -183,6 +183,8 @@ class SersicSource:
         """
         bx = np.asarray(bx)
         by = np.asarray(by)
+        if bx.ndim == 0 and by.ndim == 0:  # scalars: the in-place arithmetic needs arrays
+            return bool(self.needs_refinement(bx.reshape(1), by.reshape(1), np.reshape(h, -1), tol, area)[0])
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
         return self._flags_from_rho2(self._rho2(bx, by, dtype), h, tol, area)
 
@@ -215,6 +217,11 @@ class SersicSource:
         """
         bx = np.asarray(bx)
         by = np.asarray(by)
+        if bx.ndim == 0 and by.ndim == 0:  # scalars: the in-place arithmetic needs arrays
+            sb, flags = self.evaluate(
+                bx.reshape(1), by.reshape(1), np.reshape(h, -1), tol, core_radius, area, cell
+            )
+            return sb[0], bool(flags[0])
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
         rho2 = self._rho2(bx, by, dtype)
         flags = self._flags_from_rho2(rho2, h, tol, area)
@@ -295,6 +302,8 @@ class SersicSource:
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
         if self.flux == 0.0:
             return np.zeros(np.broadcast_shapes(bx.shape, by.shape), dtype=dtype)
+        if bx.ndim == 0 and by.ndim == 0:  # scalars: the in-place arithmetic needs arrays
+            return self._sb_from_rho2(self._rho2(bx.reshape(1), by.reshape(1), dtype), core_radius)[0]
         return self._sb_from_rho2(self._rho2(bx, by, dtype), core_radius)
 
     def _sb_from_rho2(self, u: np.ndarray, core_radius: float) -> np.ndarray:

@@ -102,3 +102,24 @@ def test_lens_validation_names_the_field():
         SIELens(1.0, 0.8, 0.8)
     with pytest.raises(ValueError, match="gamma1"):
         SIELens(1.0, gamma1=float("nan"))
+
+
+def test_scalar_and_broadcast_inputs_match_lenstronomy():
+    """Scalars give scalars, (n,) against a scalar broadcasts, 2-D grids keep their shape."""
+    kw = (1.3, 0.12, -0.07, 0.04, 0.02)
+    ref = _LENS.alpha(0.7, -0.4, lens_kwargs(*kw))
+    ax, ay = sie_shear_deflection(0.7, -0.4, *kw)
+    assert np.ndim(ax) == 0 and np.ndim(ay) == 0
+    np.testing.assert_allclose([ax, ay], ref, rtol=1e-9)
+    bx, by = SIELens(*kw).ray_shoot(0.7, -0.4)
+    np.testing.assert_allclose([bx, by], [0.7 - ref[0], -0.4 - ref[1]], rtol=1e-9)
+    x = np.linspace(-2.0, 2.0, 7)
+    ax, ay = sie_shear_deflection(x, 0.5, *kw)
+    rx, ry = _LENS.alpha(x, np.full_like(x, 0.5), lens_kwargs(*kw))
+    assert ax.shape == (7,)
+    np.testing.assert_allclose(ax, rx, rtol=1e-9)
+    np.testing.assert_allclose(ay, ry, rtol=1e-9)
+    gx, gy = np.meshgrid(x, x)
+    ax, _ = sie_shear_deflection(gx, gy, *kw)
+    assert ax.shape == (7, 7)
+    assert sie_shear_deflection(0.0, 0.0, *kw) == (0.0, 0.0)

@@ -104,3 +104,18 @@ def test_interpolated_rotation_is_counter_clockwise():
     # after a +90 degree (counter-clockwise) rotation the blob sits on the +y side
     assert src.surface_brightness(np.array([0.0]), np.array([0.5]))[0] > 0
     assert src.surface_brightness(np.array([0.5]), np.array([0.0]))[0] == 0
+
+
+def test_scalar_positions_give_scalars():
+    src = SersicSource(3.0, 0.4, n=2.0, e1=0.1, e2=-0.2, x=0.05, y=-0.1)
+    xs, ys = np.array([0.3, -0.2]), np.array([0.1, 0.4])
+    arr = src.surface_brightness(xs, ys)
+    for i in range(2):
+        value = src.surface_brightness(float(xs[i]), float(ys[i]))
+        assert np.ndim(value) == 0
+        assert value == pytest.approx(arr[i], rel=1e-12)
+        assert src.needs_refinement(float(xs[i]), float(ys[i]), 0.1) == bool(
+            src.needs_refinement(xs, ys, 0.1)[i]
+        )
+    sb, flag = src.evaluate(0.3, 0.1, 0.1, 0.2)
+    assert sb == pytest.approx(arr[0], rel=1e-12) and isinstance(flag, bool)
