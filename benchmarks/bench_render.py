@@ -13,6 +13,7 @@ and at 4.  Prints the median milliseconds per 3-band stamp and the speed-up rati
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -108,16 +109,30 @@ def _lenstronomy_stamp(models, lens: SIELens, src: SersicSource, offset):
     return [m.image(kwargs_lens=kl, kwargs_source=ks) for m in models]
 
 
-def _median_ms(fn, params, repeats: int = 3) -> tuple[float, float]:
-    """Medians over stamps of (CPU time, wall time) per call, ms; CPU time is robust to other jobs."""
-    cpu, wall = [], []
-    for lens, src, off in params:
-        c0, w0 = time.process_time(), time.perf_counter()
-        for _ in range(repeats):
-            fn(lens, src, off)
-        cpu.append((time.process_time() - c0) / repeats * 1e3)
-        wall.append((time.perf_counter() - w0) / repeats * 1e3)
-    return statistics.median(cpu), statistics.median(wall)
+def _median_ms(fns: dict, params, repeats: int = 3) -> dict:
+    """Medians over stamps of (CPU time, wall time) per call in ms, for each of ``fns``.
+
+    Each round runs every candidate over all stamps in turn (so each one runs in its own warm steady
+    state); the rounds alternate, so that a machine whose speed drifts during the run (shared hosts)
+    affects every candidate alike and the ratios stay fair.  Per stamp the median over rounds is taken.
+    CPU time is robust to other jobs; wall time is printed for reference.
+    """
+    cpu = {name: [[] for _ in params] for name in fns}
+    wall = {name: [[] for _ in params] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            for i, (lens, src, off) in enumerate(params):
+                c0, w0 = time.process_time(), time.perf_counter()
+                fn(lens, src, off)
+                cpu[name][i].append((time.process_time() - c0) * 1e3)
+                wall[name][i].append((time.perf_counter() - w0) * 1e3)
+    return {
+        name: (
+            statistics.median(statistics.median(v) for v in cpu[name]),
+            statistics.median(statistics.median(v) for v in wall[name]),
+        )
+        for name in fns
+    }
 
 
 def main(argv=None) -> None:
@@ -159,12 +174,21 @@ def main(argv=None) -> None:
         fn(*params[0])
     _lenstronomy_stamp(models, *params[0])
 
-    t_len = _median_ms(lambda lens, src, off: _lenstronomy_stamp(models, lens, src, off), params)
-    rows = []
-    for ss in sorted({DEFAULT_SUPERSAMPLE, 4}):
-        rows.append((ss, _median_ms(dhs_unshared(ss), params), _median_ms(dhs_shared(ss), params)))
-    t_mu = _median_ms(dhs_shared_mu, params)
-    t_mu_sep = _median_ms(dhs_shared_then_mu, params)
+    def fresh_source(fn):
+        # a new source object per call: per-source tables (refinement criteria) are built afresh, as in
+        # a stage where every stamp has its own source; construction is part of the timed work
+        return lambda lens, src, off: fn(lens, dataclasses.replace(src), off)
+
+    fns = {"lenstronomy": lambda lens, src, off: _lenstronomy_stamp(models, lens, src, off)}
+    supersamples = sorted({DEFAULT_SUPERSAMPLE, 4})
+    for ss in supersamples:
+        fns[f"unshared{ss}"] = fresh_source(dhs_unshared(ss))
+        fns[f"shared{ss}"] = fresh_source(dhs_shared(ss))
+    fns["shared_mu"] = fresh_source(dhs_shared_mu)
+    fns["shared_then_mu"] = fresh_source(dhs_shared_then_mu)
+    t = _median_ms(fns, params)
+    t_len, t_mu, t_mu_sep = t["lenstronomy"], t["shared_mu"], t["shared_then_mu"]
+    rows = [(ss, t[f"unshared{ss}"], t[f"shared{ss}"]) for ss in supersamples]
     malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
     print(f"load average {os.getloadavg()[0]:.1f}; MALLOC_MMAP_THRESHOLD_={malloc}")
     print(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .scratch import scratch_array
+
 __all__ = [
     "SIELens",
     "ellipticity_to_phi_q",
@@ -178,23 +180,34 @@ def sie_shear_deflection(
     return ax, ay
 
 
-def ray_shoot_grid(lens: SIELens, x1: np.ndarray, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ray_shoot_grid(
+    lens: SIELens,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Source-plane positions of the rays of the grid x1 (columns) x y1 (rows), arcsec.
 
     Same result as ``lens.ray_shoot`` on the broadcast grid, faster: the linear parts (rotation into the
     lens frame, shear, theta) are outer sums of 1-D terms, and the SIE scale and rotation back are folded
     into one multiply-add.  Inputs are 1-D arcsec arrays from the lens centre; float32 stays float32.
-    Returns two (y1.size, x1.size) arrays.
+    Returns two (y1.size, x1.size) arrays (written into ``out`` when given, e.g. scratch arrays).
     """
     x1 = np.asarray(x1)
     y1 = np.asarray(y1)
     dtype = np.float32 if (x1.dtype == np.float32 and y1.dtype == np.float32) else np.float64
     x1 = x1.astype(dtype, copy=False)
     y1 = y1.astype(dtype, copy=False)
+    shape = (y1.size, x1.size)
+    if out is None:
+        bx = np.empty(shape, dtype=dtype)
+        by = np.empty(shape, dtype=dtype)
+    else:
+        bx, by = out
     g1, g2 = lens.gamma1, lens.gamma2
     # beta = theta - alpha_shear - alpha_SIE; the first two terms are linear in (x, y)
-    bx = np.add.outer(y1 * (-g2), x1 * (1.0 - g1))
-    by = np.add.outer(y1 * (1.0 + g1), x1 * (-g2))
+    np.add.outer(y1 * (-g2), x1 * (1.0 - g1), out=bx)
+    np.add.outer(y1 * (1.0 + g1), x1 * (-g2), out=by)
     if lens.theta_e <= 0.0:
         return bx, by
     phi, q = ellipticity_to_phi_q(lens.e1, lens.e2)
@@ -202,12 +215,13 @@ def ray_shoot_grid(lens: SIELens, x1: np.ndarray, y1: np.ndarray) -> tuple[np.nd
     b = lens.theta_e * math.sqrt(q)
     cs = math.cos(phi)
     sn = math.sin(phi)
-    xr = np.add.outer(y1 * sn, x1 * cs)
-    yr = np.add.outer(y1 * cs, x1 * (-sn))
+    xr = np.add.outer(y1 * sn, x1 * cs, out=scratch_array("ray_xr", shape, dtype))
+    yr = np.add.outer(y1 * cs, x1 * (-sn), out=scratch_array("ray_yr", shape, dtype))
+    t = scratch_array("ray_t", shape, dtype)
     tiny = float(np.finfo(dtype).tiny) * 16.0
     if c < _ROUND_ELLIPTICITY:
-        r = np.multiply(xr, xr)
-        r += yr * yr
+        r = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
+        r += np.multiply(yr, yr, out=t)
         np.sqrt(r, out=r)
         np.maximum(r, tiny, out=r)
         np.divide(b, r, out=r)
@@ -217,9 +231,9 @@ def ray_shoot_grid(lens: SIELens, x1: np.ndarray, y1: np.ndarray) -> tuple[np.nd
     else:
         one_minus_q = 2.0 * c / (1.0 + c)
         eps = math.sqrt(one_minus_q * (1.0 + q))
-        psi = np.multiply(xr, xr)
+        psi = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
         psi *= q * q
-        psi += yr * yr
+        psi += np.multiply(yr, yr, out=t)
         np.sqrt(psi, out=psi)
         np.maximum(psi, tiny, out=psi)
         inv = np.divide(eps, psi, out=psi)
@@ -231,7 +245,7 @@ def ray_shoot_grid(lens: SIELens, x1: np.ndarray, y1: np.ndarray) -> tuple[np.nd
         np.arctanh(fy, out=fy)
         kx = ky = b / eps
     # rotate back: alpha_x = fx cs - fy sn, alpha_y = fx sn + fy cs (times the SIE scale)
-    t = np.multiply(fx, kx * cs)
+    np.multiply(fx, kx * cs, out=t)
     bx -= t
     np.multiply(fy, ky * sn, out=t)
     bx += t

@@ -32,6 +32,7 @@ import scipy.fft as sfft
 
 from .lens import SIELens, max_sie_deflection, ray_shoot_grid
 from .psf import moffat_alpha, moffat_otf_cutoff, moffat_otf_interp, moffat_radius_for_level
+from .scratch import scratch_array
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
@@ -204,7 +205,7 @@ def _add_laplacian_correction(sb: np.ndarray) -> None:
     The stencil sums to zero, so the total flux is unchanged; it removes the per-cell bias of the
     midpoint rule (which otherwise differs between refined and unrefined cells).
     """
-    lap = sb * -4.0
+    lap = np.multiply(sb, -4.0, out=scratch_array("laplacian", sb.shape, sb.dtype))
     lap[1:] += sb[:-1]
     lap[:-1] += sb[1:]
     lap[0] += sb[0]
@@ -303,7 +304,11 @@ def lensed_grid_flux(
     xg = np.broadcast_to(x1[None, :], (y1.size, x1.size))
     yg = np.broadcast_to(y1[:, None], (y1.size, x1.size))
     if lens.theta_e > 0 or lens.gamma1 != 0 or lens.gamma2 != 0:
-        bx, by = ray_shoot_grid(lens, x1, y1)
+        shape = (y1.size, x1.size)
+        dtype = np.float32 if (x1.dtype == np.float32 and y1.dtype == np.float32) else np.float64
+        bx, by = ray_shoot_grid(
+            lens, x1, y1, out=(scratch_array("grid_bx", shape, dtype), scratch_array("grid_by", shape, dtype))
+        )
     else:
         bx, by = xg, yg
     cell = None

@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, special
 
+from .scratch import scratch_array
+
 __all__ = ["InterpolatedSource", "SersicSource", "sersic_b_n", "sersic_enclosed_fraction"]
 
 
+#: grids of at least this many positions take their temporaries from the scratch pool
+_SCRATCH_SIZE = 16384
 #: refinement is pointless for cells whose estimated error is below this fraction of the total flux
 _MIN_CELL_ERROR = 1e-5
 #: interpolated templates are refined where a cell is larger than this many (scaled) template pixels
@@ -149,15 +153,26 @@ class SersicSource:
         return new
 
     # --- evaluation ----------------------------------------------------------------------------
-    def _rho2(self, bx: np.ndarray, by: np.ndarray, dtype) -> np.ndarray:
-        """(R / r_eff)^2 with lenstronomy's elliptical radius R, as a new array of ``dtype``."""
+    def _rho2(self, bx: np.ndarray, by: np.ndarray, dtype, scratch: bool = False) -> np.ndarray:
+        """(R / r_eff)^2 with lenstronomy's elliptical radius R, as an array of ``dtype``.
+
+        A new array, or with ``scratch`` a pooled one (dhs.core.scratch) that the caller must not hand on.
+        """
         e1, e2 = self.e1, self.e2
         norm = math.sqrt(1.0 - e1 * e1 - e2 * e2)
         inv_r = 1.0 / (self.r_eff * norm)
-        dx = np.subtract(bx, self.x, dtype=dtype)
-        dy = np.subtract(by, self.y, dtype=dtype)
-        u = dx * ((1.0 - e1) * inv_r) - dy * (e2 * inv_r)
-        v = dy * ((1.0 + e1) * inv_r) - dx * (e2 * inv_r)
+        shape = np.broadcast_shapes(bx.shape, by.shape)
+
+        def buf(name):
+            return scratch_array(name, shape, dtype) if scratch else np.empty(shape, dtype=dtype)
+
+        dx = np.subtract(bx, self.x, dtype=dtype, out=buf("sersic_dx"))
+        dy = np.subtract(by, self.y, dtype=dtype, out=buf("sersic_dy"))
+        t = buf("sersic_t")
+        u = np.multiply(dx, (1.0 - e1) * inv_r, out=buf("sersic_rho2"))
+        u -= np.multiply(dy, e2 * inv_r, out=t)
+        v = np.multiply(dy, (1.0 + e1) * inv_r, out=dy)
+        v -= np.multiply(dx, e2 * inv_r, out=t)
         np.multiply(u, u, out=u)
         np.multiply(v, v, out=v)
         u += v
@@ -188,13 +203,21 @@ class SersicSource:
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
         return self._flags_from_rho2(self._rho2(bx, by, dtype), h, tol, area)
 
-    def _flags_from_rho2(self, rho2: np.ndarray, h, tol: float, area: float | None) -> np.ndarray:
+    def _flags_from_rho2(
+        self, rho2: np.ndarray, h, tol: float, area: float | None, scratch: bool = False
+    ) -> np.ndarray:
         if np.ndim(h) == 0:
             table, step = self._refinement_table(float(h), float(tol), area)
-            rho = np.sqrt(rho2)
+            if scratch:
+                rho = np.sqrt(rho2, out=scratch_array("sersic_rho", rho2.shape, rho2.dtype))
+                index = scratch_array("sersic_index", rho2.shape, np.intp)
+            else:
+                rho = np.sqrt(rho2)
+                index = np.empty(rho2.shape, dtype=np.intp)
             rho *= 1.0 / step
             np.minimum(rho, float(table.size - 1), out=rho)
-            return table[rho.astype(np.intp)]
+            np.copyto(index, rho, casting="unsafe")  # truncation, as astype
+            return table[index]
         # per-position cell sizes (refined cells): float32 is ample for a refinement decision and its
         # transcendental functions are several times faster than float64 ones
         rho = np.sqrt(rho2.astype(np.float32))
@@ -223,8 +246,10 @@ class SersicSource:
             )
             return sb[0], bool(flags[0])
         dtype = np.float32 if (bx.dtype == np.float32 and by.dtype == np.float32) else np.float64
-        rho2 = self._rho2(bx, by, dtype)
-        flags = self._flags_from_rho2(rho2, h, tol, area)
+        # stamp-sized grids: temporaries from the scratch pool (the returned arrays are always new)
+        pooled = np.ndim(h) == 0 and bx.size >= _SCRATCH_SIZE
+        rho2 = self._rho2(bx, by, dtype, scratch=pooled)
+        flags = self._flags_from_rho2(rho2, h, tol, area, scratch=pooled)
         if np.ndim(h) == 0 and rho2.size >= 4096 and self.flux > 0.0:
             # skip the power/exp where a cell would hold < 1e-12 of the flux (~1e-7 over a whole stamp)
             cell_area = float(h) ** 2 if area is None else float(area)
@@ -237,6 +262,8 @@ class SersicSource:
                     if idx.size:
                         out.reshape(-1)[idx] = self._sb_from_rho2(rho2.reshape(-1)[idx], core_radius)
                     return out, flags
+        if pooled:
+            rho2 = rho2.copy()
         return self._sb_from_rho2(rho2, core_radius), flags
 
     def _refinement_flags(self, rho: np.ndarray, h: np.ndarray | float, tol: float, area=None) -> np.ndarray:
