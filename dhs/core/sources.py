@@ -161,18 +161,20 @@ class SersicSource:
         e1, e2 = self.e1, self.e2
         norm = math.sqrt(1.0 - e1 * e1 - e2 * e2)
         inv_r = 1.0 / (self.r_eff * norm)
-        shape = np.broadcast_shapes(bx.shape, by.shape)
-
-        def buf(name):
-            return scratch_array(name, shape, dtype) if scratch else np.empty(shape, dtype=dtype)
-
-        dx = np.subtract(bx, self.x, dtype=dtype, out=buf("sersic_dx"))
-        dy = np.subtract(by, self.y, dtype=dtype, out=buf("sersic_dy"))
-        t = buf("sersic_t")
-        u = np.multiply(dx, (1.0 - e1) * inv_r, out=buf("sersic_rho2"))
-        u -= np.multiply(dy, e2 * inv_r, out=t)
-        v = np.multiply(dy, (1.0 + e1) * inv_r, out=dy)
-        v -= np.multiply(dx, e2 * inv_r, out=t)
+        if scratch:
+            shape = np.broadcast_shapes(bx.shape, by.shape)
+            dx = np.subtract(bx, self.x, dtype=dtype, out=scratch_array("sersic_dx", shape, dtype))
+            dy = np.subtract(by, self.y, dtype=dtype, out=scratch_array("sersic_dy", shape, dtype))
+            t = scratch_array("sersic_t", shape, dtype)
+            u = np.multiply(dx, (1.0 - e1) * inv_r, out=scratch_array("sersic_rho2", shape, dtype))
+            u -= np.multiply(dy, e2 * inv_r, out=t)
+            v = np.multiply(dy, (1.0 + e1) * inv_r, out=dy)
+            v -= np.multiply(dx, e2 * inv_r, out=t)
+        else:
+            dx = np.subtract(bx, self.x, dtype=dtype)
+            dy = np.subtract(by, self.y, dtype=dtype)
+            u = dx * ((1.0 - e1) * inv_r) - dy * (e2 * inv_r)
+            v = dy * ((1.0 + e1) * inv_r) - dx * (e2 * inv_r)
         np.multiply(u, u, out=u)
         np.multiply(v, v, out=v)
         u += v
