@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,15 +18,39 @@ for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 os.environ.pop("AWS_PROFILE", None)
 
 
+def _shared_data_candidates() -> list[Path]:
+    """Where the real test data may be: $DHS_TEST_DATA, else ``../shared/data`` beside this checkout or,
+    for a clone made elsewhere (e.g. in a temporary directory), beside the local repository it was cloned
+    from."""
+    if os.environ.get("DHS_TEST_DATA"):
+        return [Path(os.environ["DHS_TEST_DATA"])]
+    candidates = [REPO.parent / "shared" / "data"]
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:
+        candidates.append(Path(origin).expanduser().resolve().parent / "shared" / "data")
+    return candidates
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Real external test data: ``$DHS_TEST_DATA`` or ``../shared/data`` beside the project."""
-    path = Path(os.environ.get("DHS_TEST_DATA", REPO.parent / "shared" / "data"))
-    if not path.is_dir():
-        raise RuntimeError(
-            f"real test data not found at {path}; set DHS_TEST_DATA to the folder holding legacysurvey/, cosmos/, lenses/"
-        )
-    return path
+    """Real external test data (see _shared_data_candidates)."""
+    candidates = _shared_data_candidates()
+    for path in candidates:
+        if path.is_dir():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise RuntimeError(
+        f"real test data not found (tried {tried}); set DHS_TEST_DATA to the folder holding "
+        "legacysurvey/, cosmos/, lenses/"
+    )
 
 
 @pytest.fixture(scope="session")
