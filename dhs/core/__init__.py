@@ -12,7 +12,7 @@ from .metrics import (
     magnification,
     total_injected_flux,
 )
-from .psf import moffat_alpha, moffat_kernel, moffat_otf
+from .psf import TruncatedKernelWarning, moffat_alpha, moffat_kernel, moffat_otf
 from .render import DEFAULT_SUPERSAMPLE, render_arc, render_lensed_bands
 from .sources import InterpolatedSource, SersicSource, sersic_b_n
 
@@ -21,6 +21,7 @@ __all__ = [
     "InterpolatedSource",
     "SIELens",
     "SersicSource",
+    "TruncatedKernelWarning",
     "arc_snr_metrics",
     "ellipticity_to_phi_q",
     "lensed_half_light_radius",

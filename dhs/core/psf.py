@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 from scipy import optimize, special
 
 __all__ = [
+    "TruncatedKernelWarning",
     "moffat_alpha",
     "moffat_enclosed_fraction",
     "moffat_kernel",
@@ -24,6 +26,14 @@ __all__ = [
     "moffat_otf_interp",
     "moffat_radius_for_level",
 ]
+
+
+#: an explicit kernel size whose square holds less than this fraction of the Moffat flux is reported
+KERNEL_FLUX_FRACTION = 0.995
+
+
+class TruncatedKernelWarning(UserWarning):
+    """A kernel of an explicitly requested size cuts off a noticeable part of the PSF's flux."""
 
 
 def _check(fwhm_arcsec: float, beta: float) -> tuple[float, float]:
@@ -107,6 +117,11 @@ def moffat_kernel(
     Returns:
         (size, size) float64 array, each pixel the Moffat integrated over the pixel (8x8 Gauss-Legendre
         per pixel), normalised to sum to 1.
+
+    Warns:
+        TruncatedKernelWarning: an explicit ``size`` whose square holds less than 99.5 % of the
+            untruncated Moffat flux; the message gives the fraction held (the kernel is still normalised,
+            so the wings' light is moved into the core).
     """
     fwhm, beta = _check(fwhm_arcsec, beta)
     pixscale = float(pixscale)
@@ -130,6 +145,15 @@ def moffat_kernel(
     r2 = pos[:, None] ** 2 + pos[None, :] ** 2
     prof = _moffat_profile(r2, alpha, beta) * np.outer(wts, wts)
     kern = prof.reshape(size, 8, size, 8).sum(axis=(1, 3))
+    held = float(kern.sum()) * pixscale * pixscale  # fraction of the unit-flux profile inside the square
+    if held < KERNEL_FLUX_FRACTION:
+        warnings.warn(
+            f"moffat_kernel: a {size}x{size} kernel at {pixscale} arcsec/pixel holds {100.0 * held:.2f} % of "
+            f"the flux of a Moffat with FWHM {fwhm} arcsec, beta {beta}; the rest is dropped by normalising "
+            f"to 1 (the default size holds >= {100.0 * KERNEL_FLUX_FRACTION:g} %)",
+            TruncatedKernelWarning,
+            stacklevel=2,
+        )
     return kern / kern.sum()
 
 

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from dhs.core import moffat_kernel
-from dhs.core.psf import moffat_alpha, moffat_enclosed_fraction, moffat_otf, moffat_otf_interp
+from dhs.core.psf import (
+    TruncatedKernelWarning,
+    moffat_alpha,
+    moffat_enclosed_fraction,
+    moffat_otf,
+    moffat_otf_interp,
+)
 
 CASES = [(0.65, 2.5), (0.9, 3.5), (1.3, 3.5), (1.6, 4.5), (2.2, 2.5), (3.0, 3.5), (1.1, 2.0)]
 
@@ -33,7 +39,27 @@ def test_kernel_shape_and_normalisation(fwhm, beta):
     # the inscribed circle of the default kernel holds >= 99.5 % of the untruncated Moffat
     assert moffat_enclosed_fraction((n // 2 + 0.5) * 0.262, fwhm, beta) >= 0.995
     # explicit size
-    assert moffat_kernel(fwhm, beta=beta, size=21).shape == (21, 21)
+    assert moffat_kernel(fwhm, beta=beta, size=n + 2).shape == (n + 2, n + 2)
+
+
+@pytest.mark.parametrize("fwhm,beta", CASES)
+def test_truncating_kernel_size_is_reported_with_the_flux_it_holds(fwhm, beta):
+    import warnings
+
+    n = moffat_kernel(fwhm, beta=beta).shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default size and anything larger are silent
+        moffat_kernel(fwhm, beta=beta)
+        moffat_kernel(fwhm, beta=beta, size=n + 4)
+    small = 5
+    with pytest.warns(TruncatedKernelWarning, match=r"5x5 kernel") as rec:
+        kern = moffat_kernel(fwhm, beta=beta, size=small)
+    assert kern.sum() == pytest.approx(1.0, abs=1e-12)
+    held = float(str(rec[0].message).split(" holds ")[1].split(" %")[0]) / 100
+    # the square lies between its inscribed and circumscribed circles
+    half = small / 2 * 0.262
+    assert moffat_enclosed_fraction(half, fwhm, beta) - 1e-4 <= held
+    assert held <= moffat_enclosed_fraction(half * np.sqrt(2), fwhm, beta) + 1e-4
 
 
 def test_kernel_rejects_bad_input():
