@@ -18,6 +18,7 @@ from scipy import optimize, special
 
 __all__ = [
     "TruncatedKernelWarning",
+    "check_moffat",
     "moffat_alpha",
     "moffat_enclosed_fraction",
     "moffat_kernel",
@@ -36,7 +37,8 @@ class TruncatedKernelWarning(UserWarning):
     """A kernel of an explicitly requested size cuts off a noticeable part of the PSF's flux."""
 
 
-def _check(fwhm_arcsec: float, beta: float) -> tuple[float, float]:
+def check_moffat(fwhm_arcsec: float, beta: float) -> tuple[float, float]:
+    """(FWHM, beta) as floats, or ValueError unless FWHM is a positive finite number and beta > 1."""
     fwhm = float(fwhm_arcsec)
     beta = float(beta)
     if not (math.isfinite(fwhm) and fwhm > 0):
@@ -48,7 +50,7 @@ def _check(fwhm_arcsec: float, beta: float) -> tuple[float, float]:
 
 def moffat_alpha(fwhm_arcsec: float, beta: float = 3.5) -> float:
     """Moffat core radius alpha (arcsec) for a given FWHM (arcsec) and index beta."""
-    fwhm, beta = _check(fwhm_arcsec, beta)
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
     return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
@@ -67,7 +69,7 @@ def moffat_radius_for_level(level: float, fwhm_arcsec: float, beta: float = 3.5)
 
 def moffat_otf(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: float = 3.5) -> np.ndarray:
     """Optical transfer function of the untruncated, unit-flux Moffat at spatial frequency |f| (cycles/arcsec)."""
-    fwhm, beta = _check(fwhm_arcsec, beta)
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
     alpha = moffat_alpha(fwhm, beta)
     nu = beta - 1.0
     z = 2.0 * math.pi * alpha * np.asarray(freq_per_arcsec, dtype=np.float64)
@@ -88,7 +90,7 @@ def moffat_otf(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: float = 3.
 @functools.lru_cache(maxsize=4096)
 def moffat_otf_cutoff(fwhm_arcsec: float, beta: float, level: float) -> float:
     """Spatial frequency (cycles/arcsec) beyond which the Moffat OTF stays below ``level``."""
-    fwhm, beta = _check(fwhm_arcsec, beta)
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
     alpha = moffat_alpha(fwhm, beta)
     f_hi = 1.0 / alpha
     while float(moffat_otf(f_hi, fwhm, beta)) > level:
@@ -123,7 +125,7 @@ def moffat_kernel(
             untruncated Moffat flux; the message gives the fraction held (the kernel is still normalised,
             so the wings' light is moved into the core).
     """
-    fwhm, beta = _check(fwhm_arcsec, beta)
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
     pixscale = float(pixscale)
     if not (math.isfinite(pixscale) and pixscale > 0):
         raise ValueError(f"pixscale must be > 0 arcsec, got {pixscale!r}")
@@ -178,7 +180,7 @@ def moffat_otf_interp(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: flo
     The table step (2e-3 in 2 pi alpha |f|) keeps the interpolation error below 1e-6 of the DC value.
     Returns float64 values of the same shape as the input.
     """
-    fwhm, beta = _check(fwhm_arcsec, beta)
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
     alpha = moffat_alpha(fwhm, beta)
     tab = _otf_table(beta)
     # the table is uniform in z: index it directly (np.interp would bisect for every point)

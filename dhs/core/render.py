@@ -31,7 +31,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from .lens import SIELens, max_sie_deflection, ray_shoot_grid
-from .psf import moffat_alpha, moffat_otf_cutoff, moffat_otf_interp, moffat_radius_for_level
+from .psf import check_moffat, moffat_otf_cutoff, moffat_otf_interp, moffat_radius_for_level
 from .scratch import scratch_array
 
 __all__ = [
@@ -507,14 +507,10 @@ def _inverse(spec: _Spectrum, fwhm: float, beta: float) -> np.ndarray:
 
 
 def _validate_psf(fwhm, beta, what: str) -> tuple[float, float]:
-    f = float(fwhm)
-    b = float(beta)
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"{what}: PSF FWHM must be a positive finite number of arcsec, got {fwhm!r}")
-    if not (math.isfinite(b) and b > 1):
-        raise ValueError(f"{what}: Moffat beta must be > 1, got {beta!r}")
-    moffat_alpha(f, b)
-    return f, b
+    try:
+        return check_moffat(fwhm, beta)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 def render_lensed_bands(

@@ -190,21 +190,16 @@ def make_objects(brickname: str, seed: int, size: int) -> BrickObjects:
         rows.append((kind, xy, typ, n, mags, shape, mask_r))
 
     lo, hi = 6.0, size - 7.0
-    for _ in range(counts["bright_star"]):
-        # the star's magnitude sets its mask radius; draw it first with the same generator as _colours
-        xy = placer.place(40.0, size - 41.0, 30.0, excl=0.0)
-        if xy is not None:
-            typ, n, mags, shape = _colours(rng, "bright_star")
-            rad = bright_mask_radius(mags["r"])
-            placer.excl[-1] = 0.6 * rad
-            rows.append(("bright_star", xy, typ, n, mags, shape, rad))
-    for _ in range(counts["medium_star"]):
-        xy = placer.place(20.0, size - 21.0, 20.0, excl=0.0)
-        if xy is not None:
-            typ, n, mags, shape = _colours(rng, "medium_star")
-            rad = bright_mask_radius(mags["r"])
-            placer.excl[-1] = 0.6 * rad
-            rows.append(("medium_star", xy, typ, n, mags, shape, rad))
+    # (kind, distance from the image edge in pixels, minimum separation in pixels)
+    for kind, edge, sep in (("bright_star", 40, 30.0), ("medium_star", 20, 20.0)):
+        for _ in range(counts[kind]):
+            # the star's magnitude sets its mask radius; draw it first with the same generator as _colours
+            xy = placer.place(float(edge), size - edge - 1.0, sep, excl=0.0)
+            if xy is not None:
+                typ, n, mags, shape = _colours(rng, kind)
+                rad = bright_mask_radius(mags["r"])
+                placer.excl[-1] = 0.6 * rad
+                rows.append((kind, xy, typ, n, mags, shape, rad))
     for _ in range(counts["lrg"]):
         add("lrg", placer.place(_INNER_PAD, size - 1 - _INNER_PAD, 12.0, 12.0, lrg=True, lrg_sep=24.0))
     for _ in range(counts["lrg_edge"]):
