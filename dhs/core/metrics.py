@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .lens import SIELens
-from .render import DEFAULT_SUPERSAMPLE, MAX_REFINE_LEVELS, image_plane_half_width, lensed_grid_flux
+from .render import image_plane_half_width, lensed_grid_flux
 
 __all__ = [
     "arc_snr_metrics",
@@ -111,10 +111,8 @@ def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
     half = image_plane_half_width(lens, source)
     h = 2.0 * half / n_base
     centres = ((np.arange(n_base) + 0.5) * h - half).astype(np.float32)
-    # refine at least as finely as a stamp rendered at the default supersampling
-    fine = 0.262 / DEFAULT_SUPERSAMPLE
-    levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / fine)))
-    return float(lensed_grid_flux(lens, source, centres, centres, h, levels).sum(dtype=np.float64))
+    # (refined at least as finely as a stamp rendered at the default supersampling: refine_levels)
+    return float(lensed_grid_flux(lens, source, centres, centres, h).sum(dtype=np.float64))
 
 
 def magnification(lens: SIELens, source, *, n_base: int = 128) -> float:

@@ -7,7 +7,9 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
 2. The source surface brightness is evaluated at the cell centres and turned into cell means with a
    second-order (Laplacian) correction; cells where that is not accurate enough (compact sources,
    Sersic cusps, cells stretched by the lens near its centre) are integrated adaptively with nested
-   2x2 Gauss-Legendre cells.  W = mean x h^2 is the lensed flux of each cell.
+   2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (n > 1) are integrated
+   exactly in polar coordinates about it (SersicSource.integrate_centre_cells).  W = mean x h^2 is the
+   lensed flux of each cell.
 3. The image is (W (x) PSF (x) pixel) sampled at pixel centres.  It is computed with a zero-padded
    FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
    OTF_moffat(|f|) * sinc(fx p) * sinc(fy p) * exp(2 pi i f . d) (d moves the cell grid onto pixel
@@ -96,8 +98,17 @@ def subpixel_axes(
     return axes[0], axes[1], weights[0], weights[1], (shifts[0], shifts[1])
 
 
-#: Maximum number of 2x2 refinement levels below the base sub-pixel grid (a factor 2^6 = 64 finer).
+#: Maximum number of 2x2 refinement levels below a base grid of the default sub-pixel size
+#: (0.262 / DEFAULT_SUPERSAMPLE arcsec): cells down to 1/64 of it, 1.4 milliarcsec.
 MAX_REFINE_LEVELS = 6
+_DEFAULT_CELL_ARCSEC = 0.262 / DEFAULT_SUPERSAMPLE
+
+
+def refine_levels(h: float) -> int:
+    """Refinement levels allowed below cells of side h (arcsec): coarser cells get more levels, so that
+    the finest cell is never larger than with the default supersampling (MAX_REFINE_LEVELS at most for
+    cells up to the default sub-pixel size)."""
+    return MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / _DEFAULT_CELL_ARCSEC) - 1e-9))
 #: Refinement thresholds on the estimated relative midpoint error h^2/24 |d2 S| / S of one cell.  The base
 #: grid carries a Laplacian correction (its own error ~0.3 x the square of that estimate), refined cells
 #: use 2x2 Gauss-Legendre (~0.13 x the square): <= 1.2 % on the few cells at the thresholds, and well
@@ -151,6 +162,9 @@ def refined_cell_means(
     if level >= max_levels:
         means = source.surface_brightness(bx, by, core_radius=_core_radius(h, level, max_levels)).sum(axis=1)
         means *= 0.25
+        exact = getattr(source, "integrate_centre_cells", None)
+        if exact is not None:
+            exact(bx, by, h, means)
         return means
     # side of each cell's image in the source plane (longest edge of the mapped square)
     # (squared lengths: np.hypot is ~10x slower than multiplications here)
@@ -296,11 +310,11 @@ def lensed_grid_flux(
     x1, y1 are 1-D image-plane cell centres in arcsec from the lens centre (float32 for the fast path).
     Point samples get a second-order (Laplacian) correction to cell means; cells the source flags as
     under-resolved, and their neighbours, are replaced by adaptively refined means (at most ``max_levels``
-    2x2 levels, default MAX_REFINE_LEVELS).  Cells where the boolean (rows, cols) mask ``skip`` is True
+    2x2 levels, default refine_levels(h)).  Cells where the boolean (rows, cols) mask ``skip`` is True
     are not refined and return 0.
     """
     if max_levels is None:
-        max_levels = MAX_REFINE_LEVELS
+        max_levels = refine_levels(h)
     xg = np.broadcast_to(x1[None, :], (y1.size, x1.size))
     yg = np.broadcast_to(y1[:, None], (y1.size, x1.size))
     if lens.theta_e > 0 or lens.gamma1 != 0 or lens.gamma2 != 0:
@@ -377,8 +391,7 @@ def lensed_flux_outside_box(
     if hx != hy:
         # non-square cells: integrate on the finer square cells of the larger side count instead
         return _outside_by_squares(lens, source, x_lo, x_hi, y_lo, y_hi, half, n_base)
-    levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(hc / (0.262 / DEFAULT_SUPERSAMPLE))))
-    flux = lensed_grid_flux(lens, source, xc.astype(np.float32), yc.astype(np.float32), hc, levels, skip)
+    flux = lensed_grid_flux(lens, source, xc.astype(np.float32), yc.astype(np.float32), hc, skip=skip)
     return float(flux.sum(dtype=np.float64))
 
 
@@ -386,8 +399,7 @@ def _outside_by_squares(lens, source, x_lo, x_hi, y_lo, y_hi, half, n_base) -> f
     """Fallback for a non-square box: integrate the whole image region and subtract the box's share."""
     h = 2.0 * half / n_base
     centres = ((np.arange(n_base) + 0.5) * h - half).astype(np.float32)
-    levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / (0.262 / DEFAULT_SUPERSAMPLE))))
-    total = lensed_grid_flux(lens, source, centres, centres, h, levels)
+    total = lensed_grid_flux(lens, source, centres, centres, h)
     inside_x = (centres >= x_lo) & (centres < x_hi)
     inside_y = (centres >= y_lo) & (centres < y_hi)
     return float(total.sum(dtype=np.float64) - total[np.ix_(inside_y, inside_x)].sum(dtype=np.float64))

@@ -25,7 +25,10 @@ def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
     if a.ndim != 3 or a.shape[0] != 3:
         raise ValueError(f"lupton_rgb needs a (3, H, W) g, r, z stamp, got shape {a.shape}")
     sr, sg, sb = (float(s) for s in band_scales)
-    return make_lupton_rgb(a[2] * sr, a[1] * sg, a[0] * sb, minimum=0.0, stretch=stretch, Q=q)
+    # (astropy divides by the summed intensity before masking the pixels where it is <= 0, which are
+    # set to black; its 0/0 warning there is expected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return make_lupton_rgb(a[2] * sr, a[1] * sg, a[0] * sb, minimum=0.0, stretch=stretch, Q=q)
 
 
 def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: float = 8.0,

@@ -92,7 +92,7 @@ def test_minisky_outputs_counts_rerun_and_force(spark, minisky, tmp_path):
                 "score_area_weighted", "score_psf_weighted", "selection_sets", "bricknames"):
         assert col in regions.columns, col
     # selection sets: ≤ 2 top-density regions per split, each parent carries its region's sets
-    for s, grp in regions.groupby("region_split"):
+    for s, grp in regions.groupby("region_split", observed=True):
         top = grp[[("topk_density_k2" in list(x)) for x in grp["selection_sets"]]]
         assert len(top) == min(2, len(grp))
         assert top["score_density"].min() >= grp["score_density"].nlargest(min(2, len(grp))).min()
