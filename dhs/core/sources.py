@@ -436,9 +436,13 @@ class SersicSource:
 
     def _ellipse_matrix(self) -> np.ndarray:
         """E with (R / r_eff) = |E (beta - centre)|: lenstronomy's elliptical radius as a linear map."""
-        e1, e2 = self.e1, self.e2
-        inv = 1.0 / (self.r_eff * math.sqrt(1.0 - e1 * e1 - e2 * e2))
-        return np.array([[1.0 - e1, -e2], [-e2, 1.0 + e1]]) * inv
+        mat = self.__dict__.get("_ellipse")
+        if mat is None:
+            e1, e2 = self.e1, self.e2
+            inv = 1.0 / (self.r_eff * math.sqrt(1.0 - e1 * e1 - e2 * e2))
+            mat = np.array([[1.0 - e1, -e2], [-e2, 1.0 + e1]]) * inv
+            object.__setattr__(self, "_ellipse", mat)
+        return mat
 
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:
         """Surface brightness (nanomaggies/arcsec^2) at source-plane positions bx, by (arcsec).
