@@ -306,7 +306,13 @@ class SersicSource:
         # curvature error at the centre and at the cell's nearest point (no closer than the half-diagonal,
         # where the Taylor estimate stops meaning anything); a cell holding the centre is bounded instead
         # by the profile's relative change across it, b (2 half_diag)^(1/n), the error of a cusp
-        err = np.maximum(curvature(rho), curvature(np.maximum(rho_min, half_diag))) * scale
+        nearest = np.maximum(rho_min, half_diag)
+        if m <= 0.0:
+            # (n >= 1: the curvature decreases outwards, so the larger of the two is at the smaller radius)
+            err = curvature(np.minimum(rho, nearest))
+        else:
+            err = np.maximum(curvature(rho), curvature(nearest))
+        err *= scale
         err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
         # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
         # a cell's relative error cannot usefully exceed 1
