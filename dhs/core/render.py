@@ -7,8 +7,8 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
 2. The source surface brightness is evaluated at the cell centres and turned into cell means with a
    second-order (Laplacian) correction; cells where that is not accurate enough (compact sources,
    Sersic cusps, cells stretched by the lens near its centre) are integrated adaptively with nested
-   2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (n > 1) are integrated
-   exactly in polar coordinates about it (SersicSource.integrate_centre_cells).  W = mean x h^2 is the
+   2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (singular for n != 0.5)
+   are integrated exactly in polar coordinates about it (SersicSource.integrate_centre_cells).  W = mean x h^2 is the
    lensed flux of each cell.
 3. The image is (W (x) PSF (x) pixel) sampled at pixel centres.  It is computed with a zero-padded
    FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
@@ -109,6 +109,8 @@ def refine_levels(h: float) -> int:
     the finest cell is never larger than with the default supersampling (MAX_REFINE_LEVELS at most for
     cells up to the default sub-pixel size)."""
     return MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / _DEFAULT_CELL_ARCSEC) - 1e-9))
+
+
 #: Refinement thresholds on the estimated relative midpoint error h^2/24 |d2 S| / S of one cell.  The base
 #: grid carries a Laplacian correction (its own error ~0.3 x the square of that estimate), refined cells
 #: use 2x2 Gauss-Legendre (~0.13 x the square): <= 1.2 % on the few cells at the thresholds, and well

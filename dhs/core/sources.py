@@ -361,13 +361,13 @@ class SersicSource:
         A Gauss-Legendre rule cannot integrate the centre of a Sersic with n != 0.5 (singular there; a cusp
         for n > 1: the profile changes by a large factor across any cell that holds it), whatever the cell
         size the refinement reaches; unlensed n = 4 sources with r_eff = 0.02-0.05 arcsec lost up to 1 %
-        of their flux that way.  For
-        cells whose lens map is affine (judged from the four rays) and whose centre lies within two cells
-        (|dx| + |dy| < 2 h) of the centre's image, the integral is done in polar coordinates about that image: along a direction
-        phi the profile depends on the radius r only through rho = r m(phi), so the radial integral is
-        the Sersic enclosed flux, F / (2 pi r_eff^2) P(2n, b rho^(1/n)) / m(phi)^2 (P the regularised
-        incomplete gamma function); the angular integral uses Gauss-Legendre nodes between the directions
-        of the cell's corners, where the integrand is smooth.
+        of their flux that way.  For cells whose lens map is affine (judged from the four rays) and whose
+        centre lies within two cells (|dx| + |dy| < 2 h) of the centre's image, the integral is done in
+        polar coordinates about that image: along a direction phi the profile depends on the radius r
+        only through rho = r m(phi), so the radial integral is the Sersic enclosed flux,
+        F / (2 pi r_eff^2) P(2n, b rho^(1/n)) / m(phi)^2 (P the regularised incomplete gamma function);
+        the angular integral uses Gauss-Legendre nodes between the directions of the cell's corners, where
+        the integrand is smooth.
         """
         if self.flux == 0.0 or self.n == 0.5 or bx.shape[0] == 0:
             return  # (n = 0.5, a Gaussian, is smooth at its centre)
@@ -428,10 +428,10 @@ class SersicSource:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ix = 1.0 / ox
             iy = 1.0 / oy
-        ax = (-half - ux)[:, None, None] * ix
-        bx_ = (half - ux)[:, None, None] * ix
-        ay = (-half - uy)[:, None, None] * iy
-        by_ = (half - uy)[:, None, None] * iy
+            ax = (-half - ux)[:, None, None] * ix
+            bx_ = (half - ux)[:, None, None] * ix
+            ay = (-half - uy)[:, None, None] * iy
+            by_ = (half - uy)[:, None, None] * iy
         # (fmin/fmax skip the NaN of 0 * inf, from a ray running exactly along a cell edge)
         r_in = np.fmax(np.fmax(np.fmin(ax, bx_), np.fmin(ay, by_)), 0.0)
         r_out = np.fmin(np.fmax(ax, bx_), np.fmax(ay, by_))
