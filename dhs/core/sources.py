@@ -167,23 +167,22 @@ class SersicSource:
 
         A new array, or with ``scratch`` a pooled one (dhs.core.scratch) that the caller must not hand on.
         """
-        e1, e2 = self.e1, self.e2
-        norm = math.sqrt(1.0 - e1 * e1 - e2 * e2)
-        inv_r = 1.0 / (self.r_eff * norm)
+        # (Python floats: a numpy float64 scalar would turn float32 arrays into float64)
+        (a, b), (c, d) = self._ellipse_matrix().tolist()  # b == c
         if scratch:
             shape = np.broadcast_shapes(bx.shape, by.shape)
             dx = np.subtract(bx, self.x, dtype=dtype, out=scratch_array("sersic_dx", shape, dtype))
             dy = np.subtract(by, self.y, dtype=dtype, out=scratch_array("sersic_dy", shape, dtype))
             t = scratch_array("sersic_t", shape, dtype)
-            u = np.multiply(dx, (1.0 - e1) * inv_r, out=scratch_array("sersic_rho2", shape, dtype))
-            u -= np.multiply(dy, e2 * inv_r, out=t)
-            v = np.multiply(dy, (1.0 + e1) * inv_r, out=dy)
-            v -= np.multiply(dx, e2 * inv_r, out=t)
+            u = np.multiply(dx, a, out=scratch_array("sersic_rho2", shape, dtype))
+            u += np.multiply(dy, b, out=t)
+            v = np.multiply(dy, d, out=dy)
+            v += np.multiply(dx, c, out=t)
         else:
             dx = np.subtract(bx, self.x, dtype=dtype)
             dy = np.subtract(by, self.y, dtype=dtype)
-            u = dx * ((1.0 - e1) * inv_r) - dy * (e2 * inv_r)
-            v = dy * ((1.0 + e1) * inv_r) - dx * (e2 * inv_r)
+            u = dx * a + dy * b
+            v = dx * c + dy * d
         np.multiply(u, u, out=u)
         np.multiply(v, v, out=v)
         u += v
