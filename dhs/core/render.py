@@ -104,11 +104,20 @@ MAX_REFINE_LEVELS = 6
 _DEFAULT_CELL_ARCSEC = 0.262 / DEFAULT_SUPERSAMPLE
 
 
-def refine_levels(h: float) -> int:
-    """Refinement levels allowed below cells of side h (arcsec): coarser cells get more levels, so that
-    the finest cell is never larger than with the default supersampling (MAX_REFINE_LEVELS at most for
-    cells up to the default sub-pixel size)."""
-    return MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / _DEFAULT_CELL_ARCSEC) - 1e-9))
+def refine_levels(h: float, source=None) -> int:
+    """Refinement levels allowed below cells of side h (arcsec).
+
+    MAX_REFINE_LEVELS for cells up to the default sub-pixel size; coarser cells get more levels, so that
+    the finest cell is never larger than with the default supersampling; and sources smaller than that
+    (``source.min_scale``, arcsec, below ~3 milliarcsec: point-like sources) get more, so that the finest
+    cell stays below half of it.
+    """
+    levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / _DEFAULT_CELL_ARCSEC) - 1e-9))
+    scale = getattr(source, "min_scale", None)
+    if scale:
+        finest = h / 2 ** (levels - 1)
+        levels += max(0, math.ceil(math.log2(finest / (0.5 * scale)) - 1e-9))
+    return levels
 
 
 #: Refinement thresholds on the estimated relative midpoint error h^2/24 |d2 S| / S of one cell.  The base
@@ -312,11 +321,11 @@ def lensed_grid_flux(
     x1, y1 are 1-D image-plane cell centres in arcsec from the lens centre (float32 for the fast path).
     Point samples get a second-order (Laplacian) correction to cell means; cells the source flags as
     under-resolved, and their neighbours, are replaced by adaptively refined means (at most ``max_levels``
-    2x2 levels, default refine_levels(h)).  Cells where the boolean (rows, cols) mask ``skip`` is True
+    2x2 levels, default refine_levels(h, source)).  Cells where the boolean (rows, cols) mask ``skip`` is True
     are not refined and return 0.
     """
     if max_levels is None:
-        max_levels = refine_levels(h)
+        max_levels = refine_levels(h, source)
     xg = np.broadcast_to(x1[None, :], (y1.size, x1.size))
     yg = np.broadcast_to(y1[:, None], (y1.size, x1.size))
     if lens.theta_e > 0 or lens.gamma1 != 0 or lens.gamma2 != 0:
