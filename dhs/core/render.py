@@ -108,9 +108,9 @@ def refine_levels(h: float, source=None) -> int:
     """Refinement levels allowed below cells of side h (arcsec).
 
     MAX_REFINE_LEVELS for cells up to the default sub-pixel size; coarser cells get more levels, so that
-    the finest cell is never larger than with the default supersampling; and sources smaller than that
-    (``source.min_scale``, arcsec, below ~3 milliarcsec: point-like sources) get more, so that the finest
-    cell stays below half of it.
+    the finest cell is never larger than with the default supersampling (2.7 milliarcsec); and point-like
+    sources (``source.min_scale`` below twice that) get more, so that the finest cell stays below half of
+    their scale.
     """
     levels = MAX_REFINE_LEVELS + max(0, math.ceil(math.log2(h / _DEFAULT_CELL_ARCSEC) - 1e-9))
     scale = getattr(source, "min_scale", None)
