@@ -10,13 +10,14 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
    2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (singular for n != 0.5)
    are integrated exactly in polar coordinates about it (SersicSource.integrate_centre_cells).  W = mean x h^2 is the
    lensed flux of each cell.
-3. The image is (W (x) PSF (x) pixel) sampled at pixel centres.  It is computed with a zero-padded
-   FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
-   OTF_moffat(|f|) * sinc(fx p) * sinc(fy p) * exp(2 pi i f . d) (d moves the cell grid onto pixel
-   centres, undoing the lens alignment exactly), and brought back to the pixel grid by folding the
-   spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are kept, and the padding
-   is chosen so that the periodic copies of the PSF are below 2e-5 of its peak: no light wraps around
-   the stamp edges.  Light is followed only inside the stamp (as in lenstronomy); the total lensed flux
+3. The image is (source (x) PSF (x) pixel) sampled at pixel centres.  The cell fluxes W are samples
+   of (source (x) cell box), so the box's transfer function is divided out: the image is computed with
+   a zero-padded FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
+   OTF_moffat(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) * exp(2 pi i f . d) (d moves the
+   cell grid onto pixel centres, undoing the lens alignment exactly), and brought back to the pixel
+   grid by folding the spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are
+   kept, and the padding is chosen so that the periodic copies of the PSF are below 2e-5 of its peak:
+   no light wraps around the stamp edges.  Light is followed only inside the stamp (as in lenstronomy); the total lensed flux
    regardless of the stamp is dhs.core.magnification.
 
 The float32 hot path uses Python-float scalars throughout; outputs are float64 (nanomaggies/pixel).
@@ -513,8 +514,10 @@ def _inverse(spec: _Spectrum, fwhm: float, beta: float) -> np.ndarray:
     # centre i; shift the image by +d
     d_x = (0.5 * (ss + 1) / ss - spec.shift[0]) * p
     d_y = (0.5 * (ss + 1) / ss - spec.shift[1]) * p
-    ax = (np.sinc(fx * p) * np.exp(2j * math.pi * fx * d_x)).astype(np.complex64)
-    ay = (np.sinc(fy * p) * np.exp(2j * math.pi * fy * d_y)).astype(np.complex64)
+    # the cell fluxes are samples of source (x) cell box: divide the box's transfer sinc(f h) out
+    # (|f| <= 1 / (2 h) here, so sinc(f h) >= 2 / pi) and apply the pixel's, sinc(f p)
+    ax = (np.sinc(fx * p) / np.sinc(fx * h) * np.exp(2j * math.pi * fx * d_x)).astype(np.complex64)
+    ay = (np.sinc(fy * p) / np.sinc(fy * h) * np.exp(2j * math.pi * fy * d_y)).astype(np.complex64)
     otf = _moffat_transfer(float(fwhm), float(beta), u, big, float(h))
     prod = spec.data * otf
     prod *= ay[:, None]
