@@ -1,7 +1,8 @@
 """Rendering speed: dhs.core against lenstronomy on the same 3-band 64x64 stamps, in one process.
 
 Run: .venv/bin/python benchmarks/bench_render.py [--stamps N]
-(numbers depend on glibc's malloc: compare runs with and without MALLOC_MMAP_THRESHOLD_=67108864)
+(numbers depend on glibc's malloc: compare runs with MALLOC_MMAP_THRESHOLD_=67108864 alone, with
+MALLOC_TRIM_THRESHOLD_=268435456 added as in scripts/emr/cluster.yaml, and with neither)
 
 lenstronomy reference (issue #3): SIE + SHEAR lens, SERSIC_ELLIPSE source, ImageModel objects reused
 (one per band), supersampling_factor=4 with supersampling_convolution=True and a supersampled PIXEL
@@ -189,8 +190,8 @@ def main(argv=None) -> None:
     t = _median_ms(fns, params)
     t_len, t_mu, t_mu_sep = t["lenstronomy"], t["shared_mu"], t["shared_then_mu"]
     rows = [(ss, t[f"unshared{ss}"], t[f"shared{ss}"]) for ss in supersamples]
-    malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
-    print(f"load average {os.getloadavg()[0]:.1f}; MALLOC_MMAP_THRESHOLD_={malloc}")
+    malloc = "; ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+    print(f"load average {os.getloadavg()[0]:.1f}; {malloc}")
     print(
         f"3-band {SIZE}x{SIZE} stamps, {len(params)} random SIE+SHEAR+Sersic sets, PSF FWHM {BANDS_FWHM} beta {BETA}"
     )

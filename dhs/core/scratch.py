@@ -1,8 +1,9 @@
 """Reusable scratch arrays for the renderer's stamp-sized temporaries.
 
 A stamp's sub-pixel grid (e.g. 194 x 194 float32 = 150 KB) is larger than glibc's default trim threshold
-(128 KB).  Where the mmap threshold is fixed by the environment (``MALLOC_MMAP_THRESHOLD_``, as on EMR),
-glibc also stops adapting its trim threshold, so every such temporary freed at the top of the heap is
+(128 KB).  Where the mmap threshold is fixed by the environment (``MALLOC_MMAP_THRESHOLD_``) and the trim
+threshold is not raised with it (``MALLOC_TRIM_THRESHOLD_``, as dhs's EMR and Docker settings do), glibc
+stops adapting its trim threshold, so every such temporary freed at the top of the heap is
 returned to the kernel and the next one is page-faulted back in: measured here, that made a per-band
 render 25–40 % slower.  The renderer therefore takes its intermediate grids from this per-thread pool,
 keyed by a name, shape and dtype, and writes them with ``out=``; results handed back to callers are
