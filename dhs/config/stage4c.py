@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from dhs.config.base import StrictModel
+from dhs.core.render import DEFAULT_SUPERSAMPLE
 
 _ARRAYS = ("arc", "invvar", "maskbits")
 
@@ -46,7 +47,9 @@ class Stage4cConfig(StrictModel):
         description="sky surface brightness per band (AB mag/arcsec²) used only for the arc-noise gain "
                     "estimate (see dhs.injection.noise)")
     psf_beta: float = Field(default=3.5, gt=1.0, le=20.0, description="Moffat β of the injected PSF")
-    supersample: int = Field(default=4, ge=1, le=16, description="ray-shooting supersampling per axis")
+    supersample: int = Field(default=DEFAULT_SUPERSAMPLE, ge=1, le=16,
+                             description="ray-shooting supersampling per axis (default: the renderer's, "
+                                         "the smallest converged factor; see dhs.core.render)")
     pixscale: float = Field(default=0.262, gt=0.0, description="arcsec per pixel")
     default_stamp_size: int = Field(default=64, ge=8, le=512,
                                     description="stamp side (pixels) when the manifest has no stamp_size")

@@ -23,12 +23,10 @@ from dhs.cosmos.builder import build_bank
 from dhs.cosmos.selection import choose_cosmos_source
 
 FWHM, BETA, PIX, SIZE = 1.3, 3.5, 0.262, 65
-# Ray sub-sampling per pixel for the COSMOS templates. dhs.core point-samples the bilinear interpolant of
-# the 0.03″ template pixels at the ray positions; when the ray spacing (0.262″/supersample) is comparable to
-# the template pixel, the interpolant's pixel-grid replicas alias into the total flux. Measured unlensed on
-# the 92-template bank of the example catalogue: max flux error 0.4 % at supersample 4, 1.4 % at 6, 1.0 %
-# at 8, 0.3 % at 12 (template-dependent). 12 keeps these tests about the bank, not about that effect
-# (reported to the rendering engineer; lensed renders are affected far less, < 0.1 % here).
+# Ray sub-sampling per pixel for the COSMOS templates: 12, so that these tests are about the bank and not
+# about the renderer's sampling of 0.03″ template pixels (point-sampling the bilinear interpolant once
+# aliased up to 1.4 % of the flux at supersample 6; dhs.core now pre-filters the template at each ray's
+# cell size, tests/core/test_antialias.py).
 SUPERSAMPLE = 12
 CAT = "real_galaxy_catalog_26_extension_example.fits"
 

@@ -3,6 +3,7 @@
 import pytest
 
 from dhs.config import ConfigError, config_from_dict
+from dhs.core import DEFAULT_SUPERSAMPLE
 
 
 def _cfg(tmp_path, **stage4c):
@@ -12,7 +13,7 @@ def _cfg(tmp_path, **stage4c):
 
 def test_defaults(tmp_path):
     s = _cfg(tmp_path).stage4c
-    assert s.arc_noise == "none" and s.supersample == 4 and s.psf_beta == 3.5 and s.keep_arrays == ["arc"]
+    assert s.arc_noise == "none" and s.supersample == DEFAULT_SUPERSAMPLE == 3 and s.psf_beta == 3.5 and s.keep_arrays == ["arc"]
 
 
 @pytest.mark.parametrize("key,value,match", [
