@@ -31,6 +31,10 @@ __all__ = [
 _MAX_ELLIPTICITY = 0.9999
 #: below this |e| the SIE is evaluated as the exactly round SIS (avoids 0/0 in the q -> 1 limit).
 _ROUND_ELLIPTICITY = 1e-9
+#: lenstronomy's SIE is its NIE with s_scale = 1e-10 arcsec (core s = s_scale / sqrt(q) on the major axis);
+#: we use the same core, so the deflections agree at every radius (it changes alpha by ~1e-10 / r relative:
+#: nothing beyond a few milliarcsec of the centre, and it makes the centre itself regular)
+_CORE_ARCSEC = 1e-10
 
 
 def ellipticity_to_phi_q(e1: float, e2: float) -> tuple[float, float]:
@@ -90,26 +94,41 @@ class SIELens:
 
 
 def _sie_major_axis_frame(xr: np.ndarray, yr: np.ndarray, b: float, q: float, c: float):
-    """Keeton-Kochanek SIE deflection in the frame whose x axis is the major axis (s = 0 core)."""
+    """Keeton-Kochanek SIE deflection in the frame whose x axis is the major axis, lenstronomy's core.
+
+    alpha_x = b / e arctan(e x / (psi + s)), alpha_y = b / e arctanh(e y / (psi + q^2 s)) with
+    e = sqrt(1 - q^2), psi = sqrt(q^2 (x^2 + s^2) + y^2), s = 1e-10" / sqrt(q); the round limit (|e| -> 0)
+    is b (x, y) / (psi + s).  In float32 the core enters through psi only: s / psi is below float32
+    resolution wherever psi > ~2 milliarcsec, and psi >= sqrt(q) 1e-10" keeps the centre regular.
+    """
     dtype = xr.dtype
-    tiny = float(np.finfo(dtype).tiny) * 16.0
+    s = _CORE_ARCSEC / math.sqrt(q)
+    exact = dtype == np.float64
     if c < _ROUND_ELLIPTICITY:
-        r = np.hypot(xr, yr)
-        np.maximum(r, tiny, out=r)
-        scale = b / r
+        r = np.multiply(xr, xr)
+        r += yr * yr
+        r += s * s
+        np.sqrt(r, out=r)
+        if exact:
+            r += s
+        scale = np.divide(b, r, out=r)
         return xr * scale, yr * scale
     one_minus_q = 2.0 * c / (1.0 + c)
     eps = math.sqrt(one_minus_q * (1.0 + q))  # sqrt(1 - q^2), accurate as q -> 1
     psi = np.multiply(xr, q)
     np.multiply(psi, psi, out=psi)
     psi += yr * yr
+    psi += (q * s) ** 2
     np.sqrt(psi, out=psi)
-    np.maximum(psi, tiny, out=psi)
-    inv = np.divide(eps, psi, dtype=dtype)
-    fx = np.multiply(xr, inv)
+    if exact:
+        fx = np.divide(eps * xr, psi + s)
+        fy = np.divide(eps * yr, psi + (q * q * s), out=psi)
+    else:
+        inv = np.divide(eps, psi, dtype=dtype)
+        fx = np.multiply(xr, inv)
+        fy = np.multiply(yr, inv, out=inv)
     np.arctan(fx, out=fx)
     fx *= b / eps
-    fy = np.multiply(yr, inv, out=inv)
     # |eps * y / psi| <= eps < 1 analytically; clip guards against rounding at the last ulp.
     lim = float(np.nextafter(dtype.type(1.0), dtype.type(0.0)))
     np.clip(fy, -lim, lim, out=fy)
@@ -138,8 +157,9 @@ def sie_shear_deflection(
 
     Returns:
         (alpha_x, alpha_y) in arcsec, with the broadcast shape of x and y (scalars for scalar input).
-        Finite everywhere, including the lens centre (where the SIE part is set to 0) and the round
-        limit q -> 1.
+        Finite everywhere, including the lens centre (where the SIE part is 0) and the round limit
+        q -> 1.  The SIE carries lenstronomy's 1e-10" core, so float64 results match lenstronomy's SIE
+        at every radius, down to the centre.
     """
     x = np.asarray(x)
     y = np.asarray(y)
@@ -218,12 +238,15 @@ def ray_shoot_grid(
     xr = np.add.outer(y1 * sn, x1 * cs, out=scratch_array("ray_xr", shape, dtype))
     yr = np.add.outer(y1 * cs, x1 * (-sn), out=scratch_array("ray_yr", shape, dtype))
     t = scratch_array("ray_t", shape, dtype)
-    tiny = float(np.finfo(dtype).tiny) * 16.0
+    # lenstronomy's core (see _sie_major_axis_frame): here through psi only, as in the float32 path there
+    s = _CORE_ARCSEC / math.sqrt(q)
     if c < _ROUND_ELLIPTICITY:
         r = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
         r += np.multiply(yr, yr, out=t)
+        r += s * s
         np.sqrt(r, out=r)
-        np.maximum(r, tiny, out=r)
+        if dtype == np.float64:
+            r += s
         np.divide(b, r, out=r)
         xr *= r
         yr *= r
@@ -234,12 +257,18 @@ def ray_shoot_grid(
         psi = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
         psi *= q * q
         psi += np.multiply(yr, yr, out=t)
+        psi += (q * s) ** 2
         np.sqrt(psi, out=psi)
-        np.maximum(psi, tiny, out=psi)
-        inv = np.divide(eps, psi, out=psi)
-        fx = np.multiply(xr, inv, out=xr)
+        if dtype == np.float64:
+            fx = np.divide(xr, np.add(psi, s, out=t), out=xr)
+            fx *= eps
+            fy = np.divide(yr, np.add(psi, q * q * s, out=t), out=yr)
+            fy *= eps
+        else:
+            inv = np.divide(eps, psi, out=psi)
+            fx = np.multiply(xr, inv, out=xr)
+            fy = np.multiply(yr, inv, out=yr)
         np.arctan(fx, out=fx)
-        fy = np.multiply(yr, inv, out=yr)
         lim = float(np.nextafter(np.dtype(dtype).type(1.0), np.dtype(dtype).type(0.0)))
         np.clip(fy, -lim, lim, out=fy)
         np.arctanh(fy, out=fy)
