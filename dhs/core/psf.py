@@ -25,12 +25,20 @@ __all__ = [
     "moffat_otf",
     "moffat_otf_cutoff",
     "moffat_otf_interp",
+    "moffat_kernel_size",
+    "moffat_radius_for_fraction",
     "moffat_radius_for_level",
 ]
 
 
 #: an explicit kernel size whose square holds less than this fraction of the Moffat flux is reported
 KERNEL_FLUX_FRACTION = 0.995
+#: the default kernel's inscribed circle holds this fraction of the flux (so the kernel, normalised to 1,
+#: is within ~0.1 % of the untruncated pixel-integrated Moffat pixel by pixel) ...
+DEFAULT_KERNEL_FRACTION = 0.999
+#: ... unless that takes more than this many pixels: then it holds KERNEL_FLUX_FRACTION at least
+#: (only beta close to 1, whose wings hold a large part of the flux far out)
+DEFAULT_KERNEL_MAX_SIZE = 255
 
 
 class TruncatedKernelWarning(UserWarning):
@@ -59,6 +67,18 @@ def moffat_enclosed_fraction(radius_arcsec: float | np.ndarray, fwhm_arcsec: flo
     alpha = moffat_alpha(fwhm_arcsec, beta)
     r = np.asarray(radius_arcsec, dtype=np.float64)
     return 1.0 - (1.0 + (r / alpha) ** 2) ** (1.0 - beta)
+
+
+def moffat_radius_for_fraction(fraction: float, fwhm_arcsec: float, beta: float = 3.5) -> float:
+    """Radius (arcsec) of the circle holding ``fraction`` of an untruncated Moffat's flux."""
+    alpha = moffat_alpha(fwhm_arcsec, beta)
+    return alpha * math.sqrt((1.0 - fraction) ** (1.0 / (1.0 - float(beta))) - 1.0)
+
+
+def moffat_kernel_size(fwhm_arcsec: float, beta: float, pixscale: float, fraction: float) -> int:
+    """Smallest odd kernel side (pixels) whose inscribed circle holds ``fraction`` of the Moffat flux."""
+    half = math.ceil(moffat_radius_for_fraction(fraction, fwhm_arcsec, beta) / pixscale - 0.5)
+    return 2 * max(half, 0) + 1
 
 
 def moffat_radius_for_level(level: float, fwhm_arcsec: float, beta: float = 3.5) -> float:
@@ -114,7 +134,9 @@ def moffat_kernel(
         beta: Moffat index (> 1).
         pixscale: pixel size, arcsec.
         size: odd side length in pixels; default: the smallest odd size whose inscribed circle holds
-            >= 99.5 % of the untruncated Moffat flux.
+            >= 99.9 % of the untruncated Moffat flux (so that the normalised kernel is within ~0.1 % of
+            the untruncated PSF), or, when that would exceed 255 pixels (beta close to 1), the larger of
+            255 and the smallest size holding >= 99.5 %.
 
     Returns:
         (size, size) float64 array, each pixel the Moffat integrated over the pixel (8x8 Gauss-Legendre
@@ -131,9 +153,9 @@ def moffat_kernel(
         raise ValueError(f"pixscale must be > 0 arcsec, got {pixscale!r}")
     alpha = moffat_alpha(fwhm, beta)
     if size is None:
-        r995 = alpha * math.sqrt(0.005 ** (1.0 / (1.0 - beta)) - 1.0)
-        half = math.ceil(r995 / pixscale - 0.5)
-        size = 2 * half + 1
+        size = moffat_kernel_size(fwhm, beta, pixscale, DEFAULT_KERNEL_FRACTION)
+        if size > DEFAULT_KERNEL_MAX_SIZE:
+            size = max(DEFAULT_KERNEL_MAX_SIZE, moffat_kernel_size(fwhm, beta, pixscale, KERNEL_FLUX_FRACTION))
     size = int(size)
     if size < 1 or size % 2 == 0:
         raise ValueError(f"moffat_kernel size must be a positive odd integer, got {size}")
@@ -144,15 +166,19 @@ def moffat_kernel(
     centres = (np.arange(size) - half) * pixscale
     pos = (centres[:, None] + sub[None, :]).reshape(-1)  # (size*8,)
     wts = np.tile(w, size)
-    r2 = pos[:, None] ** 2 + pos[None, :] ** 2
-    prof = _moffat_profile(r2, alpha, beta) * np.outer(wts, wts)
-    kern = prof.reshape(size, 8, size, 8).sum(axis=(1, 3))
+    kern = np.empty((size, size))
+    rows = max(1, 2**22 // (64 * size))  # pixel rows per block: bounded memory for large kernels
+    for r0 in range(0, size, rows):
+        r1 = min(size, r0 + rows)
+        r2 = pos[8 * r0 : 8 * r1, None] ** 2 + pos[None, :] ** 2
+        prof = _moffat_profile(r2, alpha, beta) * np.outer(wts[8 * r0 : 8 * r1], wts)
+        kern[r0:r1] = prof.reshape(r1 - r0, 8, size, 8).sum(axis=(1, 3))
     held = float(kern.sum()) * pixscale * pixscale  # fraction of the unit-flux profile inside the square
     if held < KERNEL_FLUX_FRACTION:
         warnings.warn(
             f"moffat_kernel: a {size}x{size} kernel at {pixscale} arcsec/pixel holds {100.0 * held:.2f} % of "
             f"the flux of a Moffat with FWHM {fwhm} arcsec, beta {beta}; the rest is dropped by normalising "
-            f"to 1 (the default size holds >= {100.0 * KERNEL_FLUX_FRACTION:g} %)",
+            f"to 1 (the default size holds >= {100.0 * DEFAULT_KERNEL_FRACTION:g} %)",
             TruncatedKernelWarning,
             stacklevel=2,
         )
