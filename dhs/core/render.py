@@ -444,7 +444,9 @@ class _Spectrum:
     shift: tuple[float, float]  # sub-grid shift (dx, dy) in pixels, see subpixel_axes
 
 
-def _plan(size: int, ss: int, pixscale: float, psfs: Sequence[tuple[float, float]]) -> tuple[int, int]:
+@functools.lru_cache(maxsize=1024)
+def _plan(size: int, ss: int, pixscale: float, psfs: tuple[tuple[float, float], ...]) -> tuple[int, int]:
+    """(padded period in pixels, kept frequencies per axis) of the FFT for these PSFs (cached)."""
     wrap = max(moffat_radius_for_level(_WRAP_LEVEL, f, b) for f, b in psfs)
     # (capped at 4 stamp sizes: only reached for beta close to 1, whose wings never converge)
     pad = min(math.ceil(wrap / pixscale) + 1, 4 * size)
@@ -486,16 +488,21 @@ def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _moffat_transfer(fwhm: float, beta: float, u: int, big: int, h: float) -> np.ndarray:
-    """Moffat OTF on the pruned spectrum's grid: (2u-1, u) float32, rows fy = -(u-1)..u-1, read-only.
+def _psf_pixel_transfer(fwhm: float, beta: float, u: int, big: int, h: float, p: float) -> np.ndarray:
+    """Moffat OTF x pixel / cell-box transfer on the pruned spectrum's grid: (2u-1, u) float32, read-only.
 
-    Frequencies are k / (big * h) cycles/arcsec.  Cached (LRU) per PSF and grid: bands, and stamps that
-    share a PSF, reuse it.
+    OTF(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) at fx = k / (big h), k = 0..u-1, and rows
+    fy = -(u-1)..u-1 (pixel p, sub-pixel cell h, arcsec).  Cached (LRU) per PSF and grid: bands, and
+    stamps that share a PSF, reuse it.
     """
     fx = np.arange(u, dtype=np.float64) / (big * h)
-    # the OTF is even in fy: evaluate the rows fy >= 0 and mirror them
+    # everything is even in fy: evaluate the rows fy >= 0 and mirror them
     fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2)
-    half = moffat_otf_interp(fr, fwhm, beta).astype(np.float32)
+    # the cell fluxes are samples of source (x) cell box: divide the box's transfer sinc(f h) out
+    # (|f| <= 1 / (2 h) here, so sinc(f h) >= 2 / pi) and apply the pixel's, sinc(f p)
+    box = np.sinc(fx * p) / np.sinc(fx * h)
+    half = moffat_otf_interp(fr, fwhm, beta) * box[:, None] * box[None, :]
+    half = half.astype(np.float32)
     otf = np.concatenate((half[:0:-1], half), axis=0)
     otf.setflags(write=False)
     return otf
@@ -508,18 +515,14 @@ def _inverse(spec: _Spectrum, fwhm: float, beta: float) -> np.ndarray:
     big = spec.l_pix * ss
     h = spec.pixscale / ss
     p = spec.pixscale
-    fx = np.arange(u, dtype=np.float64) / (big * h)
-    fy = np.arange(-(u - 1), u, dtype=np.float64) / (big * h)
     # sample j = ss*i of the sub-grid (which starts one cell before the stamp) sits d before pixel
-    # centre i; shift the image by +d
+    # centre i; shift the image by +d: phase ramps exp(2 pi i f d) over k = -(u-1)..u-1
+    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (big * h))
     d_x = (0.5 * (ss + 1) / ss - spec.shift[0]) * p
     d_y = (0.5 * (ss + 1) / ss - spec.shift[1]) * p
-    # the cell fluxes are samples of source (x) cell box: divide the box's transfer sinc(f h) out
-    # (|f| <= 1 / (2 h) here, so sinc(f h) >= 2 / pi) and apply the pixel's, sinc(f p)
-    ax = (np.sinc(fx * p) / np.sinc(fx * h) * np.exp(2j * math.pi * fx * d_x)).astype(np.complex64)
-    ay = (np.sinc(fy * p) / np.sinc(fy * h) * np.exp(2j * math.pi * fy * d_y)).astype(np.complex64)
-    otf = _moffat_transfer(float(fwhm), float(beta), u, big, float(h))
-    prod = spec.data * otf
+    ay = np.exp(1j * (k * d_y)).astype(np.complex64)
+    ax = np.exp(1j * (k[u - 1 :] * d_x)).astype(np.complex64)
+    prod = spec.data * _psf_pixel_transfer(float(fwhm), float(beta), u, big, float(h), float(p))
     prod *= ay[:, None]
     prod *= ax[None, :]
     # y: fold onto the pixel-grid period, back to real space, keep the stamp rows
@@ -594,7 +597,7 @@ def render_lensed_bands(
     w = lensed_grid_flux(lens, unit, x1, y1, pixscale / ss)
     w *= wy[:, None]
     w *= wx[None, :]
-    l_pix, n_keep = _plan(size, ss, pixscale, psfs)
+    l_pix, n_keep = _plan(size, ss, pixscale, tuple(psfs))
     spec = _forward(w, size, ss, pixscale, l_pix, n_keep, shift)
     for i, ((f, b), flux) in enumerate(zip(psfs, fluxes)):
         if flux != 0.0:
