@@ -202,8 +202,12 @@ def refined_cell_means(
     if idx.size:
         # split k x k: two levels at once (k = 4) while that stays within max_levels -- each recursion
         # step costs mostly fixed per-call overhead on a few hundred cells, so fewer, larger steps are
-        # faster, and the skipped intermediate level only made the integration coarser
-        k = 4 if level + 2 <= max_levels else 2
+        # faster, and the skipped intermediate level only made the integration coarser.  Sources whose
+        # criterion is a sampling size over large areas (templates: refinement_levels_per_step = 1) are
+        # split one level at a time: there the cost is per ray, and two levels would sample 2x finer
+        # than the criterion asks, with 4x the rays
+        two = getattr(source, "refinement_levels_per_step", 2) == 2
+        k = 4 if two and level + 2 <= max_levels else 2
         offs = ((np.arange(k, dtype=np.float64) + 0.5) / k - 0.5) * h
         m = idx.size
         cx = np.empty((m, k, k), dtype=x.dtype)

@@ -12,7 +12,8 @@ Common interface used by the renderer (duck-typed):
     ``needs_refinement(bx, by, h, tol, area)`` and ``evaluate(bx, by, h, tol, core_radius, area, cell)``
     (surface brightness and refinement flags in one pass; ``cell`` is each ray's isotropic source-plane
     cell size in arcsec, used by sampled images as an anti-aliasing pre-filter width; sources that want
-    it set the class attribute ``wants_cell_size = True``).
+    it set the class attribute ``wants_cell_size = True``); optionally ``refinement_levels_per_step``
+    (1 or 2, default 2: how many 2x2 levels the renderer's adaptive refinement may take at once).
 """
 
 from __future__ import annotations
@@ -530,6 +531,9 @@ class InterpolatedSource:
     _padded: np.ndarray = field(init=False, repr=False)
     #: the renderer passes each ray's source-plane cell size (``cell``) for the anti-aliasing pre-filter
     wants_cell_size = True
+    #: refine one 2x2 level at a time: the criterion (cells <= two template pixels) covers the whole
+    #: template, so the cost is per ray and overshooting it by a level would cost 4x the rays
+    refinement_levels_per_step = 1
 
     def __post_init__(self) -> None:
         tpl = np.asarray(self.template, dtype=np.float64)
