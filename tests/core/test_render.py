@@ -112,6 +112,44 @@ def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
             assert img.sum() == pytest.approx(ref.sum(), rel=0.005)
 
 
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.5, 2.5])
+def test_interpolated_source_in_best_seeing_matches_lenstronomy_interpol(shared_data, scale):
+    """FWHM 0.65" (the issue's lower bound): every template, unlensed and lensed, within 1 % of the peak.
+
+    The anti-aliasing pre-filter adds a blur that the PSF no longer hides here; at sigma = 0.6 x cell (an
+    earlier choice) templates at scale 1.5-2.5, which need no refinement, were 1.2-1.9 % low at the peak.
+    """
+    rng = np.random.default_rng(int(scale * 10))
+    worst = 0.0
+    for tpl in _cosmos_templates(shared_data):
+        for lens in (SIELens(0.0), SIELens(1.0, 0.1, 0.0, 0.02, 0.0), SIELens(1.4, -0.2, 0.1, 0.0, 0.05)):
+            x, y = rng.uniform(-0.3, 0.3, 2)
+            angle = rng.uniform(-np.pi, np.pi)
+            src = InterpolatedSource(tpl, 0.03, 20.0, x=x, y=y, angle=angle, scale=scale)
+            img = render_arc(lens, src, psf_fwhm_arcsec=0.65, psf_beta=3.0, size=SIZE)
+            pix = 0.03 * scale
+            kw = [
+                {
+                    "image": tpl / tpl.sum() * 20.0 / pix**2,
+                    "amp": 1.0,
+                    "center_x": x,
+                    "center_y": y,
+                    "phi_G": angle,
+                    "scale": pix,
+                }
+            ]
+            kl = (
+                lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2)
+                if lens.theta_e
+                else None
+            )
+            ref = reference_image(kl, LightModel(["INTERPOL"]), kw, 0.65, 3.0, size=SIZE, ss=16)
+            worst = max(worst, np.abs(img - ref).max() / ref.max())
+            assert img.sum() == pytest.approx(ref.sum(), rel=0.005)
+    print(f"scale {scale}: worst |diff| / peak {worst:.4f}")
+    assert worst <= 0.01
+
+
 @pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
 @pytest.mark.parametrize("angle", [0.0, 0.9, -2.5])
 @pytest.mark.parametrize("tps", [0.03, 0.05])
