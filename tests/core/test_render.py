@@ -271,6 +271,33 @@ def test_unlensed_sersic_matches_galsim_sersic_convolved_with_moffat_and_pixel(
     assert img.sum() == pytest.approx(ref.sum(), rel=5e-4)
 
 
+def test_random_unlensed_sersics_match_galsim_in_good_seeing():
+    """40 random Sersics (n 0.5-4, r_eff 0.05-0.6", |e| <= 0.5) in 0.65-1.0" seeing against GalSim's
+    Sersic (x) Moffat (x) pixel: <= 0.5 % of the peak (measured worst 0.25 %, at n ~ 3, r_eff 0.05") and
+    0.2 % in flux.  Cuspy, compact and elliptical profiles, where a point-sampled reference is not converged."""
+    galsim = pytest.importorskip("galsim")
+    gsp = galsim.GSParams(
+        folding_threshold=1e-4, maxk_threshold=1e-5, kvalue_accuracy=1e-7, xvalue_accuracy=1e-7
+    )
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for _ in range(40):
+        n = rng.uniform(0.5, 4.0)
+        r_eff = math.exp(rng.uniform(math.log(0.05), math.log(0.6)))
+        em, phi = rng.uniform(0, 0.5), rng.uniform(0, np.pi)
+        e1, e2 = em * np.cos(2 * phi), em * np.sin(2 * phi)
+        fwhm, beta, offset = rng.uniform(0.65, 1.0), rng.uniform(2.5, 4.5), tuple(rng.uniform(-0.5, 0.5, 2))
+        prof = galsim.Sersic(n=n, half_light_radius=r_eff, flux=10.0, gsparams=gsp).shear(g1=e1, g2=e2)
+        conv = galsim.Convolve(prof, galsim.Moffat(beta=beta, fwhm=fwhm, gsparams=gsp), gsparams=gsp)
+        ref = conv.drawImage(nx=48, ny=48, scale=0.262, offset=(0.5 + offset[0], 0.5 + offset[1])).array
+        src = SersicSource(10.0, r_eff, n=n, e1=e1, e2=e2)
+        img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=48, offset_pix=offset)
+        worst = max(worst, np.abs(img - ref).max() / ref.max())
+        assert img.sum() == pytest.approx(ref.sum(), rel=2e-3), (n, r_eff, em, fwhm)
+    print(f"worst |diff| / peak {worst:.4f}")
+    assert worst <= 0.005
+
+
 def test_bands_share_rays_and_equal_single_band_renders():
     lens = SIELens(1.3, 0.2, -0.1, 0.04, 0.02)
     src = SersicSource(1.0, 0.25, n=1.5, e1=0.1, x=0.15, y=0.05)
