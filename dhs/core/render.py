@@ -8,8 +8,8 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
    second-order (Laplacian) correction; cells where that is not accurate enough (compact sources,
    Sersic cusps, cells stretched by the lens near its centre) are integrated adaptively with nested
    2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (singular for n != 0.5)
-   are integrated exactly in polar coordinates about it (SersicSource.integrate_centre_cells).  W = mean x h^2 is the
-   lensed flux of each cell.
+   are integrated exactly in polar coordinates about it (SersicSource.integrate_centre_cells).
+   W = mean x h^2 is the lensed flux of each cell.
 3. The image is (source (x) PSF (x) pixel) sampled at pixel centres.  The cell fluxes W are samples
    of (source (x) cell box), so the box's transfer function is divided out: the image is computed with
    a zero-padded FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
@@ -17,8 +17,8 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
    cell grid onto pixel centres, undoing the lens alignment exactly), and brought back to the pixel
    grid by folding the spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are
    kept, and the padding is chosen so that the periodic copies of the PSF are below 2e-5 of its peak:
-   no light wraps around the stamp edges.  Light is followed only inside the stamp (as in lenstronomy); the total lensed flux
-   regardless of the stamp is dhs.core.magnification.
+   no light wraps around the stamp edges.  Light is followed only inside the stamp (as in
+   lenstronomy); the total lensed flux regardless of the stamp is dhs.core.magnification.
 
 The float32 hot path uses Python-float scalars throughout; outputs are float64 (nanomaggies/pixel).
 """
