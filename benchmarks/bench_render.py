@@ -8,7 +8,8 @@ lenstronomy reference (issue #3): SIE + SHEAR lens, SERSIC_ELLIPSE source, Image
 (one per band), supersampling_factor=4 with supersampling_convolution=True and a supersampled PIXEL
 Moffat kernel holding >= 99.5 % of the flux.  dhs: render_arc once per band ("unshared"), and
 render_lensed_bands sharing the ray shooting and the forward FFT ("shared"), at the default supersampling
-and at 4.  Prints the median milliseconds per 3-band stamp and the speed-up ratios.
+and at 4.  Prints the median milliseconds per 3-band stamp and the speed-up ratios, and where one
+`render_arc` band's time goes (rays, source, refinement, transform).
 """
 
 from __future__ import annotations
