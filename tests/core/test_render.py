@@ -70,6 +70,23 @@ def _cosmos_templates(shared_data, n=4):
     return imgs[:n]
 
 
+def _interpol_reference(lens, src, fwhm, beta):
+    """lenstronomy INTERPOL reference for an InterpolatedSource (template given as surface brightness)."""
+    pix = src.template_pixscale * src.scale
+    kw = [
+        {
+            "image": src.template / src.template.sum() * src.flux / pix**2,
+            "amp": 1.0,
+            "center_x": src.x,
+            "center_y": src.y,
+            "phi_G": src.angle,
+            "scale": pix,
+        }
+    ]
+    kl = lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2) if lens.theta_e > 0 else None
+    return reference_image(kl, LightModel(["INTERPOL"]), kw, fwhm, beta, size=SIZE, ss=16)
+
+
 def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
     templates = _cosmos_templates(shared_data)
     assert len(templates) >= 3
@@ -86,24 +103,7 @@ def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
             src = InterpolatedSource(tpl, 0.03, 20.0, x=x, y=y, angle=angle, scale=scale)
             fwhm, beta = rng.uniform(0.65, 2.2), rng.uniform(2.5, 4.5)
             img = render_arc(lens, src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=SIZE)
-            pix = 0.03 * scale
-            light = LightModel(["INTERPOL"])
-            kw = [
-                {
-                    "image": tpl / tpl.sum() * 20.0 / pix**2,
-                    "amp": 1.0,
-                    "center_x": x,
-                    "center_y": y,
-                    "phi_G": angle,
-                    "scale": pix,
-                }
-            ]
-            kl = (
-                lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2)
-                if lens.theta_e > 0
-                else None
-            )
-            ref = reference_image(kl, light, kw, fwhm, beta, size=SIZE, ss=16)
+            ref = _interpol_reference(lens, src, fwhm, beta)
             assert np.abs(img - ref).max() <= 0.01 * ref.max(), (
                 angle,
                 scale,
@@ -127,23 +127,7 @@ def test_interpolated_source_in_best_seeing_matches_lenstronomy_interpol(shared_
             angle = rng.uniform(-np.pi, np.pi)
             src = InterpolatedSource(tpl, 0.03, 20.0, x=x, y=y, angle=angle, scale=scale)
             img = render_arc(lens, src, psf_fwhm_arcsec=0.65, psf_beta=3.0, size=SIZE)
-            pix = 0.03 * scale
-            kw = [
-                {
-                    "image": tpl / tpl.sum() * 20.0 / pix**2,
-                    "amp": 1.0,
-                    "center_x": x,
-                    "center_y": y,
-                    "phi_G": angle,
-                    "scale": pix,
-                }
-            ]
-            kl = (
-                lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2)
-                if lens.theta_e
-                else None
-            )
-            ref = reference_image(kl, LightModel(["INTERPOL"]), kw, 0.65, 3.0, size=SIZE, ss=16)
+            ref = _interpol_reference(lens, src, 0.65, 3.0)
             worst = max(worst, np.abs(img - ref).max() / ref.max())
             assert img.sum() == pytest.approx(ref.sum(), rel=0.005)
     print(f"scale {scale}: worst |diff| / peak {worst:.4f}")
