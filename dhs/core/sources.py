@@ -41,7 +41,7 @@ _TEMPLATE_SAMPLING = 1.5
 #: sigma = _ALIAS_SIGMA * h.  The renderer divides the cell box's transfer function out of the cell fluxes,
 #: so a filter with the box's own variance (h / sqrt(12) = 0.29 h) would add no net blur; a little more
 #: damps aliasing.  Measured on real COSMOS templates (tests/core/test_antialias.py, test_render.py):
-#: 0.35 h keeps the unlensed total within 0.25 % at every supersampling and scale and images in 0.65"
+#: 0.35 h keeps the unlensed total within 0.3 % at every supersampling and scale and images in 0.65"
 #: seeing within 0.6 % of the peak; 0.6 h (used before) kept the total within 0.15 % but blurred compact
 #: templates by up to 1.9 % of the peak.
 _ALIAS_SIGMA = 0.35
@@ -525,7 +525,7 @@ class InterpolatedSource:
     cell size h is given (``evaluate``), the template is sampled after smoothing by a unit-sum Gaussian of
     sigma = 0.35 h (close to the variance of the cell's box, h / sqrt(12), which the renderer divides
     out; pre-filtered levels, blended linearly in sigma), so every grid of rays integrates the template's
-    flux to ~0.25 %.  ``surface_brightness`` without a cell size samples the unfiltered surface.
+    flux to ~0.3 %.  ``surface_brightness`` without a cell size samples the unfiltered surface.
     """
 
     template: np.ndarray
