@@ -603,9 +603,15 @@ def render_lensed_bands(
     w *= wx[None, :]
     l_pix, n_keep = _plan(size, ss, pixscale, tuple(psfs))
     spec = _forward(w, size, ss, pixscale, l_pix, n_keep, shift)
+    clip = getattr(unit, "non_negative", False)
     for i, ((f, b), flux) in enumerate(zip(psfs, fluxes)):
         if flux != 0.0:
             out[i] = _inverse(spec, f, b)
+            if clip:
+                # the image of a non-negative source through a positive PSF is non-negative; the
+                # transform's float32 round-off leaves far-wing pixels within ~1e-7 of the peak of zero,
+                # sometimes below it: those are set to zero (a bias < 1e-7 of the peak per pixel)
+                np.maximum(out[i], 0.0, out=out[i])
             out[i] *= flux
     if not return_magnification:
         return out

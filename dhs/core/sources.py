@@ -9,6 +9,7 @@ Common interface used by the renderer (duck-typed):
     ``flux``, ``x``, ``y``, ``with_flux(f)``, ``surface_brightness(bx, by)``,
     ``extent_radius(frac)`` (arcsec from the centre holding ``frac`` of the light along any direction),
     ``min_scale`` (arcsec; smallest length on which the profile changes, for sampling decisions),
+    ``non_negative`` (True when the surface brightness is >= 0 everywhere, so its images are too),
     ``needs_refinement(bx, by, h, tol, area)`` and ``evaluate(bx, by, h, tol, core_radius, area, cell)``
     (surface brightness and refinement flags in one pass; ``cell`` is each ray's isotropic source-plane
     cell size in arcsec, used by sampled images as an anti-aliasing pre-filter width; sources that want
@@ -153,6 +154,9 @@ class SersicSource:
     def min_scale(self) -> float:
         """Semi-minor half-light axis, arcsec: the finest scale of the profile away from the core."""
         return self.r_eff * math.sqrt(self.q)
+
+    #: a Sersic profile is positive everywhere (its flux is >= 0)
+    non_negative = True
 
     def extent_radius(self, frac: float = 0.999) -> float:
         """Semi-major radius (arcsec) of the isophote enclosing ``frac`` of the flux."""
@@ -571,6 +575,7 @@ class InterpolatedSource:
         object.__setattr__(self, "_border", border)
         object.__setattr__(self, "_padded", padded)
         object.__setattr__(self, "_padded32", padded.astype(np.float32))
+        object.__setattr__(self, "_non_negative", bool(tpl.min() >= 0.0))
         # pre-filtered levels, built on first use and shared by with_flux copies
         object.__setattr__(self, "_levels", {})
 
@@ -582,6 +587,11 @@ class InterpolatedSource:
     @property
     def min_scale(self) -> float:
         return self.pixel_size
+
+    @property
+    def non_negative(self) -> bool:
+        """True when no template pixel is negative (real galaxy cut-outs may carry negative noise)."""
+        return self._non_negative
 
     def extent_radius(self, frac: float = 0.999) -> float:
         """Radius (arcsec) of the circle holding the whole (pre-filtered) template (``frac`` is ignored)."""
