@@ -60,6 +60,7 @@ _UNIT_CORNERS = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
 #: (cells of <= 1.5 template pixels want sigma <= 0.53): a blend of two Gaussians is close to the Gaussian
 #: in between only when their widths are close, and a blend with the unfiltered level barely filters.
 _FILTER_SIGMAS = (0.0, 0.25, 0.35, 0.5, 0.6, 0.7071, 0.85, 1.0, 1.4142, 2.0)
+_FILTER_VARIANCES = np.square(_FILTER_SIGMAS)
 
 
 def _hat_gaussian_taps(sigma: float) -> np.ndarray:
@@ -719,8 +720,17 @@ class InterpolatedSource:
 
     @staticmethod
     def _level_position(sigma_pix: np.ndarray | float):
-        """Fractional index into _FILTER_SIGMAS for a wanted Gaussian sigma (template pixels)."""
-        return np.interp(sigma_pix, _FILTER_SIGMAS, np.arange(len(_FILTER_SIGMAS), dtype=np.float64))
+        """Fractional index into _FILTER_SIGMAS for a wanted Gaussian sigma (template pixels).
+
+        Linear in the variance: a blend w S_b + (1 - w) S_a of two Gaussian-smoothed surfaces equals, to
+        second order, the surface smoothed by the variance w sb^2 + (1 - w) sa^2.  (Blending linearly in
+        sigma smoothed small cells far too much -- between the unfiltered level and the first, a variance
+        growing like sigma instead of sigma^2 -- which biased lensed totals, where cells are small and
+        magnification-weighted, by an amount falling only like the cell size: -0.6 % at supersampling 3
+        for a compact template.)
+        """
+        sig2 = np.square(sigma_pix)
+        return np.interp(sig2, _FILTER_VARIANCES, np.arange(len(_FILTER_SIGMAS), dtype=np.float64))
 
     def surface_brightness(
         self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0, cell=None, skip=None

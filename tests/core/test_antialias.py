@@ -133,3 +133,36 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
     # a partition of unity at both phases of the half-pixel grid: no flux gained or lost
     assert taps[::2].sum() == pytest.approx(1.0, abs=1e-12)
     assert taps[1::2].sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def _brute_force_lensed_flux(lens, src, size=64, pixscale=0.262, factor=24):
+    """Lensed flux in a lens-centred stamp by point-sampling the unfiltered template on a grid factor x finer
+    than the pixels (independent of the renderer's cells, refinement and pre-filter)."""
+    n = size * factor
+    h = pixscale / factor
+    ax = (np.arange(n) + 0.5) * h - (size // 2 + 0.5) * pixscale
+    total = 0.0
+    for i in range(0, n, 256):
+        yy, xx = np.meshgrid(ax[i : i + 256], ax, indexing="ij")
+        bx, by = lens.ray_shoot(xx, yy)
+        total += src.surface_brightness(bx, by).sum() * h * h
+    return total
+
+
+@pytest.mark.slow
+def test_lensed_compact_template_flux_converges_to_a_brute_force_sum():
+    """A compact template (Gaussian, sigma 0.13 arcsec) straddling the caustic.  The pre-filter smooths the
+    source-plane surface, which moves magnification-weighted flux: blending the filter levels linearly
+    in sigma (not variance) made that bias fall only like the cell size (-0.6 % at supersampling 3)."""
+    yy, xx = np.mgrid[:41, :41] - 20.0
+    tpl = np.exp(-(xx**2 + yy**2) / (2 * 1.5**2))
+    lens = SIELens(1.2, 0.15, -0.1, 0.03, 0.02)
+    src = InterpolatedSource(tpl, 0.05, 5.0, x=0.05, y=-0.03, angle=0.4, scale=1.7)
+    truth = _brute_force_lensed_flux(lens, src)
+    err = {
+        ss: render_arc(lens, src, psf_fwhm_arcsec=1.0, size=64, supersample=ss).sum() / truth - 1.0
+        for ss in (3, 6)
+    }
+    print(f"lensed compact template: flux error {err}")
+    assert abs(err[3]) <= 0.004
+    assert abs(err[6]) <= 0.0015
