@@ -306,3 +306,33 @@ def test_render_rejects_bad_arguments():
         render_arc(lens, src, psf_fwhm_arcsec=1.0, offset_pix=(0.0, float("inf")))
     with pytest.raises(ValueError, match="2 fluxes but 3"):
         render_lensed_bands(lens, src, [1.0, 2.0], [1.0, 1.0, 1.0])
+
+
+def test_random_off_centre_sersics_match_galsim_in_good_seeing():
+    """Sersics whose centre falls anywhere within a sub-pixel cell (the grid is aligned on the lens, not on
+    the source): compact and cuspy profiles concentrate their light below the cell size, and its position
+    within the cell must survive.  Before the renderer carried the refined cells' sub-cell moments, the
+    cusp was drawn at the cell centre: up to 2-4 % of the peak off for r_eff <= 0.1 arcsec, n >= 2."""
+    galsim = pytest.importorskip("galsim")
+    gsp = galsim.GSParams(
+        folding_threshold=1e-4, maxk_threshold=1e-5, kvalue_accuracy=1e-7, xvalue_accuracy=1e-7
+    )
+    rng = np.random.default_rng(8)
+    worst = 0.0
+    for _ in range(40):
+        n = rng.uniform(0.5, 4.0)
+        r_eff = math.exp(rng.uniform(math.log(0.02), math.log(0.6)))
+        em, phi = rng.uniform(0, 0.5), rng.uniform(0, np.pi)
+        e1, e2 = em * np.cos(2 * phi), em * np.sin(2 * phi)
+        x, y = rng.uniform(-0.3, 0.3, 2)
+        fwhm, beta, offset = rng.uniform(0.65, 1.0), rng.uniform(2.5, 4.5), tuple(rng.uniform(-0.5, 0.5, 2))
+        prof = galsim.Sersic(n=n, half_light_radius=r_eff, flux=10.0, gsparams=gsp).shear(g1=e1, g2=e2)
+        psf = galsim.Moffat(beta=beta, fwhm=fwhm, gsparams=gsp)
+        conv = galsim.Convolve(prof.shift(x, y), psf, gsparams=gsp)
+        ref = conv.drawImage(nx=48, ny=48, scale=0.262, offset=(0.5 + offset[0], 0.5 + offset[1])).array
+        src = SersicSource(10.0, r_eff, n=n, e1=e1, e2=e2, x=x, y=y)
+        img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=fwhm, psf_beta=beta, size=48, offset_pix=offset)
+        worst = max(worst, np.abs(img - ref).max() / ref.max())
+        assert img.sum() == pytest.approx(ref.sum(), rel=2e-3), (n, r_eff, em, fwhm)
+    print(f"worst |diff| / peak {worst:.4f}")
+    assert worst <= 0.005
