@@ -143,6 +143,8 @@ def _core_radius(h: float, level: int, max_levels: int) -> float:
     return 0.25 * h / 2 ** (max_levels - level)
 
 
+#: refinement steps below the base grid that carry the sub-cell moments of light (see refined_cell_means)
+_MOMENT_DEPTH = 3
 #: Gauss-Legendre 2-point offsets in units of the cell side, and times a side h
 _GL_UNIT = 1.0 / (2.0 * math.sqrt(3.0))
 _GL = _GL_UNIT
@@ -156,7 +158,7 @@ def refined_cell_means(
     h: float,
     level: int = 1,
     max_levels: int | None = None,
-    moments: bool = False,
+    moments: int = 0,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Mean surface brightness over square image-plane cells of side ``h`` centred on (x, y).
 
@@ -166,10 +168,12 @@ def refined_cell_means(
     down to ``max_levels`` (default MAX_REFINE_LEVELS) halvings of the cell side: adaptive supersampling
     for compact sources, Sersic cusps and strongly stretched regions of the lens map.
 
-    With ``moments``, also returns each cell's first and second moments of the light about its centre,
-    from its 2x2 points or its k x k sub-cells: an (n, 5) array (Mx, My, Qxx, Qyy, Qxy) with
+    With ``moments`` > 0, also returns each cell's first and second moments of the light about its centre,
+    from its 2x2 points or its k x k sub-cells: a (5, n) array (Mx, My, Qxx, Qyy, Qxy) with
     M = integral of (offset / h) S / h^2 and Q = integral of (offset / h)^2 S / h^2 (a uniform cell has
-    M = 0 and Qxx = Qyy = mean / 12).
+    M = 0 and Qxx = Qyy = mean / 12).  ``moments`` is the number of refinement steps that carry them;
+    below that, sub-cells count as uniform (for a linear gradient that misses 1/k^2 of the first moment
+    per step left out: 1/64 after three 2x2 steps).
     """
     if max_levels is None:
         max_levels = MAX_REFINE_LEVELS
@@ -198,9 +202,9 @@ def refined_cell_means(
         # cells integrated exactly (a Sersic centre): their 2x2 points do not sample the light's moments;
         # take the light as uniform there (a position error below half the finest cell, ~1 milliarcsec)
         changed = np.flatnonzero(means != gl_means)
-        mom[changed, :2] = 0.0
-        mom[changed, 2] = mom[changed, 3] = means[changed] / 12.0
-        mom[changed, 4] = 0.0
+        mom[:2, changed] = 0.0
+        mom[2, changed] = mom[3, changed] = means[changed] / 12.0
+        mom[4, changed] = 0.0
         return means, mom
     # side of each cell's image in the source plane (longest edge of the mapped square)
     # (squared lengths: np.hypot is ~10x slower than multiplications here)
@@ -247,11 +251,13 @@ def refined_cell_means(
             h / k,
             level + (2 if k == 4 else 1),
             max_levels,
-            moments=moments,
+            moments=moments - 1 if moments > 1 else 0,
         )
-        if moments:
+        if moments > 1:
             sub, sub_mom = sub
-            mom[idx] = _combine_moments(sub.reshape(m, k, k), sub_mom.reshape(m, k, k, 5))
+            mom[:, idx] = _combine_moments(sub.reshape(m, k, k), sub_mom.reshape(5, m, k, k))
+        elif moments:
+            mom[:, idx] = _combine_moments(sub.reshape(m, k, k), _uniform_moments(sub).reshape(5, m, k, k))
         sub = sub.reshape(m, k * k).sum(axis=1)
         sub *= 1.0 / (k * k)
         means[idx] = sub
@@ -261,40 +267,59 @@ def refined_cell_means(
 
 
 def _gl_moments(sb: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """(n, 5) moments (Mx, My, Qxx, Qyy, Qxy; see refined_cell_means) of cells from their 2x2 points.
+    """(5, n) moments (Mx, My, Qxx, Qyy, Qxy; see refined_cell_means) of cells from their 2x2 points.
 
     The points sit at (-g, -g), (+g, -g), (-g, +g), (+g, +g) cell sides from the centre (g = 1/(2 sqrt 3)),
     weight 1/4 each: exact for bicubic light.
     """
-    s0, s1, s2, s3 = (sb[:, j].astype(np.float64) for j in range(4))
-    mom = np.empty((sb.shape[0], 5), dtype=np.float64)
-    mom[:, 0] = (s1 - s0 + s3 - s2) * (0.25 * _GL_UNIT)
-    mom[:, 1] = (s2 + s3 - s0 - s1) * (0.25 * _GL_UNIT)
-    mom[:, 2] = means * _GL_UNIT**2
-    mom[:, 3] = mom[:, 2]
-    mom[:, 4] = (s0 - s1 - s2 + s3) * (0.25 * _GL_UNIT**2)
+    s0, s1, s2, s3 = sb.T.astype(np.float64)
+    mom = np.empty((5, sb.shape[0]), dtype=np.float64)
+    np.subtract(s1 + s3, s0 + s2, out=mom[0])
+    mom[0] *= 0.25 * _GL_UNIT
+    np.subtract(s2 + s3, s0 + s1, out=mom[1])
+    mom[1] *= 0.25 * _GL_UNIT
+    np.multiply(means, _GL_UNIT**2, out=mom[2])
+    mom[3] = mom[2]
+    np.subtract(s0 + s3, s1 + s2, out=mom[4])
+    mom[4] *= 0.25 * _GL_UNIT**2
+    return mom
+
+
+def _uniform_moments(means: np.ndarray) -> np.ndarray:
+    """(5, n) moments of cells whose light is taken as uniform: M = 0, Qxx = Qyy = mean / 12, Qxy = 0."""
+    mom = np.zeros((5, means.size), dtype=np.float64)
+    mom[2] = means.reshape(-1) * (1.0 / 12.0)
+    mom[3] = mom[2]
     return mom
 
 
 def _combine_moments(sub: np.ndarray, sub_mom: np.ndarray) -> np.ndarray:
-    """Moments of cells split k x k, from their sub-cells' means (m, k, k) and moments (m, k, k, 5).
+    """(5, m) moments of cells split k x k, from their sub-cells' means (m, k, k) and moments (5, m, k, k).
 
     Parallel-axis sums in the parent's units: a sub-cell at offset o (parent sides) with mean s and own
     moments (M, Q) in its units adds o s / k^2 + M / k^3 to the first moment and o^2 s / k^2 + 2 o M / k^3
     + Q / k^4 to the second.
     """
     k = sub.shape[1]
-    o = (np.arange(k, dtype=np.float64) + 0.5) / k - 0.5  # sub-cell centres, parent units
-    w = sub.astype(np.float64) * (1.0 / (k * k))
-    mx, my = sub_mom[..., 0] * (1.0 / k**3), sub_mom[..., 1] * (1.0 / k**3)
-    ox, oy = o[None, None, :], o[:, None][None]
-    out = np.empty((sub.shape[0], 5), dtype=np.float64)
-    out[:, 0] = (w * ox + mx).sum(axis=(1, 2))
-    out[:, 1] = (w * oy + my).sum(axis=(1, 2))
-    q = 1.0 / k**4
-    out[:, 2] = (w * ox * ox + 2.0 * ox * mx + sub_mom[..., 2] * q).sum(axis=(1, 2))
-    out[:, 3] = (w * oy * oy + 2.0 * oy * my + sub_mom[..., 3] * q).sum(axis=(1, 2))
-    out[:, 4] = (w * ox * oy + ox * my + oy * mx + sub_mom[..., 4] * q).sum(axis=(1, 2))
+    o = [(i + 0.5) / k - 0.5 for i in range(k)]  # sub-cell centres, parent units
+    w = sub.astype(np.float64)
+    w *= 1.0 / (k * k)
+    # (the k x k axes are short: sums of slices beat numpy's reductions over them)
+    by_col = [w[:, :, j].sum(axis=1) for j in range(k)]  # weight of column j (x offset o[j])
+    by_row = [w[:, i, :].sum(axis=1) for i in range(k)]  # weight of row i (y offset o[i])
+    m_col = [sub_mom[:, :, :, j].sum(axis=2) for j in range(k)]  # (5, m) per column
+    m_row = [sub_mom[:, :, i, :].sum(axis=2) for i in range(k)]  # (5, m) per row
+    total = sum(m_col)
+    k3, k4 = 1.0 / k**3, 1.0 / k**4
+    out = total * np.array([k3, k3, k4, k4, k4])[:, None]
+    for j in range(k):
+        out[0] += o[j] * by_col[j]
+        out[2] += (o[j] * o[j]) * by_col[j] + (2.0 * k3 * o[j]) * m_col[j][0]
+        out[4] += (k3 * o[j]) * m_col[j][1] + o[j] * (w[:, :, j] @ np.array(o))
+    for i in range(k):
+        out[1] += o[i] * by_row[i]
+        out[3] += (o[i] * o[i]) * by_row[i] + (2.0 * k3 * o[i]) * m_row[i][1]
+        out[4] += (k3 * o[i]) * m_row[i][0]
     return out
 
 
@@ -326,15 +351,15 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
     is concentrated below the cell size -- a Sersic cusp or a compact source -- its true position and spread
     within the cell differ from that: the cusp was drawn at the cell centre, shifting compact images by up
     to half a cell (2-4 % of the peak in 0.65" seeing at supersampling 3).  The refined cells' own moments
-    (``refined_cell_means(..., moments=True)``) are compared with the implied ones and the differences
-    added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at c-1) for each
-    first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a +-1/4 quartet on
-    the diagonals for the cross moment.  Cells on the grid's edge are left as they are.
+    (``refined_cell_means(..., moments=_MOMENT_DEPTH)``) are compared with the implied ones and the
+    differences added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at
+    c-1) for each first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a
+    +-1/4 quartet on the diagonals for the cross moment.  Cells on the grid's edge are left as they are.
     """
     ny, nx = sb.shape
     inner = (rows >= 1) & (rows <= ny - 2) & (cols >= 1) & (cols <= nx - 2)
     if not inner.all():
-        rows, cols, mom = rows[inner], cols[inner], mom[inner]
+        rows, cols, mom = rows[inner], cols[inner], mom[:, inner]
     if rows.size == 0:
         return
     flat = rows * nx + cols
@@ -345,11 +370,11 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
 
     c0, e, w, n_, s_ = at(0), at(1), at(-1), at(nx), at(-nx)
     cross = at(nx + 1) - at(nx - 1) - at(-nx + 1) + at(-nx - 1)
-    d_mx = mom[:, 0] - (e - w) / 24.0
-    d_my = mom[:, 1] - (n_ - s_) / 24.0
-    d_qxx = mom[:, 2] - c0 / 12.0 - (e - 2.0 * c0 + w) / 360.0
-    d_qyy = mom[:, 3] - c0 / 12.0 - (n_ - 2.0 * c0 + s_) / 360.0
-    d_qxy = mom[:, 4] - cross / 576.0
+    d_mx = mom[0] - (e - w) / 24.0
+    d_my = mom[1] - (n_ - s_) / 24.0
+    d_qxx = mom[2] - c0 / 12.0 - (e - 2.0 * c0 + w) / 360.0
+    d_qyy = mom[3] - c0 / 12.0 - (n_ - 2.0 * c0 + s_) / 360.0
+    d_qxy = mom[4] - cross / 576.0
     half_x, half_y, quarter = 0.5 * d_mx, 0.5 * d_my, 0.25 * d_qxy
     offsets = (1, -1, nx, -nx, 0, nx + 1, -nx - 1, nx - 1, -nx + 1)
     values = (
@@ -481,7 +506,7 @@ def lensed_grid_flux(
         rows = idx // x1.size
         if skip is None:
             means, mom = refined_cell_means(
-                lens, source, x1[cols], y1[rows], h, 1, max_levels, moments=True
+                lens, source, x1[cols], y1[rows], h, 1, max_levels, moments=_MOMENT_DEPTH
             )
             sb.reshape(-1)[idx] = means
             _add_subcell_moments(sb, rows, cols, mom)
