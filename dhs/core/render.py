@@ -259,8 +259,7 @@ def refined_cell_means(
             sub, sub_mom = sub
             mom[:, idx] = _combine_moments(sub.reshape(m, k, k), sub_mom.reshape(5, m, k, k))
         elif moments:
-            sub = sub.reshape(m, k, k)
-            mom[:, idx] = _combine_moments(sub, _smooth_moments(sub))
+            mom[:, idx] = _smooth_split_moments(k) @ sub.reshape(m, k * k).T.astype(np.float64)
         sub = sub.reshape(m, k * k).sum(axis=1)
         sub *= 1.0 / (k * k)
         means[idx] = sub
@@ -312,6 +311,17 @@ def _smooth_moments(sub: np.ndarray) -> np.ndarray:
         d *= (1.0 / 12.0) / n_terms.reshape(shape)
         mom[second] = w * (1.0 / 12.0)
     return mom
+
+
+@functools.lru_cache(maxsize=8)
+def _smooth_split_moments(k: int) -> np.ndarray:
+    """(5, k*k) matrix: moments of a cell split k x k from its sub-cells' means, the sub-cells' own light
+    taken as smooth (_smooth_moments) -- a fixed linear map, built by applying the parallel-axis sums
+    (_combine_moments) to unit sub-cell means."""
+    basis = np.eye(k * k).reshape(k * k, k, k)
+    out = _combine_moments(basis, _smooth_moments(basis))
+    out.setflags(write=False)
+    return out
 
 
 def _combine_moments(sub: np.ndarray, sub_mom: np.ndarray) -> np.ndarray:
