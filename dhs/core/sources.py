@@ -14,7 +14,9 @@ Common interface used by the renderer (duck-typed):
     (surface brightness and refinement flags in one pass; ``cell`` is each ray's isotropic source-plane
     cell size in arcsec, used by sampled images as an anti-aliasing pre-filter width; sources that want
     it set the class attribute ``wants_cell_size = True``); optionally ``refinement_levels_per_step``
-    (1 or 2, default 2: how many 2x2 levels the renderer's adaptive refinement may take at once).
+    (1 or 2, default 2: how many 2x2 levels the renderer's adaptive refinement may take at once) and
+    ``smooth_below_refinement`` (default False: True when the light has no structure below the refined
+    cells, so the renderer need not follow its sub-cell moments down the whole refinement).
 """
 
 from __future__ import annotations
@@ -581,6 +583,9 @@ class InterpolatedSource:
     #: refine one 2x2 level at a time: the criterion (cells <= 1.1 template pixels) covers the whole
     #: template, so the cost is per ray and overshooting it by a level would cost 4x the rays
     refinement_levels_per_step = 1
+    #: the refinement samples the template to <= 1.1 template pixels, below which its bilinear surface is
+    #: smooth: the renderer carries the sub-cell moments of its light one refinement step only
+    smooth_below_refinement = True
 
     def __post_init__(self) -> None:
         tpl = np.asarray(self.template, dtype=np.float64)
@@ -683,7 +688,7 @@ class InterpolatedSource:
 
     # --- pre-filtered levels ---------------------------------------------------------------------
     def _level_stack(self, dtype, k_lo: int, k_hi: int) -> np.ndarray:
-        """(n_levels, 2 NY - 1, 2 NX - 1) pre-filtered templates on the half-pixel grid, levels k_lo..k_hi built.
+        """(n_levels, 2 NY - 1, 2 NX - 1) pre-filtered templates, half-pixel grid; levels k_lo..k_hi built.
 
         Level k holds samples, at the template's pixel centres and half-way between them (index 2i is
         padded pixel i), of the continuous bilinear surface convolved with a Gaussian of _FILTER_SIGMAS[k]
