@@ -404,6 +404,10 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
     differences added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at
     c-1) for each first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a
     +-1/4 quartet on the diagonals for the cross moment.  Cells on the grid's edge are left as they are.
+    (Carrying only the deviation from smooth light keeps the unrefined cells around a refined region
+    consistent with it; matching a lone point's moments exactly instead -- pattern second moment Q + mean/12
+    -- draws points 0.03 % closer to GalSim but puts smooth extended sources 0.3 % of the peak off.  As it
+    is, a point source at supersampling 3 in 0.65" seeing is 0.17 % of the peak too sharp, 0.01 % at 6.)
     """
     ny, nx = sb.shape
     inner = (rows >= 1) & (rows <= ny - 2) & (cols >= 1) & (cols <= nx - 2)
