@@ -148,9 +148,8 @@ def _core_radius(h: float, level: int, max_levels: int) -> float:
 #: 0.0003 pixel (one step, with the sub-cells' light taken as smooth: 0.02 pixel).  Sources whose light is
 #: smooth below the refined cells (``smooth_below_refinement``: templates) carry them one step
 _MOMENT_DEPTH = 3
-#: Gauss-Legendre 2-point offsets in units of the cell side, and times a side h
+#: Gauss-Legendre 2-point offset in units of the cell side
 _GL_UNIT = 1.0 / (2.0 * math.sqrt(3.0))
-_GL = _GL_UNIT
 
 
 def refined_cell_means(
@@ -180,7 +179,7 @@ def refined_cell_means(
     """
     if max_levels is None:
         max_levels = MAX_REFINE_LEVELS
-    g = h * _GL
+    g = h * _GL_UNIT
     n = x.size
     xs = np.empty((n, 4), dtype=x.dtype)
     ys = np.empty((n, 4), dtype=x.dtype)

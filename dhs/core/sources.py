@@ -63,7 +63,7 @@ _CELL_JACOBIAN = 0.5 * math.sqrt(3.0) * np.array([[-1.0, -1.0], [1.0, -1.0], [-1
 _CELL_BEND = np.array([1.0, -1.0, -1.0, 1.0])
 _UNIT_CORNERS = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
 #: Gaussian widths (template pixels) of the pre-filtered template levels; intermediate widths blend the
-#: two neighbouring levels linearly (level 0 is the unfiltered template).  Dense where the renderer works
+#: two neighbouring levels linearly in variance (level 0 is the unfiltered template).  Dense where the renderer works
 #: (cells of <= 1.1 template pixels want sigma <= 0.39): a blend of two Gaussians is close to the Gaussian
 #: in between only when their widths are close, and a blend with the unfiltered level barely filters.
 _FILTER_SIGMAS = (0.0, 0.25, 0.35, 0.5, 0.6, 0.7071, 0.85, 1.0, 1.4142, 2.0)
@@ -565,7 +565,7 @@ class InterpolatedSource:
     compact templates).  When a cell size h is given (``evaluate``), the template's continuous bilinear
     surface is sampled after smoothing by a unit-sum Gaussian of sigma = 0.35 h (close to the variance of
     the cell's box, h / sqrt(12), which the renderer divides out; pre-filtered levels on a half-pixel
-    grid, blended linearly in sigma), so every grid of rays integrates real galaxy templates' flux to
+    grid, blended linearly in variance), so every grid of rays integrates real galaxy templates' flux to
     ~0.1 % (compact or noise-like templates to ~0.2 %).  ``surface_brightness`` without a cell size
     samples the unfiltered surface.
     """
@@ -712,21 +712,16 @@ class InterpolatedSource:
         return stack
 
     def _fine_level(self, k: int) -> np.ndarray:
-        """Level k of _level_stack in float64 (cached)."""
-        built = self._levels.setdefault("float64 levels", {})
-        level = built.get(k)
-        if level is None:
-            taps = _hat_gaussian_taps(_FILTER_SIGMAS[k])
-            ny, nx = self._padded.shape
-            # separable: zero-insert to the half-pixel grid along one axis, correlate with the taps
-            rows = np.zeros((2 * ny - 1, nx), dtype=np.float64)
-            rows[::2] = self._padded
-            rows = ndimage.correlate1d(rows, taps, axis=0, mode="constant")
-            level = np.zeros((2 * ny - 1, 2 * nx - 1), dtype=np.float64)
-            level[:, ::2] = rows
-            level = ndimage.correlate1d(level, taps, axis=1, mode="constant")
-            built[k] = level
-        return level
+        """Level k of _level_stack, computed in float64."""
+        taps = _hat_gaussian_taps(_FILTER_SIGMAS[k])
+        ny, nx = self._padded.shape
+        # separable: zero-insert to the half-pixel grid along one axis, correlate with the taps
+        rows = np.zeros((2 * ny - 1, nx), dtype=np.float64)
+        rows[::2] = self._padded
+        rows = ndimage.correlate1d(rows, taps, axis=0, mode="constant")
+        level = np.zeros((2 * ny - 1, 2 * nx - 1), dtype=np.float64)
+        level[:, ::2] = rows
+        return ndimage.correlate1d(level, taps, axis=1, mode="constant")
 
     @staticmethod
     def _level_position(sigma_pix: np.ndarray | float):
@@ -750,9 +745,9 @@ class InterpolatedSource:
         ``cell``: source-plane size (arcsec) of the cell each position stands for, scalar or one per
         position; the template is then smoothed by a Gaussian of sigma 0.35 * cell (anti-aliasing).
         None samples the unfiltered bilinear surface.  ``core_radius`` is accepted for interface
-        compatibility and ignored (templates have no cusp).  Only rays landing on the template are
-        interpolated (the others are zero); so are positions where the boolean mask ``skip`` (broadcast
-        like bx, by) is True, whose values the caller does not need.
+        compatibility and ignored (templates have no cusp).  Rays off the template, and positions where
+        the boolean mask ``skip`` (broadcast like bx, by) is True -- values the caller does not need --
+        are returned as zero without interpolating.
         """
         bx = np.asarray(bx)
         by = np.asarray(by)
