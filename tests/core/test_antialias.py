@@ -115,11 +115,11 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
     """The pre-filter taps against a direct numerical convolution (scipy quad) of hat and Gaussian."""
     from scipy import integrate, stats
 
-    from dhs.core.sources import _hat_gaussian_taps
+    from dhs.core.sources import _LEVEL_STEPS, _hat_gaussian_taps
 
     taps = _hat_gaussian_taps(sigma)
     m = (taps.size - 1) // 2
-    x = np.arange(-m, m + 1) / 2.0
+    x = np.arange(-m, m + 1) / _LEVEL_STEPS
     if sigma == 0.0:
         direct = np.maximum(0.0, 1.0 - np.abs(x))
     else:
@@ -130,9 +130,9 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
             ]
         )
     np.testing.assert_allclose(taps, direct, rtol=1e-4, atol=1e-7)  # (renormalised: tails beyond 4 sigma)
-    # a partition of unity at both phases of the half-pixel grid: no flux gained or lost
-    assert taps[::2].sum() == pytest.approx(1.0, abs=1e-12)
-    assert taps[1::2].sum() == pytest.approx(1.0, abs=1e-12)
+    # a partition of unity at every phase of the level grid: no flux gained or lost
+    for phase in range(_LEVEL_STEPS):
+        assert taps[phase::_LEVEL_STEPS].sum() == pytest.approx(1.0, abs=1e-12)
 
 
 def _brute_force_lensed_flux(lens, src, size=64, pixscale=0.262, factor=24):
@@ -166,3 +166,27 @@ def test_lensed_compact_template_flux_converges_to_a_brute_force_sum():
     print(f"lensed compact template: flux error {err}")
     assert abs(err[3]) <= 0.004
     assert abs(err[6]) <= 0.0015
+
+
+@pytest.mark.parametrize("sigma", [0.85, 1.0, 1.2])
+def test_unlensed_flux_of_compact_templates_coarser_than_the_cells(sigma):
+    """Templates whose (scaled) pixels are larger than the renderer's cells, holding a Gaussian of
+    ``sigma`` template pixels (FWHM 2-2.8 pixels: just Nyquist-sampled).  The cells then sample the
+    pre-filtered levels between their grid points, and bilinear interpolation on a half-pixel level grid
+    added replicas of the surface's kinks that those cells aliased: up to 0.9 / 0.6 / 0.4 % off.  On a
+    quarter-pixel grid: <= 0.34 %."""
+    yy, xx = np.mgrid[:17, :17] - 8.0
+    rng = np.random.default_rng(21)
+    worst = 0.0
+    for pixscale in (0.06, 0.08, 0.1, 0.13, 0.17, 0.2, 0.262, 0.35):
+        for _ in range(6):
+            dx, dy = rng.uniform(-0.5, 0.5, 2)
+            tpl = np.exp(-((xx - dx) ** 2 + (yy - dy) ** 2) / (2 * sigma**2))
+            x, y = rng.uniform(-0.2, 0.2, 2)
+            src = InterpolatedSource(tpl, pixscale, 5.0, x=x, y=y, angle=rng.uniform(-3, 3))
+            for ss in (2, 3, 4):
+                off = tuple(rng.uniform(-0.5, 0.5, 2))
+                img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=1.0, size=64, supersample=ss, offset_pix=off)
+                worst = max(worst, abs(img.sum() / 5.0 - 1.0))
+    print(f"sigma {sigma}: worst unlensed flux error {worst:.5f}")
+    assert worst <= 0.005
