@@ -71,8 +71,9 @@ _FILTER_VARIANCES = np.square(_FILTER_SIGMAS)
 #: samples per template pixel (per axis) of the pre-filtered levels.  Bilinear interpolation on the level
 #: grid adds spectral replicas at multiples of this many times the template's sampling frequency, which
 #: cells smaller than a template pixel alias back onto the flux: on a half-pixel grid (2) a compact template
-#: (Gaussian, sigma 0.7 template pixels of 0.1") summed to 2.2 % off on the renderer's cells; on a
-#: quarter-pixel grid the replicas fall where the filtered surface is ~1e-4 of its peak (0.07 %)
+#: (Gaussian, sigma 0.7 template pixels of 0.1") summed to 2.2 % off on the renderer's cells, on a
+#: quarter-pixel grid 0.3 % (the filtered surface evaluated exactly: 0.07 %).  Finer grids cost S^2 memory
+#: and build time per template.
 _LEVEL_STEPS = 4
 
 
@@ -118,8 +119,7 @@ def _upsample_filter(a: np.ndarray, taps: np.ndarray, steps: int, axis: int, out
     shape[axis] = steps * (n - 1) + 1
     if out is None:
         out = np.empty(shape, dtype=np.float64)
-    result = out
-    out = np.moveaxis(out, axis, 0)
+    fine = np.moveaxis(out, axis, 0)  # a view: filling it fills ``out``
     for q in range(steps):
         # fine index steps i + q + k (k = -m..m) is coarse sample i + j when k = steps j - q: the taps of
         # this phase, as a centred odd-length filter over j = -reach..reach
@@ -130,9 +130,9 @@ def _upsample_filter(a: np.ndarray, taps: np.ndarray, steps: int, axis: int, out
             if -m <= k <= m:
                 sub[j + reach] = taps[k + m]
         phase = ndimage.correlate1d(a, sub, axis=axis, mode="constant")
-        count = out[q::steps].shape[0]
-        out[q::steps] = np.moveaxis(phase, axis, 0)[:count]
-    return result
+        count = fine[q::steps].shape[0]
+        fine[q::steps] = np.moveaxis(phase, axis, 0)[:count]
+    return out
 
 
 def sersic_b_n(n: float) -> float:
@@ -606,8 +606,8 @@ class InterpolatedSource:
     the cell's box, h / sqrt(12), which the renderer divides out; pre-filtered levels on a quarter-pixel
     grid, blended linearly in variance), so every grid of rays integrates real galaxy templates' flux to
     ~0.1 % (compact or noise-like templates to ~0.2 %; Nyquist-sampled Gaussians of sigma >= 0.85 pixel
-    coarser than the cells to ~0.35 %; undersampled ones, FWHM ~1 pixel, only to ~1 %).  ``surface_brightness`` without a cell size
-    samples the unfiltered surface.
+    coarser than the cells to ~0.35 %; undersampled ones, FWHM ~1 pixel, only to ~1 %).
+    ``surface_brightness`` without a cell size samples the unfiltered surface.
     """
 
     template: np.ndarray
@@ -733,10 +733,10 @@ class InterpolatedSource:
         Level k holds samples, on a grid S = _LEVEL_STEPS times finer than the template's pixels (index
         S i is padded pixel i), of the continuous bilinear surface convolved with a Gaussian of
         _FILTER_SIGMAS[k] template pixels; bilinear interpolation on that finer grid reproduces it closely
-        (exactly for level 0).  Filtering the pixel values instead would not do: such a filter's transfer function is
-        periodic in the template's sampling frequency, so it passes the bilinear surface's spectral
-        replicas around multiples of that frequency, which is where rays spaced ~1-1.5 template pixels
-        alias (the summed flux of compact templates was off by up to 3 %).  Levels are built on first
+        (exactly for level 0).  Filtering the pixel values instead would not do: such a filter's transfer
+        function is periodic in the template's sampling frequency, so it passes the bilinear surface's
+        spectral replicas around multiples of that frequency, which is where rays spaced ~1-1.5 template
+        pixels alias (the summed flux of compact templates was off by up to 3 %).  Levels are built on first
         use (the renderer's cells need only the first few) and shared by with_flux copies.
         """
         key = np.dtype(dtype).name

@@ -135,6 +135,30 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
         assert taps[phase::_LEVEL_STEPS].sum() == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.35, 2.0])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_level_build_per_phase_equals_correlating_the_zero_inserted_template(sigma, axis):
+    """_upsample_filter (per output phase, skipping the inserted zeros) against the direct definition:
+    insert _LEVEL_STEPS - 1 zeros between samples along ``axis`` and correlate with the taps."""
+    from scipy import ndimage
+
+    from dhs.core.sources import _LEVEL_STEPS, _hat_gaussian_taps, _upsample_filter
+
+    a = np.random.default_rng(4).normal(size=(13, 9))
+    taps = _hat_gaussian_taps(sigma)
+    shape = list(a.shape)
+    shape[axis] = _LEVEL_STEPS * (a.shape[axis] - 1) + 1
+    inserted = np.zeros(shape)
+    every = [slice(None), slice(None)]
+    every[axis] = slice(None, None, _LEVEL_STEPS)
+    inserted[tuple(every)] = a
+    direct = ndimage.correlate1d(inserted, taps, axis=axis, mode="constant")
+    np.testing.assert_allclose(_upsample_filter(a, taps, _LEVEL_STEPS, axis), direct, rtol=0, atol=1e-14)
+    out32 = np.empty(shape, dtype=np.float32)
+    assert _upsample_filter(a, taps, _LEVEL_STEPS, axis, out=out32) is out32
+    np.testing.assert_allclose(out32, direct, rtol=1e-6, atol=1e-6)
+
+
 def _brute_force_lensed_flux(lens, src, size=64, pixscale=0.262, factor=24):
     """Lensed flux in a lens-centred stamp by point-sampling the unfiltered template on a grid factor x finer
     than the pixels (independent of the renderer's cells, refinement and pre-filter)."""
@@ -186,7 +210,9 @@ def test_unlensed_flux_of_compact_templates_coarser_than_the_cells(sigma):
             src = InterpolatedSource(tpl, pixscale, 5.0, x=x, y=y, angle=rng.uniform(-3, 3))
             for ss in (2, 3, 4):
                 off = tuple(rng.uniform(-0.5, 0.5, 2))
-                img = render_arc(SIELens(0.0), src, psf_fwhm_arcsec=1.0, size=64, supersample=ss, offset_pix=off)
+                img = render_arc(
+                    SIELens(0.0), src, psf_fwhm_arcsec=1.0, size=64, supersample=ss, offset_pix=off
+                )
                 worst = max(worst, abs(img.sum() / 5.0 - 1.0))
     print(f"sigma {sigma}: worst unlensed flux error {worst:.5f}")
     assert worst <= 0.005
