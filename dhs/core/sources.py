@@ -72,7 +72,7 @@ _FILTER_VARIANCES = np.square(_FILTER_SIGMAS)
 #: grid adds spectral replicas at multiples of this many times the template's sampling frequency, which
 #: cells smaller than a template pixel alias back onto the flux: on a half-pixel grid (2) a compact template
 #: (Gaussian, sigma 0.7 template pixels of 0.1") summed to 2.2 % off on the renderer's cells, on a
-#: quarter-pixel grid 0.3 % (the filtered surface evaluated exactly: 0.07 %).  Finer grids cost S^2 memory
+#: quarter-pixel grid 0.3 % (the filtered surface evaluated exactly: 0.07-0.35 %).  Finer grids cost S^2 memory
 #: and build time per template.
 _LEVEL_STEPS = 4
 
