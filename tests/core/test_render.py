@@ -15,6 +15,7 @@ from lenstronomy.LightModel.light_model import LightModel
 from dhs.core import InterpolatedSource, SersicSource, SIELens, render_arc, render_lensed_bands
 
 from ._reference import lens_kwargs, lenstronomy_sersic_kwargs, reference_image
+from ._templates import sharp_templates
 
 SIZE = 40
 
@@ -70,8 +71,9 @@ def _cosmos_templates(shared_data, n=4):
     return imgs[:n]
 
 
-def _interpol_reference(lens, src, fwhm, beta):
-    """lenstronomy INTERPOL reference for an InterpolatedSource (template given as surface brightness)."""
+def _interpol_reference(lens, src, fwhm, beta, ss=16):
+    """lenstronomy INTERPOL reference for an InterpolatedSource (template given as surface brightness),
+    point-sampled ``ss`` times finer than the pixels."""
     pix = src.template_pixscale * src.scale
     kw = [
         {
@@ -84,7 +86,7 @@ def _interpol_reference(lens, src, fwhm, beta):
         }
     ]
     kl = lens_kwargs(lens.theta_e, lens.e1, lens.e2, lens.gamma1, lens.gamma2) if lens.theta_e > 0 else None
-    return reference_image(kl, LightModel(["INTERPOL"]), kw, fwhm, beta, size=SIZE, ss=16)
+    return reference_image(kl, LightModel(["INTERPOL"]), kw, fwhm, beta, size=SIZE, ss=ss)
 
 
 def _worst_interpol_error_in_best_seeing(templates, scales, rng) -> float:
@@ -362,3 +364,25 @@ def test_compact_synthetic_templates_in_best_seeing_match_lenstronomy_interpol(n
     worst = _worst_interpol_error_in_best_seeing([tpl], (0.5, 1.0, 2.0), np.random.default_rng(1))
     print(f"{name}: worst |diff| / peak {worst:.4f}")
     assert worst <= 0.01
+
+
+@pytest.mark.parametrize("name", ["single_pixel", "gauss0.7"])
+def test_templates_sharper_than_their_pixels_match_lenstronomy_interpol(name):
+    """Light in one pixel, or a Gaussian of sigma 0.7 pixel, at template pixels of 0.06-0.15" (0.7-1.7
+    renderer cells), unlensed and lensed, in 0.65" seeing, against INTERPOL point-sampled 32x (fine enough
+    for such pixels): within 0.5 % of the peak and 0.3 % in flux.  Before compact templates were refined to
+    quarter-pixel cells: 6.1 % and 2.3 % of the peak."""
+    tpl = sharp_templates()[name]
+    rng = np.random.default_rng(4)
+    for k in range(6):
+        if k == 0:
+            lens = SIELens(0.0)
+        else:
+            lens = SIELens(rng.uniform(0.8, 1.6), *rng.uniform(-0.2, 0.2, 2), 0.03, -0.02)
+        pix = rng.uniform(0.06, 0.15)
+        x, y = rng.uniform(-0.3, 0.3, 2)
+        src = InterpolatedSource(tpl, pix, 20.0, x=x, y=y, angle=rng.uniform(0, 2 * np.pi))
+        ref = _interpol_reference(lens, src, 0.65, 3.0, ss=32)
+        img = render_arc(lens, src, psf_fwhm_arcsec=0.65, psf_beta=3.0, size=SIZE)
+        assert np.abs(img - ref).max() <= 0.005 * ref.max(), (lens, pix, np.abs(img - ref).max() / ref.max())
+        assert img.sum() == pytest.approx(ref.sum(), rel=0.003), (lens, pix)
