@@ -5,7 +5,8 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
 1. Sub-pixel cells covering the stamp, aligned so that the lens centre (row = size//2 + offset_pix[1],
    col = size//2 + offset_pix[0]) is a cell centre, are ray-shot to the source plane (SIE + shear).
 2. The source surface brightness is evaluated at the cell centres and turned into cell means with a
-   second-order (Laplacian) correction; cells where that is not accurate enough (compact sources,
+   second-order (Laplacian) correction (interpolated templates, pre-filtered by the cell size, give cell
+   means directly); cells where that is not accurate enough (compact sources,
    Sersic cusps, cells stretched by the lens near its centre) are integrated adaptively with nested
    2x2 Gauss-Legendre cells; at the finest level, the cells at a Sersic centre (singular for n != 0.5)
    are integrated exactly in polar coordinates about it (SersicSource.integrate_centre_cells).
@@ -552,7 +553,10 @@ def lensed_grid_flux(
     if skip is not None:
         grown &= ~skip
     idx = np.flatnonzero(grown)
-    _add_laplacian_correction(sb)
+    if not getattr(source, "wants_cell_size", False):
+        # (a source that pre-filters by the cell size returns cell means already: correcting its samples
+        # as well would blur them by the cell's box twice)
+        _add_laplacian_correction(sb)
     if idx.size:
         cols = idx % x1.size
         rows = idx // x1.size
