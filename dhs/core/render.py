@@ -220,9 +220,13 @@ def refined_cell_means(
     np.sqrt(h_src, out=h_src)
     cell = None
     if getattr(source, "wants_cell_size", False):
-        # isotropic size of the cell's source-plane image (square root of its area), for anti-aliasing
+        # anti-aliasing pre-filter: the area each of the cell's 2x2 points stands for, a quarter of the cell
+        # (isotropic size: the square root of its source-plane area; the points' own parallelogram has a
+        # third of the cell's area).  The points integrate the cell's box themselves, so a filter sized to
+        # the whole cell blurred refined cells by their box a second time: templates refined near the
+        # critical curve came out up to 0.9 % of the peak low in 0.8" seeing (now 0.2 %)
         area_src = np.abs(dx1 * dy2 - dy1 * dx2)
-        cell = np.sqrt(3.0 * area_src.astype(np.float64))[:, None]
+        cell = 0.5 * np.sqrt(3.0 * area_src.astype(np.float64))[:, None]
     # (per-cell sizes as an (n, 1) column: they broadcast against the cell's four points)
     sb, flags = source.evaluate(
         bx, by, h_src[:, None], GL_TOL, _core_radius(h, level, max_levels), area=h * h, cell=cell

@@ -412,3 +412,30 @@ def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
         assert img.sum() == pytest.approx(ref.sum(), rel=0.003), (lens, src.template_pixscale)
     print(f"sigma {sigma}: worst |diff| / peak {worst:.4f}")
     assert worst <= 0.006
+
+
+def test_templates_refined_near_the_critical_curve_match_lenstronomy_interpol():
+    """A compact template (elliptical Gaussian, sigma 1.6 x 1.3 pixels) with pixels just finer than the
+    renderer's cells (0.05-0.078"), so that the cells are refined, in quad-like configurations, 0.8" seeing,
+    against INTERPOL point-sampled 24x: within 0.4 % of the peak.  When each refined cell's 2x2 points were
+    pre-filtered at the whole cell's size (they integrate the cell's box themselves) the images near the
+    critical curve, where the isotropic filter is stretched tangentially, came out up to 0.87 % low."""
+    yy, xx = np.mgrid[:25, :25] - 12.0
+    tpl = np.exp(-(xx**2 + (yy / 0.8) ** 2) / (2 * 1.6**2))
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        theta_e = rng.uniform(1.0, 1.6)
+        lens = SIELens(theta_e, *rng.uniform(-0.2, 0.2, 2), *rng.uniform(-0.04, 0.04, 2))
+        r, a = rng.uniform(0.1, 0.3) * theta_e, rng.uniform(0, 2 * np.pi)
+        src = InterpolatedSource(
+            tpl,
+            rng.uniform(0.05, 0.078),
+            20.0,
+            x=r * np.cos(a),
+            y=r * np.sin(a),
+            angle=rng.uniform(0, 2 * np.pi),
+        )
+        ref = _interpol_reference(lens, src, 0.8, 4.0, ss=24)
+        img = render_arc(lens, src, psf_fwhm_arcsec=0.8, psf_beta=4.0, size=SIZE)
+        assert np.abs(img - ref).max() <= 0.004 * ref.max(), (lens, src, np.abs(img - ref).max() / ref.max())
+        assert img.sum() == pytest.approx(ref.sum(), rel=0.003)
