@@ -11,9 +11,10 @@ Common interface used by the renderer (duck-typed):
     ``min_scale`` (arcsec; smallest length on which the profile changes, for sampling decisions),
     ``non_negative`` (True when the surface brightness is >= 0 everywhere, so its images are too),
     ``needs_refinement(bx, by, h, tol, area)`` and ``evaluate(bx, by, h, tol, core_radius, area, cell)``
-    (surface brightness and refinement flags in one pass; ``cell`` is each ray's isotropic source-plane
-    cell size in arcsec, used by sampled images as an anti-aliasing pre-filter width; sources that want
-    it set the class attribute ``wants_cell_size = True``); optionally ``refinement_levels_per_step``
+    (surface brightness and refinement flags in one pass; ``cell`` is the isotropic source-plane size in
+    arcsec of the area each ray stands for, used by sampled images as an anti-aliasing pre-filter width;
+    sources that want it set the class attribute ``wants_cell_size = True``, and their values are then
+    taken as means over that area, not point samples); optionally ``refinement_levels_per_step``
     (1 or 2, default 2: how many 2x2 levels the renderer's adaptive refinement may take at once) and
     ``smooth_below_refinement`` (default False: True when the light has no structure below the refined
     cells, so the renderer need not follow its sub-cell moments down the whole refinement).
