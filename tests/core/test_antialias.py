@@ -206,8 +206,8 @@ def test_unlensed_flux_of_compact_templates_coarser_than_the_cells(sigma):
     ``sigma`` template pixels (FWHM 2-3.5 pixels: just Nyquist-sampled).  The cells then sample the
     pre-filtered levels between their grid points, and bilinear interpolation on a half-pixel level grid
     added replicas of the surface's kinks that those cells aliased: up to 0.9 / 0.6 / 0.4 % off.  On a
-    quarter-pixel grid: <= 0.34 %; sigma <= 1.2 now counts as compact (refined to quarter-pixel cells):
-    <= 0.08 %, and sigma 1.5, which does not, 0.19 %."""
+    quarter-pixel grid: <= 0.34 %.  Since sigma 0.85 and 1.0 count as compact (refined to quarter-pixel
+    cells; sigma 1.2 only when centred near a pixel, sigma 1.5 never): 0.034 / 0.017 / 0.08 / 0.19 %."""
     yy, xx = np.mgrid[:17, :17] - 8.0
     rng = np.random.default_rng(21)
     worst = 0.0
@@ -226,8 +226,9 @@ def test_unlensed_flux_of_compact_templates_coarser_than_the_cells(sigma):
 def test_unlensed_flux_of_templates_sharper_than_their_pixels(name):
     """Light in one or a few template pixels, at template pixels of 0.2 to 8 renderer cells (0.017-0.7").
     The Gaussian pre-filter (sigma 0.35 cell) alone does not damp such a template's spectrum at the cell
-    grid's frequencies: a single bright pixel summed up to 4.5 % off (pixels of ~2.5 cells), a Gaussian of
-    sigma 0.7 pixel 0.9 %.  Compact templates are refined to quarter-pixel cells: <= 0.2 %."""
+    grid's frequencies: a single bright pixel summed up to 4.5 % off (pixels of ~2.5 cells; 2.6 % with these
+    draws), a Gaussian of sigma 0.5 pixel 1.3 %.  Compact templates are refined to quarter-pixel cells:
+    <= 0.03 % here."""
     tpl = sharp_templates()[name]
     rng = np.random.default_rng(17)
     h = 0.262 / DEFAULT_SUPERSAMPLE
