@@ -12,7 +12,7 @@ from astropy.io import fits
 
 from dhs.core import DEFAULT_SUPERSAMPLE, InterpolatedSource, SIELens, render_arc
 
-from ._templates import sharp_templates
+from ._templates import lensed_template_case, sharp_templates
 
 SCALES = (0.5, 0.7, 1.0, 1.3, 1.6, 2.0)
 SUPERSAMPLES = tuple(range(2, 13))
@@ -252,17 +252,7 @@ def test_lensed_flux_of_templates_sharper_than_their_pixels_matches_a_brute_forc
     tpl = sharp_templates()[name]
     rng = np.random.default_rng(2)
     for _ in range(6):
-        theta_e = rng.uniform(0.8, 1.6)
-        lens = SIELens(theta_e, *rng.uniform(-0.2, 0.2, 2), *rng.uniform(-0.05, 0.05, 2))
-        r, a = rng.uniform(0.0, 0.3) * theta_e, rng.uniform(0.0, 2 * np.pi)
-        src = InterpolatedSource(
-            tpl,
-            rng.uniform(0.05, 0.15),
-            5.0,
-            x=r * np.cos(a),
-            y=r * np.sin(a),
-            angle=rng.uniform(0, 2 * np.pi),
-        )
+        lens, src = lensed_template_case(rng, tpl, (0.05, 0.15))
         truth = _brute_force_lensed_flux(lens, src)
         flux = render_arc(lens, src, psf_fwhm_arcsec=1.0, size=64).sum()
         assert flux == pytest.approx(truth, rel=0.003), (lens, src.template_pixscale)

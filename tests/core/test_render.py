@@ -15,7 +15,7 @@ from lenstronomy.LightModel.light_model import LightModel
 from dhs.core import InterpolatedSource, SersicSource, SIELens, render_arc, render_lensed_bands
 
 from ._reference import lens_kwargs, lenstronomy_sersic_kwargs, reference_image
-from ._templates import sharp_templates
+from ._templates import lensed_template_case, sharp_templates
 
 SIZE = 40
 
@@ -424,16 +424,8 @@ def test_templates_refined_near_the_critical_curve_match_lenstronomy_interpol():
     tpl = np.exp(-(xx**2 + (yy / 0.8) ** 2) / (2 * 1.6**2))
     rng = np.random.default_rng(3)
     for _ in range(6):
-        theta_e = rng.uniform(1.0, 1.6)
-        lens = SIELens(theta_e, *rng.uniform(-0.2, 0.2, 2), *rng.uniform(-0.04, 0.04, 2))
-        r, a = rng.uniform(0.1, 0.3) * theta_e, rng.uniform(0, 2 * np.pi)
-        src = InterpolatedSource(
-            tpl,
-            rng.uniform(0.05, 0.078),
-            20.0,
-            x=r * np.cos(a),
-            y=r * np.sin(a),
-            angle=rng.uniform(0, 2 * np.pi),
+        lens, src = lensed_template_case(
+            rng, tpl, (0.05, 0.078), theta_e=(1.0, 1.6), shear=0.04, offset=(0.1, 0.3), flux=20.0
         )
         ref = _interpol_reference(lens, src, 0.8, 4.0, ss=24)
         img = render_arc(lens, src, psf_fwhm_arcsec=0.8, psf_beta=4.0, size=SIZE)
