@@ -45,7 +45,7 @@ class Stage4aConfig(StrictModel):
     parameter_source: Literal["grid", "priors"] = "grid"
     """``grid``: θE, dmag, reff, e, shear from the named grid; ``priors``: every parameter from the priors."""
     grid: str = "grid_small"
-    """Grid name (``configs/grids/<name>.yaml``) or path to a user grid YAML."""
+    """Grid name (``dhs/grids/<name>.yaml``) or path to a user grid YAML."""
     grids_dir: str | None = None
     """Extra folder searched first for ``<grid>.yaml``."""
     replicates: int = Field(default=1, ge=1, le=10_000)

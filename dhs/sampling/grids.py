@@ -1,6 +1,6 @@
 """Named injection grids: the Cartesian product of lens/source parameter values.
 
-A grid is a YAML file (``configs/grids/<name>.yaml``) with one list of values per axis::
+A grid is a YAML file (``dhs/grids/<name>.yaml``) with one list of values per axis::
 
     name: grid_small
     theta_e_arcsec: [0.3, 0.6, 1.0]     # SIE Einstein radius (arcsec)
@@ -17,6 +17,7 @@ Angles (lens/source/shear position angles) are not grid axes: they come from the
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import math
 import os
@@ -157,19 +158,19 @@ def grid_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Grid:
     return Grid(name=name, axes=axes, source=source)
 
 
-def default_grids_dir() -> Path:
-    """The repository's ``configs/grids`` folder (next to the ``dhs`` package)."""
-    return Path(__file__).resolve().parents[2] / "configs" / "grids"
+def packaged_grids_dir() -> Path:
+    """The named grids shipped inside the ``dhs`` package (``dhs/grids/*.yaml``, package data)."""
+    return Path(str(importlib.resources.files("dhs") / "grids"))
 
 
 def grid_search_dirs(extra_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Folders searched for ``<name>.yaml``: ``extra_dir``, ``$DHS_GRIDS_DIR``, ``./configs/grids``, the repo's."""
+    """Folders searched for ``<name>.yaml``, first match wins: ``extra_dir``, ``$DHS_GRIDS_DIR``, the package's."""
     dirs: list[Path] = []
     if extra_dir:
         dirs.append(Path(extra_dir))
     if os.environ.get("DHS_GRIDS_DIR"):
         dirs.append(Path(os.environ["DHS_GRIDS_DIR"]))
-    dirs += [Path.cwd() / "configs" / "grids", default_grids_dir()]
+    dirs.append(packaged_grids_dir())
     return dirs
 
 
@@ -190,7 +191,7 @@ def resolve_grid_path(name_or_path: str, grids_dir: str | os.PathLike[str] | Non
 
 
 def load_grid(name_or_path: str, grids_dir: str | os.PathLike[str] | None = None) -> Grid:
-    """Load a named grid (``configs/grids/<name>.yaml``) or a user grid YAML file."""
+    """Load a named grid (``dhs/grids/<name>.yaml``) or a user grid YAML file."""
     path = resolve_grid_path(name_or_path, grids_dir)
     try:
         data = yaml.safe_load(path.read_text())
