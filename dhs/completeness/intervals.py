@@ -1,21 +1,23 @@
 """Binomial confidence intervals for completeness and false-positive rates (vectorised).
 
 Both intervals are two-sided, equal-tailed at confidence level ``cl`` (e.g. 0.68 or 0.95) and defined for
-integer counts ``0 <= k <= n``. Where ``n == 0`` there is no information and the bounds are NaN.
+integer counts ``0 <= k <= n``; they are computed by :func:`astropy.stats.binom_conf_interval`. Where
+``n == 0`` there is no information and the bounds are NaN.
 
 - Wilson score interval (Wilson 1927): the set of p whose score test does not reject at level ``1 - cl``;
   identical to ``statsmodels.stats.proportion.proportion_confint(method="wilson")``.
 - Jeffreys interval: equal-tailed quantiles of the Beta(k + 1/2, n - k + 1/2) posterior under the
-  Beta(1/2, 1/2) prior. With ``boundary_fix=True`` (the default, Brown, Cai & DasGupta 2001, Stat. Sci.
-  16, 101) the lower bound is 0 when k = 0 and the upper bound is 1 when k = n; with ``False`` the plain
-  Beta quantiles are returned (what statsmodels' ``method="jeffreys"`` gives).
+  Beta(1/2, 1/2) prior. With ``boundary_fix=True`` (the default, and astropy's definition; Brown, Cai &
+  DasGupta 2001, Stat. Sci. 16, 101) the lower bound is 0 when k = 0 and the upper bound is 1 when k = n;
+  with ``False`` the plain Beta quantiles are returned (what statsmodels' ``method="jeffreys"`` gives).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from astropy.stats import binom_conf_interval
 from numpy.typing import ArrayLike
-from scipy import special, stats
+from scipy import stats
 
 __all__ = ["INTERVAL_METHODS", "binomial_interval", "jeffreys_interval", "wilson_interval"]
 
@@ -39,6 +41,17 @@ def _check(k: ArrayLike, n: ArrayLike, cl: float) -> tuple[np.ndarray, np.ndarra
     return k_arr, n_arr
 
 
+def _astropy_interval(k: ArrayLike, n: ArrayLike, cl: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """astropy's interval; empty bins (n = 0), which astropy refuses, give NaN."""
+    k_arr, n_arr = _check(k, n, cl)
+    empty = n_arr == 0
+    lo, hi = binom_conf_interval(k_arr.astype(np.int64).ravel(), np.where(empty, 1, n_arr).astype(np.int64).ravel(),
+                                 confidence_level=float(cl), interval=method)
+    lo = np.where(empty, np.nan, lo.reshape(k_arr.shape))
+    hi = np.where(empty, np.nan, hi.reshape(k_arr.shape))
+    return lo, hi
+
+
 def wilson_interval(k: ArrayLike, n: ArrayLike, cl: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for k successes in n trials.
 
@@ -51,20 +64,11 @@ def wilson_interval(k: ArrayLike, n: ArrayLike, cl: float = 0.95) -> tuple[np.nd
     -------
     (lo, hi) : float64 arrays of the broadcast shape, fractions in [0, 1]; NaN where n == 0.
     """
-    k_arr, n_arr = _check(k, n, cl)
-    z = special.ndtri(0.5 + 0.5 * float(cl))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k_arr / n_arr
-        denom = 1.0 + z * z / n_arr
-        centre = (p + z * z / (2.0 * n_arr)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / n_arr + z * z / (4.0 * n_arr * n_arr)) / denom
-        lo = np.clip(centre - half, 0.0, 1.0)
-        hi = np.clip(centre + half, 0.0, 1.0)
-    # exact endpoints at the boundaries (the formula gives them up to rounding)
-    lo = np.where(k_arr == 0, 0.0, lo)
-    hi = np.where(k_arr == n_arr, 1.0, hi)
-    empty = n_arr == 0
-    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
+    lo, hi = _astropy_interval(k, n, cl, "wilson")
+    k_arr, n_arr = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
+    # exact endpoints at the boundaries (the formula gives them up to rounding); empty bins stay NaN
+    filled = n_arr > 0
+    return np.where(filled & (k_arr == 0), 0.0, lo), np.where(filled & (k_arr == n_arr), 1.0, hi)
 
 
 def jeffreys_interval(
@@ -76,22 +80,22 @@ def jeffreys_interval(
     ----------
     k, n : array-like of non-negative integers (broadcast together), k <= n.
     cl : two-sided confidence level in (0, 1).
-    boundary_fix : set lo = 0 at k = 0 and hi = 1 at k = n (Brown, Cai & DasGupta 2001).
+    boundary_fix : set lo = 0 at k = 0 and hi = 1 at k = n (Brown, Cai & DasGupta 2001), as astropy does;
+        False gives the plain Beta quantiles.
 
     Returns
     -------
     (lo, hi) : float64 arrays, fractions in [0, 1]; NaN where n == 0.
     """
+    lo, hi = _astropy_interval(k, n, cl, "jeffreys")
+    if boundary_fix:
+        return lo, hi
     k_arr, n_arr = _check(k, n, cl)
     alpha2 = 0.5 * (1.0 - float(cl))
+    with np.errstate(invalid="ignore"):
+        lo = np.where(k_arr == 0, stats.beta.ppf(alpha2, k_arr + 0.5, n_arr - k_arr + 0.5), lo)
+        hi = np.where(k_arr == n_arr, stats.beta.isf(alpha2, k_arr + 0.5, n_arr - k_arr + 0.5), hi)
     empty = n_arr == 0
-    a = k_arr + 0.5
-    b = np.where(empty, 1.0, n_arr - k_arr + 0.5)
-    lo = stats.beta.ppf(alpha2, a, b)
-    hi = stats.beta.isf(alpha2, a, b)
-    if boundary_fix:
-        lo = np.where(k_arr == 0, 0.0, lo)
-        hi = np.where(k_arr == n_arr, 1.0, hi)
     return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 

@@ -88,3 +88,38 @@ def test_vectorised_broadcast_shapes():
     k = np.array([[0, 1], [2, 3]])
     lo, hi = wilson_interval(k, 3, 0.68)
     assert lo.shape == (2, 2) and np.all(lo <= k / 3) and np.all(hi >= k / 3)
+
+
+def _wilson_closed_form(k, n, cl):
+    """The Wilson score interval written out (Wilson 1927), the reference for astropy's implementation."""
+    from scipy.special import ndtri
+
+    z = ndtri(0.5 + 0.5 * cl)
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denom
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+    return np.where(k == 0, 0.0, np.clip(centre - half, 0, 1)), np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+
+
+@pytest.mark.parametrize("cl", [0.68, 0.95, 0.997])
+def test_astropy_intervals_equal_closed_forms_and_keep_nan_for_empty_bins(cl):
+    """Random counts (n up to 5,000, both boundaries, empty bins): Wilson equals the closed form and Jeffreys
+    the Beta(k + ½, n − k + ½) quantiles (with the boundary fix) to 1e-12; n = 0 gives NaN."""
+    from scipy.stats import beta
+
+    rng = np.random.default_rng(24)
+    n = rng.integers(1, 5000, size=3000).astype(float)
+    k = np.floor(rng.random(3000) * (n + 1))
+    k[:40], k[40:80] = 0, n[40:80]
+    lo, hi = wilson_interval(k, n, cl)
+    ref_lo, ref_hi = _wilson_closed_form(k, n, cl)
+    np.testing.assert_allclose(lo, ref_lo, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hi, ref_hi, rtol=0, atol=1e-12)
+    lo, hi = jeffreys_interval(k, n, cl)
+    a2 = 0.5 * (1 - cl)
+    np.testing.assert_allclose(lo, np.where(k == 0, 0.0, beta.ppf(a2, k + 0.5, n - k + 0.5)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hi, np.where(k == n, 1.0, beta.isf(a2, k + 0.5, n - k + 0.5)), rtol=0, atol=1e-12)
+    for fn in (wilson_interval, jeffreys_interval):
+        lo, hi = fn([0, 3, 0], [0, 5, 0], cl)
+        assert np.isnan(lo[[0, 2]]).all() and np.isnan(hi[[0, 2]]).all() and np.isfinite([lo[1], hi[1]]).all()
