@@ -34,13 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dhs.config import RunConfig
+from dhs.io.lens_tables import LensTable, lenscat_table, read_lens_table
 from dhs.io.paths import is_s3, join, read_bytes, to_spark_path, write_bytes
 from dhs.reallens.confusers import shares_from_counts
 from dhs.reallens.crossmatch import MATCHED, assign_tiers, resolve_matches
 from dhs.reallens.cutouts import CutoutServiceClient, cutout_columns, cutout_row
 from dhs.reallens.derived import hash_split, healpix_index
 from dhs.reallens.filters import FILTER_ORDER
-from dhs.reallens.lenses import LensTable, lenscat_table, read_lens_table
 from dhs.reallens.sampling import gates, stratum_quotas
 from dhs.reallens.sweep_task import CANDIDATE_SCHEMA, OBJECT_SCHEMA, process_sweep
 from dhs.reallens.validation import (

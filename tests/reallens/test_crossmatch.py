@@ -8,8 +8,8 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from dhs.config.stage6 import Stage6Config, TierSettings
+from dhs.io.lens_tables import read_lens_table
 from dhs.reallens.crossmatch import assign_tiers, candidate_pairs, resolve_matches
-from dhs.reallens.lenses import read_lens_table
 from dhs.reallens.sweep_task import process_sweep
 from dhs.sampling.hashing import rng_from_seed
 from tests.reallens.sweep_factory import default_columns, write_sweep

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from dhs.reallens.lenses import LensTableError, lenscat_table, read_lens_table
+from dhs.io.lens_tables import LensTableError, lenscat_table, read_lens_table
 
 
 def test_real_tsv_tables_read_as_float64(shared_data):

@@ -219,7 +219,7 @@ def test_known_lens_catalogue_errors(tmp_path):
 
     bad = tmp_path / "lenses.csv"
     bad.write_text("name,alpha_x,delta_x\nA,1.0,2.0\n")
-    with pytest.raises(KnownLensError, match="lenses.csv: no RA column"):
+    with pytest.raises(KnownLensError, match="lenses.csv: no ra column"):
         read_known_lenses(bad)
     nan = tmp_path / "nan.csv"
     nan.write_text("ra,dec\n1.0,2.0\n3.0,95.0\n")

@@ -162,8 +162,8 @@ def test_stage6_without_catalogue_is_a_clear_error(debug_config):
 
 def test_positives_table_without_candidates(debug_config):
     """No lens matched: one row per lens, null object columns, split from the lens position."""
+    from dhs.io.lens_tables import LensTable
     from dhs.reallens.derived import healpix_index
-    from dhs.reallens.lenses import LensTable
     from dhs.reallens.sweep_task import CANDIDATE_SCHEMA
     from dhs.stages.stage6 import positives_table
 

@@ -1,4 +1,8 @@
-"""Known-lens catalogues: a user table (CSV, TSV, whitespace with a ``#`` header, FITS) or ``lenscat``.
+"""Known-lens tables: a user table (CSV, TSV, whitespace with a ``#`` header, FITS) or ``lenscat``.
+
+One reader for every stage that needs known lenses (stage 4a's exclusion of hosts near a known lens, stage 6's
+positives). Error messages name the file, the row and column, and the configuration key that set them
+(``keys``: stage 6's by default).
 
 Positions are read as float64 degrees (never float32: 1e-7 relative error in RA is 0.13″ at RA 360°).
 Grades and references are kept as strings ("" when the table has no such column). Every lens gets a stable
@@ -26,6 +30,19 @@ class LensTableError(ValueError):
 
 
 @dataclass(frozen=True)
+class LensTableKeys:
+    """Configuration keys named in error messages: the table path, the column overrides (None when the stage
+    has none), the lenscat switch."""
+
+    catalog: str = "stage6.lens_catalog"
+    columns: str | None = "stage6.lens_columns"
+    lenscat: str = "stage6.use_lenscat"
+
+
+STAGE6_KEYS = LensTableKeys()
+
+
+@dataclass(frozen=True)
 class LensTable:
     """Known lenses: ``ra``/``dec`` (deg, float64), ``grade``, ``reference``, ``lens_id`` (str arrays);
     ``source``: where the table came from; ``columns``: the columns used (role → name or None)."""
@@ -43,19 +60,20 @@ class LensTable:
 
 
 def _find(names: Sequence[str], wanted: str | None, candidates: Sequence[str], src: str, role: str,
-          required: bool) -> str | None:
+          required: bool, keys: LensTableKeys) -> str | None:
     lower = {n.lower(): n for n in names}
     if wanted is not None:
         if wanted.lower() in lower:
             return lower[wanted.lower()]
-        raise LensTableError(f"{src}: column {wanted!r} (stage6.lens_columns.{role}) not found; "
+        raise LensTableError(f"{src}: column {wanted!r} ({keys.columns}.{role}) not found; "
                              f"columns are {list(names)}")
     for c in candidates:
         if c in lower:
             return lower[c]
     if required:
-        raise LensTableError(f"{src}: no {role} column; expected one of {list(candidates)} (case-insensitive) "
-                             f"or set stage6.lens_columns.{role}; columns are {list(names)}")
+        hint = f" or set {keys.columns}.{role}" if keys.columns else ""
+        raise LensTableError(f"{src}: no {role} column; expected one of {list(candidates)} (case-insensitive)"
+                             f"{hint}; columns are {list(names)}")
     return None
 
 
@@ -83,18 +101,18 @@ def _float64(col: object, src: str, name: str) -> np.ndarray:
 
 def lens_table_from_columns(table: object, source: str, ra: str | None = None, dec: str | None = None,
                             grade: str | None = None, reference: str | None = None,
-                            name: str | None = None) -> LensTable:
+                            name: str | None = None, keys: LensTableKeys = STAGE6_KEYS) -> LensTable:
     """Build a :class:`LensTable` from any table with ``colnames`` and column access (astropy Table).
 
     Column arguments name the columns; None picks the first usual name present. RA/Dec must be finite
     degrees with −90 ≤ Dec ≤ 90 (RA wrapped to [0, 360)); a bad row raises naming the row and column.
     """
     names = list(table.colnames)  # type: ignore[attr-defined]
-    ra_c = _find(names, ra, RA_NAMES, source, "ra", True)
-    dec_c = _find(names, dec, DEC_NAMES, source, "dec", True)
-    gr_c = _find(names, grade, GRADE_NAMES, source, "grade", False)
-    ref_c = _find(names, reference, REF_NAMES, source, "reference", False)
-    nm_c = _find(names, name, NAME_NAMES, source, "name", False)
+    ra_c = _find(names, ra, RA_NAMES, source, "ra", True, keys)
+    dec_c = _find(names, dec, DEC_NAMES, source, "dec", True, keys)
+    gr_c = _find(names, grade, GRADE_NAMES, source, "grade", False, keys)
+    ref_c = _find(names, reference, REF_NAMES, source, "reference", False, keys)
+    nm_c = _find(names, name, NAME_NAMES, source, "name", False, keys)
     ra_v = _float64(table[ra_c], source, ra_c)  # type: ignore[index]
     dec_v = _float64(table[dec_c], source, dec_c)  # type: ignore[index]
     n = ra_v.size
@@ -142,19 +160,19 @@ def _format_of(path: str, fmt: str) -> str:
 
 def read_lens_table(path: str | os.PathLike[str], fmt: str = "auto", ra: str | None = None,
                     dec: str | None = None, grade: str | None = None, reference: str | None = None,
-                    name: str | None = None) -> LensTable:
+                    name: str | None = None, keys: LensTableKeys = STAGE6_KEYS) -> LensTable:
     """Read a known-lens table from a local file.
 
     ``fmt``: "auto" (from the extension: .fits/.fit[.gz] → FITS HDU1, .csv → comma, .tsv/.tab → tab,
     otherwise whitespace with a ``#``-prefixed header line as in SLACS tables), or one of "csv", "tsv",
-    "fits", "whitespace". Column arguments as in :func:`lens_table_from_columns`.
+    "fits", "whitespace". Column arguments and ``keys`` as in :func:`lens_table_from_columns`.
     """
     from astropy.io import ascii as ascii_io
     from astropy.table import Table
 
     p = str(path)
     if not os.path.isfile(p):
-        raise LensTableError(f"known-lens table not found: {p} (stage6.lens_catalog)")
+        raise LensTableError(f"known-lens table not found: {p} ({keys.catalog})")
     kind = _format_of(p, fmt)
     try:
         if kind == "fits":
@@ -173,18 +191,28 @@ def read_lens_table(path: str | os.PathLike[str], fmt: str = "auto", ra: str | N
                 t = ascii_io.read(p, format="basic", guess=False)
     except Exception as exc:  # astropy raises several types for unreadable tables
         raise LensTableError(f"{p}: cannot read known-lens table as {kind}: {exc}") from exc
-    return lens_table_from_columns(t, p, ra=ra, dec=dec, grade=grade, reference=reference, name=name)
+    return lens_table_from_columns(t, p, ra=ra, dec=dec, grade=grade, reference=reference, name=name, keys=keys)
+
+
+def lenscat_available() -> bool:
+    """True when the optional ``lenscat`` package can be imported."""
+    try:
+        import lenscat  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def lenscat_table(ra: str | None = None, dec: str | None = None, grade: str | None = None,
-                  reference: str | None = None, name: str | None = None) -> LensTable:
+                  reference: str | None = None, name: str | None = None,
+                  keys: LensTableKeys = STAGE6_KEYS) -> LensTable:
     """The community catalogue shipped by the optional PyPI package ``lenscat`` (``lenscat.catalog``; no
     network access). Raises :class:`LensTableError` when the package is not installed."""
     try:
         import lenscat
     except ImportError as exc:
-        raise LensTableError("stage6.use_lenscat: the package 'lenscat' is not installed (pip install lenscat); "
-                             "or give a table in stage6.lens_catalog") from exc
+        raise LensTableError(f"{keys.lenscat}: the package 'lenscat' is not installed (pip install lenscat); "
+                             f"or give a table in {keys.catalog}") from exc
     return lens_table_from_columns(lenscat.catalog, "lenscat.catalog", ra=ra, dec=dec, grade=grade,
-                                   reference=reference, name=name)
+                                   reference=reference, name=name, keys=keys)
 
