@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import io
 import math
-import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dhs.completeness.audit import radial_distance, shortcut_features
+from dhs.io.http import get_with_retries
 
 BANDS = ("g", "r", "z")
 
@@ -99,7 +98,7 @@ class ServiceCutout:
 
 class CutoutServiceClient:
     """Client of the Legacy Surveys cutout service (``.../viewer/cutout.fits?ra=&dec=&layer=&pixscale=
-    &size=&bands=``), using urllib with retries.
+    &size=&bands=``), using :func:`dhs.io.http.get_with_retries`.
 
     Retried: connection errors, timeouts, HTTP 429 and 5xx, and unreadable FITS bodies, up to ``retries``
     times after the first attempt with ``backoff_s · 2^k`` seconds between attempts. Not retried: other
@@ -144,25 +143,23 @@ class CutoutServiceClient:
     def fetch(self, ra: float, dec: float, size: int) -> ServiceCutout:
         """Download one cutout (see class docstring)."""
         url = self.url(ra, dec, size)
-        last = "unknown"
-        attempts = 0
-        for k in range(self.retries + 1):
-            if k:
-                time.sleep(self.backoff_s * (2 ** (k - 1)))
-            attempts += 1
-            try:
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
-                    body = resp.read()
-                return ServiceCutout(True, None, self._decode(body, size), attempts)
-            except urllib.error.HTTPError as exc:
-                last = f"http_{exc.code}"
-                if exc.code != 429 and exc.code < 500:
-                    return ServiceCutout(False, f"service_error:{last}: {url}", None, attempts)
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                last = f"connection: {getattr(exc, 'reason', exc)}"
-            except ValueError as exc:
-                last = f"bad_response: {exc}"
-        return ServiceCutout(False, f"service_error:{last} after {attempts} attempts: {url}", None, attempts)
+        got = get_with_retries(url, lambda resp: self._decode(resp.read(), size), retries=self.retries,
+                               backoff_s=self.backoff_s, timeout_s=self.timeout_s, describe=_describe_failure,
+                               retry_on=(urllib.error.URLError, TimeoutError, OSError, ValueError))
+        if got.ok:
+            return ServiceCutout(True, None, got.value, got.attempts)
+        if got.final:
+            return ServiceCutout(False, f"service_error:{got.error}: {url}", None, got.attempts)
+        return ServiceCutout(False, f"service_error:{got.error} after {got.attempts} attempts: {url}", None,
+                             got.attempts)
+
+
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"http_{exc.code}"
+    if isinstance(exc, (urllib.error.URLError, TimeoutError, OSError)):
+        return f"connection: {getattr(exc, 'reason', exc)}"
+    return f"bad_response: {exc}"
 
 
 # --------------------------------------------------------------------------------- one output row

@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dhs.io.http import get_with_retries
 from dhs.io.paths import S3Options, exists, is_s3, join, s3_client, split_s3, to_spark_path, write_bytes
 from dhs.survey.bricks import validate_brickname
 from dhs.survey.layout import BANDS, coadd_filename
@@ -41,10 +40,6 @@ _CHUNK = 1 << 20
 
 class FetchRefused(Exception):
     """A response that must not be cached (empty, truncated, not FITS)."""
-
-
-class FinalHTTPError(Exception):
-    """An HTTP status that retrying will not fix (4xx other than 429)."""
 
 
 @dataclass
@@ -71,27 +66,19 @@ def brick_relpaths(brickname: str, products: Sequence[str] = ("image", "invvar",
     return out
 
 
-def _download(url: str, timeout_s: float) -> bytes:
-    """GET ``url`` and verify the body (raises FetchRefused / FinalHTTPError / transient errors)."""
-    req = urllib.request.Request(url, headers={"User-Agent": "dhs-stage4b"})
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout_s)
-    except urllib.error.HTTPError as exc:
-        if 400 <= exc.code < 500 and exc.code != 429:
-            raise FinalHTTPError(f"http_{exc.code}") from None
-        raise
-    with resp:
-        length = resp.headers.get("Content-Length")
-        buf = io.BytesIO()
-        while True:
-            try:
-                chunk = resp.read(_CHUNK)
-            except Exception as exc:  # noqa: BLE001 - http.client.IncompleteRead etc.: a short body
-                raise FetchRefused(f"truncated: connection closed after {buf.tell()} bytes "
-                                   f"of {length or 'unknown'} ({type(exc).__name__})") from None
-            if not chunk:
-                break
-            buf.write(chunk)
+def _read_verified(resp: Any) -> bytes:
+    """Read an open response and verify the body (raises FetchRefused for a body that must not be cached)."""
+    length = resp.headers.get("Content-Length")
+    buf = io.BytesIO()
+    while True:
+        try:
+            chunk = resp.read(_CHUNK)
+        except Exception as exc:  # noqa: BLE001 - http.client.IncompleteRead etc.: a short body
+            raise FetchRefused(f"truncated: connection closed after {buf.tell()} bytes "
+                               f"of {length or 'unknown'} ({type(exc).__name__})") from None
+        if not chunk:
+            break
+        buf.write(chunk)
     data = buf.getvalue()
     if not data:
         raise FetchRefused("empty: 0 bytes")
@@ -102,6 +89,10 @@ def _download(url: str, timeout_s: float) -> bytes:
     if len(data) % FITS_BLOCK:
         raise FetchRefused(f"truncated: {len(data)} bytes is not a whole number of {FITS_BLOCK}-byte FITS blocks")
     return data
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, FetchRefused) else f"{type(exc).__name__}: {exc}"
 
 
 def _cached(dest_path: str, s3: S3Options | None) -> bool:
@@ -137,23 +128,14 @@ def fetch_file(base_url: str, dest_root: str, relpath: str, *, retries: int = 4,
     if _cached(dest, s3):
         return FileResult(relpath, "cached")
     url = base_url.rstrip("/") + "/" + relpath
-    last = "unknown"
-    for attempt in range(retries + 1):
-        if attempt:
-            sleep(backoff_s * (2 ** (attempt - 1)))
-        try:
-            data = _download(url, timeout_s)
-        except FinalHTTPError as exc:
-            return FileResult(relpath, "failed", f"{exc}: {url}", attempts=attempt + 1)
-        except FetchRefused as exc:
-            last = str(exc)
-            continue
-        except Exception as exc:  # noqa: BLE001 - network trouble: retry
-            last = f"{type(exc).__name__}: {exc}"
-            continue
-        _store(dest, data, s3)
-        return FileResult(relpath, "fetched", nbytes=len(data), attempts=attempt + 1)
-    return FileResult(relpath, "failed", f"{last} ({retries + 1} attempts): {url}", attempts=retries + 1)
+    got = get_with_retries(url, _read_verified, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+                           describe=_describe, headers={"User-Agent": "dhs-stage4b"}, sleep=sleep)
+    if got.final:
+        return FileResult(relpath, "failed", f"{got.error}: {url}", attempts=got.attempts)
+    if not got.ok:
+        return FileResult(relpath, "failed", f"{got.error} ({got.attempts} attempts): {url}", attempts=got.attempts)
+    _store(dest, got.value, s3)
+    return FileResult(relpath, "fetched", nbytes=len(got.value), attempts=got.attempts)
 
 
 ASSET_SCHEMA = pa.schema([
