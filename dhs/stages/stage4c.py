@@ -10,7 +10,7 @@ Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).
 Execution shape: the manifest is repartitioned by ``brickname`` and sorted within partitions, so each
 brick's coadd files are read once per executor; ``mapInArrow`` hands Arrow batches to
 :func:`dhs.injection.task.inject_task`.  The coadd store (a byte-bounded brick cache) and the COSMOS bank
-live in module-level caches, i.e. once per Python worker process (Spark reuses workers).  Every row's output
+are opened once per Python worker process (:mod:`dhs.stages.executor_state`; Spark reuses workers).  Every row's output
 is a pure function of the row and the survey files, so outputs do not depend on partitioning.
 """
 
@@ -34,44 +34,13 @@ from dhs.stages.common import (
     stage_output_dir,
     write_parquet_atomically,
 )
+from dhs.stages.executor_state import executor_bank, executor_store
 
 STAGE = "4c"
 
 #: Manifest columns stage 4c cannot work without.
 REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "task_seed", "brickname", "ra", "dec", "region_split",
                                      "is_control", "lens_model", "theta_e_arcsec")
-
-# ------------------------------------------------------------------ per-executor state (module level)
-_STORES: dict[tuple, Any] = {}
-_BANKS: dict[tuple, Any] = {}
-
-
-def executor_store(root: str, cache_bytes: int, endpoint_url: str | None, region: str | None) -> Any:
-    """The coadd store of this Python worker for ``root`` (created once, brick cache bounded in bytes)."""
-    key = (root, int(cache_bytes), endpoint_url, region)
-    store = _STORES.get(key)
-    if store is None:
-        from dhs.survey.coadd import CoaddStore
-
-        store = CoaddStore(root, cache_bytes=int(cache_bytes), s3_endpoint_url=endpoint_url, s3_region=region)
-        _STORES.clear()     # one store per worker: a new root replaces the old cache
-        _STORES[key] = store
-    return store
-
-
-def executor_bank(path: str | None, endpoint_url: str | None, region: str | None) -> Any:
-    """The COSMOS bank of this Python worker (opened once; None when no bank is configured)."""
-    if not path:
-        return None
-    key = (path, endpoint_url, region)
-    bank = _BANKS.get(key)
-    if bank is None:
-        from dhs.cosmos.bank import CosmosBank
-
-        bank = CosmosBank.open(path, lazy=True, s3_endpoint_url=endpoint_url, s3_region=region)
-        _BANKS[key] = bank
-    return bank
-
 
 def process_rows(rows: list[dict[str, Any]], store: Any, bank: Any, settings: Any,
                  timings: dict[str, float] | None = None) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ from dhs.stages.common import (
     stage_output_dir,
     write_parquet_atomically,
 )
+from dhs.stages.executor_state import executor_store
 from dhs.stages.sweep_inputs import resolve_sweep_paths, sweep_read_tasks
 
 STAGE = "6"
@@ -307,19 +308,6 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
 
 # ------------------------------------------------------------------------------------------ cutouts
-_STORES: dict[tuple, Any] = {}
-
-
-def _executor_store(root: str, cache_bytes: int, endpoint: str | None, region: str | None) -> Any:
-    key = (root, int(cache_bytes), endpoint, region)
-    if key not in _STORES:
-        from dhs.survey.coadd import CoaddStore
-
-        _STORES.clear()
-        _STORES[key] = CoaddStore(root, cache_bytes=int(cache_bytes), s3_endpoint_url=endpoint, s3_region=region)
-    return _STORES[key]
-
-
 def cutout_arrow_schema(sample_schema: pa.Schema) -> pa.Schema:
     """Sample columns + the cutout columns (:func:`dhs.reallens.cutouts.cutout_columns`)."""
     kinds = {"int": pa.int32(), "float": pa.float64(), "str": pa.string(), "binary": pa.binary()}
@@ -338,7 +326,7 @@ def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str, rows_in: int) 
     schema = cutout_arrow_schema(in_schema)
 
     def mapper(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        store = _executor_store(root, c.cache_bytes, endpoint, region) if c.source == "coadd" else None
+        store = executor_store(root, c.cache_bytes, endpoint, region) if c.source == "coadd" else None
         client = None if store is not None else CutoutServiceClient(
             c.service_url, c.service_layer, c.service_retries, c.service_timeout_s, c.service_backoff_s)
         for batch in batches:
