@@ -10,7 +10,7 @@ Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).
 Execution shape: the manifest is repartitioned by ``brickname`` and sorted within partitions, so each
 brick's coadd files are read once per executor; ``mapInArrow`` hands Arrow batches to
 :func:`dhs.injection.task.inject_task`.  The coadd store (a byte-bounded brick cache) and the COSMOS bank
-are opened once per Python worker process (:mod:`dhs.stages.executor_state`; Spark reuses workers).  Every row's output
+live in module-level caches, i.e. once per Python worker process (Spark reuses workers).  Every row's output
 is a pure function of the row and the survey files, so outputs do not depend on partitioning.
 """
 
