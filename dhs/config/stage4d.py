@@ -47,15 +47,21 @@ class AuditSettings(StrictModel):
 
 
 class GallerySettings(StrictModel):
-    """Lupton asinh RGB gallery of injections across θE with their matched controls."""
+    """Lupton asinh RGB gallery: per example the injected stamp, the arc alone and a matched control."""
 
     enabled: bool = True
     n_theta: int = Field(default=6, ge=1, le=30)
-    """Number of θE columns (spread over the θE values present)."""
+    """Number of θE values shown (spread over the θE values present)."""
     per_theta: int = Field(default=2, ge=1, le=10)
-    """Injection/control pairs per θE column."""
-    stretch: float = Field(default=0.5, gt=0.0)
-    """``make_lupton_rgb`` linear stretch (nanomaggies)."""
+    """Examples per θE value."""
+    visible_snr_factor: float = Field(default=3.0, ge=0.0)
+    """Examples are drawn first from injections whose ``snr_column`` is at least this times ``snr_min``
+    (arcs visible by eye), then from the others."""
+    crop_pix: int | None = Field(default=40, ge=8)
+    """Side (pixels) of the central region shown; None shows the whole stamp."""
+    stretch: float | None = Field(default=None, gt=0.0)
+    """``make_lupton_rgb`` linear stretch (nanomaggies); None: per example, half the peak of its arc, so that
+    the arc is exposed alike at every brightness (its injected stamp and control use the same stretch)."""
     q: float = Field(default=8.0, gt=0.0)
     """``make_lupton_rgb`` asinh softening parameter."""
     band_scales: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])

@@ -1,5 +1,8 @@
-"""Stamp gallery: Lupton et al. (2004) asinh RGB composites (astropy.visualization.make_lupton_rgb) of
-injections across θE with their matched controls beside them."""
+"""Stamp gallery: Lupton et al. (2004) asinh RGB composites (:func:`astropy.visualization.make_lupton_rgb`).
+
+One column per example, sorted by θE: the injected stamp (host + arc), the arc alone, and a matched control
+(an unlensed host of the same PSF and depth bin), all three with the same stretch.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ from astropy.visualization import make_lupton_rgb
 
 from dhs.report.plots import save
 
-__all__ = ["gallery_figure", "lupton_rgb"]
+__all__ = ["ROW_LABELS", "auto_stretch", "centre_crop", "gallery_figure", "lupton_rgb"]
+
+#: Row titles of the gallery, top to bottom.
+ROW_LABELS = ("injected stamp\n(host + arc)", "arc alone", "matched control\n(no arc)")
 
 
 def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
@@ -31,33 +37,58 @@ def lupton_rgb(stamp: np.ndarray, stretch: float = 0.5, q: float = 8.0,
         return make_lupton_rgb(a[2] * sr, a[1] * sg, a[0] * sb, minimum=0.0, stretch=stretch, Q=q)
 
 
-def gallery_figure(pairs: Sequence[dict], path: str, stretch: float = 0.5, q: float = 8.0,
-                   band_scales: Sequence[float] = (1.0, 1.0, 1.0)) -> str:
-    """A 2-row grid, one column per pair sorted by θE: injection on top, its matched control below.
+def centre_crop(stamp: np.ndarray, size: int | None) -> np.ndarray:
+    """The central ``size`` × ``size`` pixels of a (bands, H, W) stamp (the whole stamp when ``size`` is None
+    or not smaller)."""
+    a = np.asarray(stamp)
+    if size is None or size >= min(a.shape[-2:]):
+        return a
+    y0 = (a.shape[-2] - size) // 2
+    x0 = (a.shape[-1] - size) // 2
+    return a[..., y0:y0 + size, x0:x0 + size]
 
-    Each pair: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array), ``control`` (array or None),
-    ``label`` (short text under the injection, e.g. its arc SNR), ``control_label``.
+
+def auto_stretch(arc: np.ndarray | None, fallback: float = 0.5) -> float:
+    """Half the brightest pixel of ``arc`` over its bands (nanomaggies): the stretch that shows an arc of any
+    brightness alike; ``fallback`` when there is no arc or it is empty."""
+    if arc is None:
+        return fallback
+    peak = float(np.nanmax(arc)) if np.size(arc) else 0.0
+    return 0.5 * peak if np.isfinite(peak) and peak > 0 else fallback
+
+
+def gallery_figure(examples: Sequence[dict], path: str, stretch: float | None = None, q: float = 8.0,
+                   band_scales: Sequence[float] = (1.0, 1.0, 1.0), crop_pix: int | None = None) -> str:
+    """Write the gallery PNG: one column per example sorted by θE, rows as in :data:`ROW_LABELS`.
+
+    Each example: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array, nanomaggies), ``arc`` (array or None
+    when stage 4c did not keep it), ``control`` (array or None), ``label`` (text under the injection, e.g.
+    its arc SNR). ``stretch`` None: :func:`auto_stretch` per example.
     """
-    pairs = sorted(pairs, key=lambda p: p["theta_e"])
-    n = max(len(pairs), 1)
-    fig, axes = plt.subplots(2, n, figsize=(1.9 * n + 0.6, 4.4), squeeze=False)
-    fig.subplots_adjust(hspace=0.35, wspace=0.08)
+    examples = sorted(examples, key=lambda p: p["theta_e"])
+    n = max(len(examples), 1)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n + 1.0, 5.6), squeeze=False)
+    fig.subplots_adjust(hspace=0.28, wspace=0.06)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].set_ylabel("injection", fontsize=8)
-    axes[1, 0].set_ylabel("matched control", fontsize=8)
-    if not pairs:
+    for row, label in enumerate(ROW_LABELS):
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    if not examples:
         axes[0, 0].text(0.5, 0.5, "no stamps to show", ha="center", va="center", transform=axes[0, 0].transAxes)
-    for i, p in enumerate(pairs):
-        axes[0, i].imshow(lupton_rgb(p["injection"], stretch, q, band_scales), origin="lower")
-        axes[0, i].set_title(f"θE = {p['theta_e']:.2f}″", fontsize=8)
-        axes[0, i].set_xlabel(p.get("label", ""), fontsize=5.5)
-        if p.get("control") is not None:
-            axes[1, i].imshow(lupton_rgb(p["control"], stretch, q, band_scales), origin="lower")
-            axes[1, i].set_xlabel(p.get("control_label", ""), fontsize=5.5)
-        else:
-            axes[1, i].text(0.5, 0.5, "no matched\ncontrol", ha="center", va="center", fontsize=7,
-                            transform=axes[1, i].transAxes)
-    fig.suptitle("injections across θE (top) and their matched controls (below); Lupton asinh RGB = z, r, g", fontsize=8)
+    for i, ex in enumerate(examples):
+        s = stretch if stretch is not None else auto_stretch(ex.get("arc"))
+        panels = (ex["injection"], ex.get("arc"), ex.get("control"))
+        missing = ("", "arc not kept\n(stage4c.keep_arrays)", "no matched\ncontrol")
+        for row, (img, why) in enumerate(zip(panels, missing)):
+            ax = axes[row, i]
+            if img is None:
+                ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=6.5, transform=ax.transAxes)
+                continue
+            ax.imshow(lupton_rgb(centre_crop(img, crop_pix), s, q, band_scales), origin="lower")
+        axes[0, i].set_title(f"θE = {ex['theta_e']:.2f}″", fontsize=8)
+        axes[0, i].set_xlabel(ex.get("label", ""), fontsize=6.5)
+    shown = "" if crop_pix is None else f"central {crop_pix}×{crop_pix} pixels ({crop_pix * 0.262:.1f}″), "
+    fig.suptitle(f"Injections across θE: {shown}Lupton asinh RGB = z, r, g, same stretch within a column",
+                 fontsize=8)
     return save(fig, path)

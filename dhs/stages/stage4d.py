@@ -171,7 +171,8 @@ def _pop_expr(columns: list[str]) -> Any:
 
 
 def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
-    """Injections spread across θE with their matched controls (control_of), chosen by xxhash64 order."""
+    """Injections spread across θE with their arcs and matched controls (control_of): per θE, those whose SNR
+    reaches ``gallery.visible_snr_factor × snr_min`` first, then in xxhash64 order."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -192,14 +193,21 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
         inj = inj.join(ctrl, "task_id", "left")
     else:
         inj = inj.withColumn("control_id", F.lit(None).cast("string"))
-    w = Window.partitionBy("theta_e_arcsec").orderBy(F.col("control_id").isNull(), h, "task_id")
+    visible = F.coalesce(F.col(cfg.stage4d.snr_column) >= g.visible_snr_factor * cfg.stage4d.snr_min, F.lit(False))
+    w = Window.partitionBy("theta_e_arcsec").orderBy(F.col("control_id").isNull(), ~visible, h, "task_id")
     chosen = inj.withColumn("r", F.row_number().over(w)).filter(F.col("r") <= g.per_theta).collect()
     ids = [r["task_id"] for r in chosen] + [r["control_id"] for r in chosen if r["control_id"]]
     st = spark.read.parquet(to_spark_path(stamps_dir))
     size_col = "stamp_size" if "stamp_size" in st.columns else None
-    blobs = {r["task_id"]: decode(r["stamp"], size=r[size_col] if size_col else None)
-             for r in st.filter(F.col("task_id").isin(ids)).select("task_id", "stamp", *( [size_col] if size_col else [])).collect()
-             if r["stamp"] is not None}
+    arc_col = ["arc"] if "arc" in st.columns else []
+    got = st.filter(F.col("task_id").isin(ids)).select("task_id", "stamp", *arc_col, *([size_col] if size_col else []))
+    blobs, arcs = {}, {}
+    for r in got.collect():
+        size = r[size_col] if size_col else None
+        if r["stamp"] is not None:
+            blobs[r["task_id"]] = decode(r["stamp"], size=size)
+        if arc_col and r["arc"] is not None:
+            arcs[r["task_id"]] = decode(r["arc"], size=size)
     pairs = []
     for r in sorted(chosen, key=lambda r: (r["theta_e_arcsec"], r["task_id"])):
         if r["task_id"] not in blobs:
@@ -208,6 +216,7 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
         pairs.append({
             "theta_e": float(r["theta_e_arcsec"]),
             "injection": blobs[r["task_id"]],
+            "arc": arcs.get(r["task_id"]),
             "control": blobs.get(r["control_id"]) if r["control_id"] else None,
             "label": f"{cfg.stage4d.snr_column}={snr:.1f}" if snr is not None else "",
             "control_label": "",

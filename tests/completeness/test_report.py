@@ -1,6 +1,7 @@
 """The HTML report without Spark: every link resolves to a non-empty PNG; Lupton RGB channel order."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,3 +49,39 @@ def test_lupton_rgb_channel_order():
     assert rgb[8, 8, 0] > 0 and rgb[8, 8, 1] == 0 and rgb[8, 8, 2] == 0  # z → red
     with pytest.raises(ValueError, match="g, r, z"):
         lupton_rgb(np.zeros((2, 4, 4)))
+
+
+def test_report_opens_with_two_sentences_the_headline_and_the_gallery(tmp_path):
+    """The first screen: a two-sentence lede, completeness vs θE, then the gallery, before any run table."""
+    df = metrics_table(n_pos=200, n_ctrl=60, seed=5)
+    r = compute_all_pandas(df, Stage4dConfig(), None)
+    stamp = np.stack([host_image(32, f) for f in (2.0, 4.0, 6.0)])
+    arc = np.zeros_like(stamp)
+    arc[:, 10:12, 14:18] = 0.3
+    pairs = [{"theta_e": 0.8, "injection": stamp + arc, "arc": arc, "control": stamp, "injection_id": "a",
+              "control_id": "b"}]
+    index = build_report(str(tmp_path / "report"), meta={"variant": "v", "experiment_id": "e", "injections": 200},
+                         definitions=r["definitions"], tables=r, snr_hist=r["snr_hist"], audit_rows=[],
+                         audit_limit=0.6, provenance=pd.DataFrame(), failures=pd.DataFrame(), gallery_pairs=pairs)
+    text = Path(index).read_text(encoding="utf-8")
+    lede = re.search(r"<p class='lede'>(.*?)</p>", text, re.S).group(1)
+    assert len(re.findall(r"[.?!](?:\s|$)", re.sub(r"<[^>]+>", "", lede))) == 2
+    assert "200 simulated strong lenses" in lede and "proxy" in lede
+    order = [text.index(s) for s in ("class='lede'", "completeness_proxy_theta_e.png", "gallery.png", "<h2>Run</h2>")]
+    assert order == sorted(order)
+
+
+def test_gallery_rows_crop_and_stretch(tmp_path):
+    from dhs.report.gallery import ROW_LABELS, auto_stretch, centre_crop, gallery_figure
+
+    a = np.arange(3 * 10 * 10, dtype=float).reshape(3, 10, 10)
+    assert centre_crop(a, 4).shape == (3, 4, 4) and centre_crop(a, 4)[0, 0, 0] == a[0, 3, 3]
+    assert centre_crop(a, None) is a and centre_crop(a, 12) is a
+    arc = np.zeros((3, 8, 8))
+    arc[1, 4, 4] = 0.8
+    assert auto_stretch(arc) == pytest.approx(0.4) and auto_stretch(None, 0.5) == 0.5
+    assert auto_stretch(np.zeros((3, 4, 4)), 0.7) == 0.7
+    assert len(ROW_LABELS) == 3 and "arc alone" in ROW_LABELS
+    png = gallery_figure([{"theta_e": 1.0, "injection": a, "arc": None, "control": None}], str(tmp_path / "g.png"),
+                         crop_pix=6)
+    assert Path(png).read_bytes()[:4] == b"\x89PNG"
