@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dhs-installed
 
-.PHONY: install demo test test-fast bench lint dist clean
+.PHONY: install demo test test-fast bench lint docs dist clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+docs: $(STAMP)
+	$(VENV)/bin/dhs config-reference --out docs/config-reference.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dhs jobs tests benchmarks scripts

@@ -47,6 +47,26 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_config_reference(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config-reference", help="print the run-configuration reference (Markdown)",
+                       description="Write the reference of every run-configuration key, generated from the "
+                       "configuration models (the file docs/config-reference.md).")
+    p.add_argument("--out", default=None, help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_config_reference)
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from dhs.config.reference import render_reference
+
+    text = render_reference()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"[dhs] configuration reference -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``dhs`` command."""
     parser = argparse.ArgumentParser(prog="dhs", description="Dark Halo Scope: lens-injection training and "
@@ -55,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_run(sub)
     _add_demo(sub)
+    _add_config_reference(sub)
     try:
         from dhs.cosmos.cli import add_parser as add_cosmos
     except ImportError:  # the COSMOS bank builder is optional until installed

@@ -47,10 +47,15 @@ class SparkSettings(StrictModel):
     """Spark session settings. Under ``spark-submit`` the submitted master wins over ``master``."""
 
     master: str = "local[*]"
+    """Spark master URL for local runs, e.g. ``local[2]`` or ``spark://host:7077``."""
     app_name: str = "dhs"
+    """Spark application name (shown in the Spark UI and the cluster's application list)."""
     shuffle_partitions: int = Field(default=8, ge=1)
+    """``spark.sql.shuffle.partitions``: partitions of shuffles and the default of the stages' repartitions."""
     conf: dict[str, str] = Field(default_factory=dict)
+    """Any further Spark configuration, e.g. ``{spark.driver.memory: 4g}`` (keys may contain dots)."""
     show_progress: bool = True
+    """Show Spark's console progress bar in local runs."""
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -68,7 +73,9 @@ class S3Settings(StrictModel):
     """S3-protocol endpoint for boto3 readers (coadds, sweeps, banks). None = AWS defaults."""
 
     endpoint_url: str | None = None
+    """S3-compatible endpoint, e.g. ``http://127.0.0.1:9000``; null = AWS."""
     region: str | None = None
+    """AWS region of the buckets; null = boto3's default."""
 
     def options(self) -> S3Options:
         return S3Options(endpoint_url=self.endpoint_url, region=self.region)
@@ -78,22 +85,32 @@ class SynthSettings(StrictModel):
     """Build the synthetic DR10 sky at ``survey_root`` when it does not exist yet (debug tier only)."""
 
     n_bricks: int = Field(default=6, ge=1, le=64)
+    """Bricks of the synthetic sky (real DR10 brick names near the equator)."""
     seed: int = 42
+    """Seed of the synthetic sky (objects, noise, masks)."""
     coadd_size: int = Field(default=480, ge=128, le=3600)
+    """Side of each synthetic coadd image (pixels; DR10 coadds are 3600)."""
 
 
 class RunConfig(StrictModel):
     """One run of the pipeline: where the survey is, where outputs go, and each stage's settings."""
 
     survey_root: str
+    """Root of the DR10-layout survey files (sweeps, coadds, brick table): a local folder or s3://bucket/prefix."""
     output_root: str
+    """Where every stage writes its folder (local or s3://); see docs/outputs.md."""
     variant: str = "v2_baseline_dr10"
+    """The LRG selection that defines hosts, named in every output path (``phase*/<variant>/``)."""
     experiment_id: str = Field(default="debug", pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Name of the injection experiment (stage 4 and 6 output folders, task ids)."""
     seed: int = 1234
+    """Run seed: every random draw is xxhash64 of stable keys and this seed."""
     force: bool = False
+    """Recompute stages whose output folder is already complete (otherwise they are skipped)."""
     spark: SparkSettings = Field(default_factory=SparkSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     synth: SynthSettings | None = None
+    """Build a synthetic sky at ``survey_root`` when it is absent (the debug tier); null for real data."""
     stage3: Stage3Config = Field(default_factory=Stage3Config)
     stage4a: Stage4aConfig = Field(default_factory=Stage4aConfig)
     stage4c: Stage4cConfig = Field(default_factory=Stage4cConfig)

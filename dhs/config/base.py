@@ -8,4 +8,6 @@ from pydantic import BaseModel, ConfigDict
 class StrictModel(BaseModel):
     """A configuration section. Unknown keys and wrong types are errors that name the key path."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # attribute docstrings become field descriptions (shown in docs/config-reference.md)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              use_attribute_docstrings=True)
