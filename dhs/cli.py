@@ -1,4 +1,4 @@
-"""The ``dhs`` command: ``synth``, ``run``, ``demo`` and ``cosmos-bank`` (DESIGN §4)."""
+"""The ``dhs`` command: ``synth``, ``run``, ``demo`` and ``cosmos-bank``, ``config-reference``."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def test_stamp_reading_examples_run(debug_config, stage4c_result, capsys):
     assert len(examples) >= 3
     for code in examples:
         scope: dict = {}
-        exec(compile(code.replace(DEMO_STAMPS, stamps_dir), "docs/stamps.md", "exec"), scope)  # noqa: S102
+        exec(compile(code.replace(DEMO_STAMPS, stamps_dir), "docs/stamps.md", "exec"), scope)
     printed = capsys.readouterr().out
     assert "(3, 64, 64)" in printed and "(4, 3, 64, 64) float32" in printed
     assert scope["image"].shape == (3, 64, 64) and (scope["sigma_r"] > 0).all()

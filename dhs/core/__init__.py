@@ -1,6 +1,6 @@
 """dhs.core — lensing physics, pure numpy/scipy (no Spark, no I/O, no other dhs imports).
 
-Conventions (DESIGN section 3): arcsec in the stamp's pixel frame (x along columns, y along rows), origin
+Conventions (docs/conventions.md): arcsec in the stamp's pixel frame (x along columns, y along rows), origin
 at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLIPSE parameters.
 """
 

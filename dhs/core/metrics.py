@@ -1,4 +1,4 @@
-"""Arc metrics: signal-to-noise (DESIGN section 5), magnification, injected flux, half-light radius."""
+"""Arc metrics: signal-to-noise (docs/outputs.md), magnification, injected flux, half-light radius."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ FOOTPRINT_FRACTION = 0.10
 
 
 def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> dict[str, float | None]:
-    """Signal-to-noise of an injected arc in one band (DESIGN section 5).
+    """Signal-to-noise of an injected arc in one band (definitions in docs/outputs.md).
 
     Args:
         arc: (H, W) noiseless arc image, nanomaggies per pixel.

@@ -1,4 +1,4 @@
-"""Per-band PSF for an injection (DESIGN §3, §5).
+"""Per-band PSF for an injection (docs/conventions.md).
 
 For each band the PSFSIZE (arcsec, FWHM of the Gaussian with the PSF's noise-equivalent area) is taken,
 in order of preference, from
@@ -59,7 +59,7 @@ def choose_psf(map_psfsize: Sequence[float | None], catalogue_psfsize: Sequence[
     catalogue_psfsize : per band, the catalogue or brick-summary PSFSIZE (arcsec; NaN/None/≤0 = unusable).
     bands : band names in the order of the two sequences.
     beta : Moffat index of the injected PSF.
-    fallback_band : the band whose chosen value replaces a band with neither source (DESIGN: r).
+    fallback_band : the band whose chosen value replaces a band with neither source (r).
 
     Raises
     ------

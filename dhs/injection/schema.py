@@ -1,4 +1,4 @@
-"""The stage 4c output schema (DESIGN §5): manifest columns + 4c columns (+ arrays in ``stamps/``).
+"""The stage 4c output schema (docs/outputs.md): manifest columns + 4c columns (+ arrays in ``stamps/``).
 
 Built once per (manifest schema, kept arrays) and shared by the success rows, the control rows and the
 failure rows, so that every row carries every column.

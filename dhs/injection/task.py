@@ -5,13 +5,13 @@ It returns a dict holding every manifest column and every stage 4c column (see
 :mod:`dhs.injection.schema`); whatever goes wrong becomes ``cutout_ok = 0`` with an ``error`` reason of the
 form ``<kind>[:<detail>]`` — it never raises and never drops the row.
 
-Conventions (DESIGN §3): fluxes in nanomaggies, 0.262″/pixel, stamp channel order g, r, z; the lens sits
+Conventions (docs/conventions.md): fluxes in nanomaggies, 0.262″/pixel, stamp channel order g, r, z; the lens sits
 at the host's sub-pixel position (``cutout.offset_pix`` from the stamp's centre pixel ``size//2``).
 Random draws come from ``task_seed`` only: the COSMOS template, rotation and flip through
 :mod:`dhs.cosmos.selection` (xxhash64 with a salt per draw), the arc noise from a PCG64 generator seeded
 with xxhash64(task_seed, "arc_noise"); switching one option does not change the other draws.
 
-Metrics (DESIGN §5) are computed on the noiseless arc, r band, over good pixels (invvar > 0 and none of
+Metrics (docs/outputs.md) are computed on the noiseless arc, r band, over good pixels (invvar > 0 and none of
 the bad MASKBITS): ``arc_snr``, ``arc_snr_sum``, ``arc_snr_opt``; ``magnification`` is the lensed/unlensed
 flux of the source, not limited by the stamp; ``total_injected_flux_<b>`` the noiseless arc flux inside
 the stamp; ``lensed_hlr_arcsec`` the half-light radius of the r-band arc about the lens centre.
@@ -226,7 +226,7 @@ def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
 
     Parameters
     ----------
-    row : manifest row (DESIGN §5 columns; ``task_seed`` int64).
+    row : manifest row (docs/outputs.md columns; ``task_seed`` int64).
     cutout : :class:`dhs.survey.coadd.Cutout` for the host (size = the row's ``stamp_size``).
     bank : an open COSMOS bank (needed only for ``source_mode = "cosmos"``) or None.
     settings : :class:`dhs.config.stage4c.Stage4cConfig`.

@@ -1,4 +1,4 @@
-"""Where each stage writes (DESIGN §5): ``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]``."""
+"""Where each stage writes (docs/outputs.md): ``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ STAGE_OUTPUT_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def stage_output_dir(cfg: "RunConfig", stage: str, kind: str) -> str:
-    """``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]`` (DESIGN §5)."""
+    """``<output_root>/phase<stage>/<variant>/<kind>[/<experiment_id>]`` (docs/outputs.md)."""
     if stage not in PHASE_DIR:
         raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(PHASE_DIR)}")
     parts = [PHASE_DIR[stage], cfg.variant, kind]

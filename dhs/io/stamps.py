@@ -1,4 +1,4 @@
-"""Stamp array codecs for the stage 4c outputs (DESIGN §5).
+"""Stamp array codecs for the stage 4c outputs (docs/stamps.md).
 
 The `stamp`, `arc` and `invvar` columns of ``phase4c/<variant>/stamps/<experiment_id>/`` hold raw
 little-endian float32 bytes of a C-ordered array of shape (bands, H, W), band order g, r, z.

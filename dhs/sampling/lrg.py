@@ -4,7 +4,7 @@ Each named variant is *data*: a tuple of cut expressions such as ``"mag_z < 20.0
 ``"mag_r - mag_z > 0.5"``. Every variant also carries the implicit cut ``type != PSF`` (point sources
 never enter an LRG selection).
 
-Conventions (DESIGN §3):
+Conventions (docs/conventions.md):
 
 * magnitudes are raw (not extinction-corrected) AB magnitudes computed in float64 from nanomaggy
   fluxes, ``mag = 22.5 - 2.5 log10(flux)``; a flux ≤ 0 or NaN gives a NaN magnitude;

@@ -1,8 +1,8 @@
 """The stage 4a injection manifest, built from a host table without Spark.
 
-Given the parent rows that may host an injection (one row per galaxy, DESIGN §5 parent columns) and the
-stage 4a settings, :func:`build_manifest` returns one row per task (injection or control) with the DESIGN §5
-manifest columns plus the extras listed in INTERFACES.md ("Manifest").
+Given the parent rows that may host an injection (one row per galaxy, the parent columns of
+docs/outputs.md) and the stage 4a settings, :func:`build_manifest` returns one row per task (injection or
+control) with the manifest columns of docs/outputs.md.
 
 Procedure (every choice ordered by xxhash64, never by input order or partitioning):
 
@@ -91,14 +91,14 @@ COLUMN_ORDER: tuple[str, ...] = (
     "gamma1", "gamma2", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_n_sersic", "src_e1", "src_e2",
     "src_dmag", "src_mag_r", "src_gr", "src_rz", "source_mode", "cosmos_index", "psf_bin", "depth_bin",
     "stamp_size",
-    # extras (INTERFACES.md "Manifest")
+    # host and task extras
     "psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_g", "psfdepth_r", "psfdepth_z", "psfdepth_r_mag5",
     "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_arc_snr_sum", "src_mag_g",
     "src_mag_z", "lens_pa_rad", "src_hlr_target_arcsec",
     # further extras
     "region_id", "grid_name", "psf_fwhm_r_arcsec", "theta_e_over_psf",
 )
-"""Manifest columns in output order: DESIGN §5, then the INTERFACES extras, then ours."""
+"""Manifest columns in output order: the core task columns, then host and task extras."""
 
 
 class ManifestError(ValueError):

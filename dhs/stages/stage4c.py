@@ -1,6 +1,6 @@
 """Stage 4c — inject lensed arcs into real coadd cutouts (Spark wiring only).
 
-Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).  Output (DESIGN §5):
+Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).  Output (docs/outputs.md):
 
 * ``phase4c/<variant>/stamps/<experiment_id>/`` — manifest columns + metrics + ``stamp`` (+ kept arrays),
   zstd Parquet partitioned by ``region_split``;

@@ -64,7 +64,7 @@ def _check_columns(columns: list[str], path: str, settings: Any) -> None:
     if "lens_model" not in columns and "is_control" not in columns:
         missing.append("lens_model (or is_control)")
     if missing:
-        raise ValueError(f"stage 4d: {path} lacks column(s) {missing} (expected the stage 4c metrics of DESIGN §5)")
+        raise ValueError(f"stage 4d: {path} lacks column(s) {missing} (expected the stage 4c metrics columns of docs/outputs.md)")
 
 
 def _spark_type(name: str) -> str:

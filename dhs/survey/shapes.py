@@ -2,7 +2,7 @@
 
 Tractor's ``SHAPE_R`` is the half-light radius (arcsec) along the *major* axis; ``SHAPE_E1/E2`` are
 ellipticity components with |e| = (1 − q)/(1 + q) and the major axis at position angle
-θ = ½·atan2(e2, e1) East of North. The stamp frame of DESIGN §3 has x along columns, which on a DR10
+θ = ½·atan2(e2, e1) East of North. The stamp frame (docs/conventions.md) has x along columns, which on a DR10
 coadd (CD1_1 < 0) points West, and y along rows, pointing North. A direction at position angle θ therefore
 lies at φ = θ + 90° from +x (counter-clockwise), and lenstronomy's (e1, e2) = |e|·(cos 2φ, sin 2φ) =
 −(SHAPE_E1, SHAPE_E2). lenstronomy's ``R_sersic`` is measured along the intermediate axis √(ab), so

@@ -1,6 +1,6 @@
 """The DR10 sweep column set written by the synthetic sky (names, FITS formats, units).
 
-Derived from the DR9/DR10 Tractor data model (the 181-column DR9 row in ../shared/data is the check):
+Derived from the DR9/DR10 Tractor data model (a real 181-column DR9 sweep row in the test data is the check):
 the scalar Tractor columns plus the ``DCHISQ`` vector, with DR10-south's i band added; the aperture-flux
 and WISE light-curve vectors (``APFLUX_*``, ``LC_*``) are not in sweeps and are left out.
 """

@@ -1,4 +1,4 @@
-"""``build_sky``: write a small synthetic sky in the DR10 layout (DESIGN §3, §7).
+"""``build_sky``: write a small synthetic sky in the DR10 layout (docs/conventions.md).
 
 Under ``out_dir``::
 
@@ -11,7 +11,7 @@ Under ``out_dir``::
 Coadds are ``coadd_size``² pixels at 0.262″ with the brick-rule TAN WCS (CRVAL = brick centre,
 CRPIX = (size+1)/2, CD = diag(−0.262/3600, +0.262/3600)). Every object of the sweep is drawn into the
 images from its catalogue row (flux, TYPE, SHAPE_R/E1/E2, SERSIC) convolved with a Moffat(β = 3.5) PSF
-whose FWHM corresponds to the catalogue PSFSIZE (same noise-equivalent area, DESIGN §3); Gaussian
+whose FWHM corresponds to the catalogue PSFSIZE (same noise-equivalent area, docs/conventions.md); Gaussian
 noise with the variance 1/invvar of each pixel is added. Everything is a deterministic function of
 (n_bricks, seed, coadd_size): the same arguments give byte-identical files.
 """
@@ -52,7 +52,7 @@ class SynthSky:
     every edge; ``psf_hole_galaxy_ids``: LRG-like hosts inside the zero-PSFSIZE hole of a g-band map;
     ``brick_groups``: group number of each brick (bricks of a group are adjacent on the sky);
     ``allmask_bricks``: brick → band of its no-data (ALLMASK) strip.
-    Galaxy ids are ``<brickname>_<objid>`` as in DESIGN §5.
+    Galaxy ids are ``<brickname>_<objid>`` as in the parent table (docs/outputs.md).
     """
 
     survey_root: str
