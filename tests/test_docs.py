@@ -126,6 +126,16 @@ def test_config_reference_is_current():
         "docs/config-reference.md is stale: run `make docs` (dhs config-reference --out docs/config-reference.md)")
 
 
+def test_config_reference_command_writes_the_file(tmp_path, capsys):
+    from dhs.cli import main
+    from dhs.config.reference import render_reference
+
+    assert main(["config-reference", "--out", str(tmp_path / "ref.md")]) == 0
+    assert (tmp_path / "ref.md").read_text(encoding="utf-8") == render_reference()
+    assert main(["config-reference"]) == 0
+    assert capsys.readouterr().out.endswith(render_reference())
+
+
 def test_config_reference_lists_every_key():
     from dhs.config import RunConfig
     from dhs.config.reference import render_reference
@@ -158,3 +168,16 @@ def test_relative_links_in_docs_resolve():
     for doc in [REPO / "README.md", *DOCS.glob("*.md")]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
             assert (doc.parent / target).exists(), f"{doc.relative_to(REPO)} links to missing {target}"
+
+
+def test_no_development_chronicle_in_the_repository():
+    """Prose states current facts: no numbered development sessions or rounds, no "(now …)" comparisons."""
+    chronicle = re.compile("|".join([r"\bsess" + r"ion[- ]?\d", r"\bro" + r"und \d+(?![.\d])", r"\(no" + r"w \d",
+                                     r"\bsince sess" + r"ion"]), re.I)
+    files = _user_files() + sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "benchmarks").rglob("*.py"))
+    bad = []
+    for p in files:
+        for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if chronicle.search(line):
+                bad.append(f"{p.relative_to(REPO)}:{i}: {line.strip()[:80]}")
+    assert not bad, bad

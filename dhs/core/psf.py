@@ -220,5 +220,5 @@ def moffat_otf_interp(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: flo
     out = tab[i + 1] - lo
     out *= z
     out += lo
-    out[i + z >= last] = 0.0  # beyond the table (OTF < 1e-12): zero, as before
+    out[i + z >= last] = 0.0  # beyond the table (OTF < 1e-12): zero
     return out

@@ -223,8 +223,8 @@ def refined_cell_means(
         # anti-aliasing pre-filter: the area each of the cell's 2x2 points stands for, a quarter of the cell
         # (isotropic size: the square root of its source-plane area; the points' own parallelogram has a
         # third of the cell's area).  The points integrate the cell's box themselves, so a filter sized to
-        # the whole cell blurred refined cells by their box a second time: templates refined near the
-        # critical curve came out up to 0.9 % of the peak low in 0.8" seeing (now 0.2 %)
+        # the whole cell would blur refined cells by their box a second time (templates refined near the
+        # critical curve would come out up to 0.9 % of the peak low in 0.8" seeing instead of 0.2 %)
         area_src = np.abs(dx1 * dy2 - dy1 * dx2)
         cell = 0.5 * np.sqrt(3.0 * area_src.astype(np.float64))[:, None]
     # (per-cell sizes as an (n, 1) column: they broadcast against the cell's four points)
@@ -402,8 +402,8 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
     moments of that surface, M = (S[c+1] - S[c-1]) / 24 and Qxx = S / 12 + (S[c+1] - 2 S + S[c-1]) / 360
     (and likewise along y; Qxy from the diagonal neighbours), which hold for smooth light.  Where the light
     is concentrated below the cell size -- a Sersic cusp or a compact source -- its true position and spread
-    within the cell differ from that: the cusp was drawn at the cell centre, shifting compact images by up
-    to half a cell (2-4 % of the peak in 0.65" seeing at supersampling 3).  The refined cells' own moments
+    within the cell differ from that: without a correction the cusp would be drawn at the cell centre,
+    shifting compact images by up to half a cell (2-4 % of the peak in 0.65" seeing at supersampling 3).  The refined cells' own moments
     (``refined_cell_means(..., moments=_MOMENT_DEPTH)``) are compared with the implied ones and the
     differences added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at
     c-1) for each first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a

@@ -60,8 +60,8 @@ _COMPACT_TEMPLATE_SAMPLING = 0.25
 #: so a filter with the box's own variance (h / sqrt(12) = 0.29 h) would add no net blur; a little more
 #: damps aliasing.  Measured on real COSMOS templates (tests/core/test_antialias.py, test_render.py):
 #: 0.35 h keeps the unlensed total within 0.3 % at every supersampling and scale and images in 0.65"
-#: seeing within 0.6 % of the peak; 0.6 h (used before) kept the total within 0.15 % but blurred compact
-#: templates by up to 1.9 % of the peak.
+#: seeing within 0.6 % of the peak; 0.6 h keeps the total within 0.15 % but blurs compact templates by up
+#: to 1.9 % of the peak.
 _ALIAS_SIGMA = 0.35
 #: Gauss-Legendre nodes per angular interval of SersicSource.integrate_centre_cells
 _CENTRE_NODES = 8
@@ -418,7 +418,7 @@ class SersicSource:
         if n != 0.5:
             # the centre of any n != 0.5 profile is singular (exp(-b rho^(1/n)) has an unbounded second
             # derivative there: a cusp for n > 1, a kink at n = 1): the error of cells at it and next to
-            # it is not of the second order that ``tol`` assumes (up to 4 % per cell was seen).  Refine
+            # it is not of the second order that ``tol`` assumes (up to 4 % per cell).  Refine
             # them until the flux they could get wrong is negligible; at the finest level they are
             # integrated exactly (integrate_centre_cells)
             over |= rho_min <= centre_reach * half_diag
@@ -769,7 +769,7 @@ class InterpolatedSource:
         (exactly for level 0).  Filtering the pixel values instead would not do: such a filter's transfer
         function is periodic in the template's sampling frequency, so it passes the bilinear surface's
         spectral replicas around multiples of that frequency, which is where rays spaced ~1-1.5 template
-        pixels alias (the summed flux of compact templates was off by up to 3 %).  Levels are built on first
+        pixels alias (the summed flux of compact templates would be off by up to 3 %).  Levels are built on first
         use (the renderer's cells need only the first few) and shared by with_flux copies.
         """
         key = np.dtype(dtype).name

@@ -103,9 +103,9 @@ def _worst_unlensed_flux_error(src, rng, size: int) -> float:
 @pytest.mark.parametrize("name", ["gauss1.5", "gauss3", "noise"])
 def test_unlensed_flux_of_templates_with_pixel_scale_structure(name):
     """Rays spaced ~1-1.5 template pixels alias the bilinear surface's kinks (its spectrum repeats around
-    multiples of the template's sampling frequency): with the pre-filter applied to the pixel values,
-    whose transfer function repeats the same way, the compact Gaussian's total was off by up to 1 %
-    (3 % on some lattices); the filter is now applied to the continuous surface."""
+    multiples of the template's sampling frequency).  The pre-filter is applied to the continuous surface:
+    applied to the pixel values, whose transfer function repeats the same way, it would leave the compact
+    Gaussian's total off by up to 1 % (3 % on some lattices)."""
     tpl = _synthetic_templates()[name]
     rng = np.random.default_rng(11)
     worst = 0.0
@@ -247,8 +247,8 @@ def test_unlensed_flux_of_templates_sharper_than_their_pixels(name):
 @pytest.mark.parametrize("name", ["single_pixel", "gauss0.7"])
 def test_lensed_flux_of_templates_sharper_than_their_pixels_matches_a_brute_force_sum(name):
     """Compact templates of 0.05-0.15" pixels near the caustic (six random SIE + shear lenses): the lensed
-    stamp flux within 0.3 % of a 24x point-sampled sum (single pixel: 4.2 % off before compact templates
-    were refined to quarter-pixel cells)."""
+    stamp flux within 0.3 % of a 24x point-sampled sum (single pixel: 4.2 % off without the refinement of
+    compact templates to quarter-pixel cells)."""
     tpl = sharp_templates()[name]
     rng = np.random.default_rng(2)
     for _ in range(6):

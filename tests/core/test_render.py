@@ -135,8 +135,8 @@ def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
 def test_interpolated_source_in_best_seeing_matches_lenstronomy_interpol(shared_data, scale):
     """FWHM 0.65" (the issue's lower bound): every template, unlensed and lensed, within 1 % of the peak.
 
-    The anti-aliasing pre-filter adds a blur that the PSF no longer hides here; at sigma = 0.6 x cell (an
-    earlier choice) templates at scale 1.5-2.5, which need no refinement, were 1.2-1.9 % low at the peak.
+    The anti-aliasing pre-filter adds a blur that the PSF does not hide here; at sigma = 0.6 x cell
+    templates at scale 1.5-2.5, which need no refinement, would be 1.2-1.9 % low at the peak.
     """
     worst = _worst_interpol_error_in_best_seeing(
         _cosmos_templates(shared_data), (scale,), np.random.default_rng(int(scale * 10))
@@ -171,10 +171,10 @@ def test_unlensed_rendering_conserves_flux(n, r_eff, supersample, rel):
 
 @pytest.mark.parametrize("n_lo,n_hi", [(0.6, 1.0), (1.0, 1.5), (1.5, 4.0)])
 def test_compact_sources_conserve_flux_wherever_their_centre_falls(n_lo, n_hi):
-    # The centre of a Sersic with n != 0.5 is singular (a kink at n = 1, a cusp above): quadrature cells
-    # at it and next to it were off by up to 4 % each, and unlensed sources of the grids' sizes (r_eff
-    # 0.02-0.15 arcsec) lost up to 0.5 % (n ~ 1) and 1.2 % (n = 4) of their flux, depending on where the
-    # centre fell in the sub-pixel grid.  The stamp (160 pixels, 42 arcsec) holds all but < 1e-5 of them.
+    # The centre of a Sersic with n != 0.5 is singular (a kink at n = 1, a cusp above): plain quadrature
+    # cells at it and next to it are off by up to 4 % each, which would lose up to 0.5 % (n ~ 1) and 1.2 %
+    # (n = 4) of the flux of unlensed sources of the grids' sizes (r_eff 0.02-0.15 arcsec), depending on
+    # where the centre falls in the sub-pixel grid.  The stamp (160 pixels, 42 arcsec) holds all but < 1e-5.
     rng = np.random.default_rng(41)
     worst = 0.0
     for _ in range(24):
@@ -219,9 +219,9 @@ def test_impulse_at_lens_centre_stays_centred(offset, supersample):
 def test_point_like_source_anywhere_in_a_cell_keeps_its_position(n, supersample):
     """An impulse away from the lens centre: a 1-5 milliarcsec Sersic at source-plane offsets that fall
     anywhere inside the sub-pixel cells.  Its image centroid is where it is to 0.01 pixel (the issue's
-    impulse criterion; measured <= 0.0003).  Drawn at the cell centres, before the renderer carried sub-cell
-    moments, it was off by up to half a sub-pixel (0.14 pixel here at supersampling 3); with the moments
-    carried one refinement step only, by 0.026 pixel."""
+    impulse criterion; measured <= 0.0003).  Drawn at the cell centres, without the sub-cell moments, it
+    would be off by up to half a sub-pixel (0.14 pixel here at supersampling 3); with the moments carried
+    one refinement step only, by 0.026 pixel."""
     rows, cols = np.mgrid[:64, :64]
     rng = np.random.default_rng(int(10 * n) + supersample)
     for _ in range(4):
@@ -264,7 +264,7 @@ def test_unlensed_sersic_matches_galsim_sersic_convolved_with_moffat_and_pixel(
 
     GalSim's drawImage integrates over pixels exactly in Fourier space, with no sub-pixel grid: this checks
     that the renderer's own sub-pixel cells add no blur (cell fluxes are samples of source (x) cell box,
-    whose transfer function the renderer divides out; without that the error was 0.2-0.4 % of the peak).
+    whose transfer function the renderer divides out; without that the error would be 0.2-0.4 % of the peak).
     lenstronomy's e1, e2 equal GalSim's reduced shear g1, g2, and its circularised half-light radius is
     GalSim's half_light_radius of the round profile before the (area-preserving) shear.
     """
@@ -296,9 +296,9 @@ def test_random_unlensed_sersics_match_galsim_in_good_seeing(r_eff_min, off_cent
     elliptical profiles, where a point-sampled reference is not converged (measured worst 0.14 % centred).
 
     Off-centre: the source's centre falls anywhere within a sub-pixel cell (the grid is aligned on the lens,
-    not on the source), and the position of light concentrated below the cell size must survive.  Before
-    the renderer carried the refined cells' sub-cell moments the cusp was drawn at the cell centre: 1.9 %
-    of the peak off here (now 0.18 %)."""
+    not on the source), and the position of light concentrated below the cell size must survive.  Without
+    the refined cells' sub-cell moments the cusp would be drawn at the cell centre: 1.9 % of the peak off
+    here (0.18 % with them)."""
     galsim = pytest.importorskip("galsim")
     gsp = galsim.GSParams(
         folding_threshold=1e-4, maxk_threshold=1e-5, kvalue_accuracy=1e-7, xvalue_accuracy=1e-7
@@ -355,7 +355,7 @@ def test_compact_synthetic_templates_in_best_seeing_match_lenstronomy_interpol(n
     """Templates sharper than real galaxies at the pixel scale (a Gaussian of sigma 1.5 pixels, about the
     HST PSF, and an exponential disc with its kinked centre), unlensed and lensed, scale 0.5-2, 0.65"
     seeing: <= 1 % of the peak, 0.5 % in flux.  With rays up to 1.5 template pixels apart the compact
-    Gaussian was 1.25 % off (the bilinear surface's kinks alias through the pre-filter)."""
+    Gaussian would be 1.25 % off (the bilinear surface's kinks alias through the pre-filter)."""
     yy, xx = np.mgrid[:41, :41] - 20.0
     tpl = {
         "compact_gaussian": np.exp(-(xx**2 + yy**2) / (2 * 1.5**2)),
@@ -370,8 +370,9 @@ def test_compact_synthetic_templates_in_best_seeing_match_lenstronomy_interpol(n
 def test_templates_sharper_than_their_pixels_match_lenstronomy_interpol(name):
     """Light in one pixel, or a Gaussian of sigma 0.7 pixel, at template pixels of 0.06-0.15" (0.7-1.7
     renderer cells), unlensed and lensed, in 0.65" seeing, against INTERPOL point-sampled 32x (fine enough
-    for such pixels): within 0.5 % of the peak and 0.3 % in flux.  Before compact templates were refined to
-    quarter-pixel cells: 2.4 % and 1.5 % of the peak with these draws (6.1 % and 2.3 % with others)."""
+    for such pixels): within 0.5 % of the peak and 0.3 % in flux.  Without the refinement of compact
+    templates to quarter-pixel cells: 2.4 % and 1.5 % of the peak with these draws (6.1 % and 2.3 % with
+    others)."""
     tpl = sharp_templates()[name]
     rng = np.random.default_rng(4)
     for k in range(6):
@@ -393,9 +394,9 @@ def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
     """Gaussian templates of ``sigma`` template pixels (not compact enough for quarter-pixel refinement) at
     template pixels of 0.08-0.2", coarser than the renderer's cells, which then sample the pre-filtered
     template without refinement; unlensed and lensed, 0.65" seeing, against INTERPOL point-sampled 24x:
-    within 0.6 % of the peak.  The pre-filter already makes the samples cell means; the renderer also gave
-    them the point-sample-to-cell-mean (Laplacian) correction, a second cell-box blur: 0.4-0.8 % low at
-    the peak with these draws, now 0.17-0.34 %."""
+    within 0.6 % of the peak.  The pre-filter already makes the samples cell means, so they get no
+    point-sample-to-cell-mean (Laplacian) correction: that second cell-box blur would put them 0.4-0.8 %
+    low at the peak with these draws, against 0.17-0.34 % without it."""
     yy, xx = np.mgrid[:25, :25] - 12.0
     tpl = np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
     rng = np.random.default_rng(5)
@@ -417,9 +418,9 @@ def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
 def test_templates_refined_near_the_critical_curve_match_lenstronomy_interpol():
     """A compact template (elliptical Gaussian, sigma 1.6 x 1.3 pixels) with pixels just finer than the
     renderer's cells (0.05-0.078"), so that the cells are refined, in quad-like configurations, 0.8" seeing,
-    against INTERPOL point-sampled 24x: within 0.4 % of the peak.  When each refined cell's 2x2 points were
+    against INTERPOL point-sampled 24x: within 0.4 % of the peak.  Were each refined cell's 2x2 points
     pre-filtered at the whole cell's size (they integrate the cell's box themselves) the images near the
-    critical curve, where the isotropic filter is stretched tangentially, came out up to 0.87 % low."""
+    critical curve, where the isotropic filter is stretched tangentially, would come out up to 0.87 % low."""
     yy, xx = np.mgrid[:25, :25] - 12.0
     tpl = np.exp(-(xx**2 + (yy / 0.8) ** 2) / (2 * 1.6**2))
     rng = np.random.default_rng(3)

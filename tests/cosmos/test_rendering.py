@@ -24,9 +24,9 @@ from dhs.cosmos.selection import choose_cosmos_source
 
 FWHM, BETA, PIX, SIZE = 1.3, 3.5, 0.262, 65
 # Ray sub-sampling per pixel for the COSMOS templates: 12, so that these tests are about the bank and not
-# about the renderer's sampling of 0.03″ template pixels (point-sampling the bilinear interpolant once
-# aliased up to 1.4 % of the flux at supersample 6; dhs.core now pre-filters the template at each ray's
-# cell size, tests/core/test_antialias.py).
+# about the renderer's sampling of 0.03″ template pixels (dhs.core pre-filters the template at each ray's
+# cell size, tests/core/test_antialias.py; point-sampling the bilinear interpolant would alias up to 1.4 %
+# of the flux at supersample 6).
 SUPERSAMPLE = 12
 CAT = "real_galaxy_catalog_26_extension_example.fits"
 
