@@ -1,4 +1,4 @@
-"""Builders of small 4c-like tables (DESIGN §5 stamps/metrics columns) for the 4d tests.
+"""Builders of small 4c-like tables (docs/outputs.md stamps/metrics columns) for the 4d tests.
 
 Everything is drawn from a seeded numpy Generator, so the tables are the same on every run.
 """

@@ -1,4 +1,4 @@
-"""Arc SNR metrics (DESIGN section 5), injected flux, lensed half-light radius."""
+"""Arc SNR metrics (docs/outputs.md), injected flux, lensed half-light radius."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The stage 4c output schema: every DESIGN §5 column, manifest columns kept, arrays last."""
+"""The stage 4c output schema: every docs/outputs.md column, manifest columns kept, arrays last."""
 
 import pyarrow as pa
 

@@ -1,4 +1,4 @@
-"""A small fake stage-3 parent table (DESIGN §5 parent columns) for the stage 4a unit tests."""
+"""A small fake stage-3 parent table (docs/outputs.md parent columns) for the stage 4a unit tests."""
 
 from __future__ import annotations
 

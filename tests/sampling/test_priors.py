@@ -171,7 +171,7 @@ def test_psf_ratio_mode_needs_priors():
 
 
 def _moffat_fwhm_design(psfsize, beta=3.5):
-    """DESIGN §3: FWHM = PSFSIZE · 4(β−1)·sqrt(2^(1/β)−1) / (sqrt(2β−1)·2.3548)."""
+    """docs/conventions.md: FWHM = PSFSIZE · 4(β−1)·sqrt(2^(1/β)−1) / (sqrt(2β−1)·2.3548)."""
     return psfsize * 4 * (beta - 1) * math.sqrt(2 ** (1 / beta) - 1) / (math.sqrt(2 * beta - 1)
                                                                         * 2 * math.sqrt(2 * math.log(2)))
 

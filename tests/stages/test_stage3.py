@@ -62,7 +62,7 @@ def test_minisky_outputs_counts_rerun_and_force(spark, minisky, tmp_path):
     parent = _read(str(parent_dir))
     regions = _read(str(regions_dir))
 
-    # columns (DESIGN §5) and one flag per variant
+    # columns (docs/outputs.md) and one flag per variant
     for c in DESIGN_PARENT + [f"is_lrg_{v}" for v in LRG_VARIANTS]:
         assert c in parent.columns, c
     assert parent["galaxy_id"].is_unique

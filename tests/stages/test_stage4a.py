@@ -140,7 +140,7 @@ def test_missing_parent_is_a_clear_error(spark, tmp_path):
 
 
 def test_end_to_end_on_synthetic_sky(stage4a_result, debug_config):
-    """`dhs run configs/debug.yaml --stage 4a` after stage 3: DESIGN columns, row-count formula, controls,
+    """`dhs run configs/debug.yaml --stage 4a` after stage 3: documented columns, row-count formula, controls,
     stage config."""
     from dhs.stages.common import stage_output_dir
     from tests.sampling.test_manifest import independent_bins
