@@ -47,6 +47,7 @@ def test_unlensed_template_flux_is_preserved_at_every_supersample_and_scale(shar
     print(f"worst unlensed flux error {worst:.5f}")
 
 
+@pytest.mark.slow
 def test_lensed_template_flux_does_not_depend_on_supersample(shared_data):
     """Lensed: the stamp flux at each supersampling agrees with a 16x supersampled render to 0.5 %."""
     tpl = _templates(shared_data)[0]

@@ -131,6 +131,7 @@ def test_interpolated_source_matches_lenstronomy_interpol(shared_data):
             assert img.sum() == pytest.approx(ref.sum(), rel=0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [0.5, 1.0, 1.5, 2.5])
 def test_interpolated_source_in_best_seeing_matches_lenstronomy_interpol(shared_data, scale):
     """FWHM 0.65" (the issue's lower bound): every template, unlensed and lensed, within 1 % of the peak.
@@ -285,6 +286,7 @@ def test_unlensed_sersic_matches_galsim_sersic_convolved_with_moffat_and_pixel(
     assert img.sum() == pytest.approx(ref.sum(), rel=5e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "r_eff_min,off_centre,seed",
     [(0.05, False, 5), (0.02, True, 8)],
@@ -350,6 +352,7 @@ def test_render_rejects_bad_arguments():
         render_lensed_bands(lens, src, [1.0, 2.0], [1.0, 1.0, 1.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["compact_gaussian", "exponential_disc"])
 def test_compact_synthetic_templates_in_best_seeing_match_lenstronomy_interpol(name):
     """Templates sharper than real galaxies at the pixel scale (a Gaussian of sigma 1.5 pixels, about the
@@ -366,6 +369,7 @@ def test_compact_synthetic_templates_in_best_seeing_match_lenstronomy_interpol(n
     assert worst <= 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["single_pixel", "gauss0.7"])
 def test_templates_sharper_than_their_pixels_match_lenstronomy_interpol(name):
     """Light in one pixel, or a Gaussian of sigma 0.7 pixel, at template pixels of 0.06-0.15" (0.7-1.7
@@ -389,6 +393,7 @@ def test_templates_sharper_than_their_pixels_match_lenstronomy_interpol(name):
         assert img.sum() == pytest.approx(ref.sum(), rel=0.003), (lens, pix)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sigma", [1.5, 2.0, 3.0])
 def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
     """Gaussian templates of ``sigma`` template pixels (not compact enough for quarter-pixel refinement) at
@@ -415,6 +420,7 @@ def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
     assert worst <= 0.006
 
 
+@pytest.mark.slow
 def test_templates_refined_near_the_critical_curve_match_lenstronomy_interpol():
     """A compact template (elliptical Gaussian, sigma 1.6 x 1.3 pixels) with pixels just finer than the
     renderer's cells (0.05-0.078"), so that the cells are refined, in quad-like configurations, 0.8" seeing,

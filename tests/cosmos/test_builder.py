@@ -82,6 +82,7 @@ def test_bank_metadata_matches_catalogue(built_bank, cosmos_dir):
     assert meta.num_rows == bank.n and set(META_COLUMNS) <= set(meta.column_names)
 
 
+@pytest.mark.slow
 def test_rebuild_same_seed_is_identical_and_seed_matters(built_bank, cosmos_dir, tmp_path):
     path, _ = built_bank
     again = tmp_path / "again.h5"
