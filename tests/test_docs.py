@@ -181,3 +181,11 @@ def test_no_development_chronicle_in_the_repository():
             if chronicle.search(line):
                 bad.append(f"{p.relative_to(REPO)}:{i}: {line.strip()[:80]}")
     assert not bad, bad
+
+
+def test_stage6_schema_columns_documented():
+    from dhs.reallens.cutouts import cutout_columns
+    from dhs.reallens.sweep_task import CANDIDATE_SCHEMA
+
+    assert undocumented(CANDIDATE_SCHEMA.names, "stage6 objects") == []
+    assert undocumented([name for name, _ in cutout_columns()], "stage6 cutouts") == []
