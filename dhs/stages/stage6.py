@@ -8,13 +8,19 @@ Flow (pure logic in :mod:`dhs.reallens`; this module is the Spark wiring):
    negative-pool rows that pass the Paper IV filters (with derived columns, N2 category, HEALPix split and
    sampling hash) and a summary row (rows read, per-filter counts, read error);
 3. driver: resolve the crossmatch (nearest, deterministic ties and duplicates) → ``positives/`` (one row
-   per lens: matched, unmatched or duplicate); ``negatives/`` ← the pool;
-4. quotas per stratum from the matched positives and pool counts; negatives ranked by their 64-bit hash
+   per lens: matched, unmatched or duplicate, with ``passes_filters`` / ``filter_failed``: the pool filters
+   of ``stage6.positive_filters`` its object fails); ``negatives/`` ← the pool;
+4. quotas per stratum from the matched positives that pass the same filters as the negatives (the others
+   are counted and listed with their reasons in ``_stage_config.json``, never silently kept) and pool counts; negatives ranked by their 64-bit hash
    within (stratum, pool) windows → ``sample/`` (matched positives + chosen negatives, ``label`` 1/0);
 5. cutouts of every sample row (coadd store or cutout service) with quality metrics and shortcut features
    → ``cutouts/``; failures are rows with ``cutout_ok = 0`` and ``error``;
 6. validation (shortcut audit, split proportions, disjointness) → ``validation/`` (audit table,
    ``_validation.json``, ``_report.md`` — underscore names so Parquet readers skip them).
+
+7. with ``stage6.hard_negatives.score_table`` set: the finder's highest-scoring non-lenses per stratum →
+   ``hard_negatives/`` (:mod:`dhs.stages.stage6_hard_negatives`). When the other outputs exist already, only
+   this step runs (again whenever its settings change).
 
 All outputs live under ``phase6/<variant>/<kind>/<experiment_id>/`` with ``_stage_config.json`` (written
 last) holding the counts of every step; each step's rows in = rows out (+ rows rejected, with reasons).
