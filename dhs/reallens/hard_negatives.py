@@ -96,8 +96,9 @@ def hard_negative_quotas(pos_counts: Mapping[str, int], eligible: Mapping[str, i
 
 def best_scores(ids: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One score per id: the highest finite score; ids whose scores are all null/NaN are dropped. Returns
-    ``(ids, scores, counts)`` with counts ``rows``, ``null_or_nan`` (rows), ``duplicate_rows`` (rows beyond the
-    first of an id) and ``ids`` (distinct ids with a finite score)."""
+    ``(ids, scores, counts)`` with counts ``rows``, ``null_or_nan`` (rows with a null id or a null/NaN score),
+    ``duplicate_rows`` (rows with an id beyond the first of that id) and ``ids`` (distinct ids with a finite
+    score). The reference of what the Spark stage does."""
     k = np.asarray(ids, dtype=object)
     v = np.asarray([np.nan if x is None else x for x in np.asarray(scores, dtype=object)], dtype=np.float64)
     ok = np.isfinite(v) & np.array([x is not None for x in k], dtype=bool)
@@ -105,11 +106,11 @@ def best_scores(ids: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, dict[str
     for a, b in zip(k[ok].tolist(), v[ok].tolist()):
         if a not in best or b > best[a]:
             best[a] = b
-    n_rows = int(k.size)
-    n_ids_all = len({x for x in k.tolist() if x is not None})
+    with_id = [x for x in k.tolist() if x is not None]
     keys = np.array(sorted(best), dtype=object)
     return keys, np.array([best[x] for x in keys.tolist()], dtype=np.float64), {
-        "rows": n_rows, "null_or_nan": int((~ok).sum()), "duplicate_rows": n_rows - n_ids_all, "ids": len(best)}
+        "rows": int(k.size), "null_or_nan": int((~ok).sum()), "duplicate_rows": len(with_id) - len(set(with_id)),
+        "ids": len(best)}
 
 
 def select_hard_negatives(stratum: Any, score: Any, order_hash: Any, keys: Any,
