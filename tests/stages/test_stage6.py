@@ -307,11 +307,33 @@ def test_positives_table_without_candidates(debug_config):
     t, c = positives_table(lenses, CANDIDATE_SCHEMA.empty_table(), debug_config)
     st = debug_config.stage6
     pix = healpix_index(lenses.ra, lenses.dec, st.healpix_nside)
-    assert c == {"matched": 0, "unmatched": 2, "duplicate": 0}
+    assert {k: c[k] for k in ("matched", "unmatched", "duplicate")} == {"matched": 0, "unmatched": 2, "duplicate": 0}
+    assert c["filters"]["rejected"] == 0 and t["passes_filters"].to_pylist() == [None, None]
     assert t["galaxy_id"].to_pylist() == [None, None] and t["tier"].to_pylist() == ["A", "B"]
     assert t["healpix"].to_pylist() == pix.tolist()
     assert t["region_split"].to_pylist() == hash_split(pix, st.healpix_nside, debug_config.seed,
                                                        st.split_fractions).tolist()
+
+
+def test_positives_table_reports_filter_failures(debug_config):
+    """Without Spark: lenses on objects that fail the pool filters are matched, flagged and listed."""
+    from dhs.reallens.lenses import LensTable
+    from dhs.reallens.sweep_task import process_columns
+    from dhs.stages.stage6 import positives_table
+    from tests.reallens.sweep_factory import default_columns
+
+    cols = default_columns(3)
+    cols["ra"] = 10.0 + np.arange(3) * 0.01
+    cols["nobs_z"][1] = 2
+    cols["type"][2] = "EXP"
+    lenses = LensTable(cols["ra"] + 1e-5, cols["dec"].copy(), np.array(["A"] * 3, dtype=object),
+                       np.array(["r"] * 3, dtype=object), np.array(["a", "b", "c"], dtype=object), "x.csv", {})
+    cand, _, _ = process_columns(cols, lenses.ra, lenses.dec, debug_config.stage6, 1, "s.fits")
+    t, c = positives_table(lenses, cand, debug_config)
+    assert c["matched"] == 3 and t["passes_filters"].to_pylist() == [1, 0, 0]
+    assert t["filter_failed"].to_pylist() == ["", "nobs", "type"]
+    assert c["filters"]["rejected"] == 2 and c["filters"]["rows"] == [
+        {"key": "b", "object": "0001p000_1", "filters": "nobs"}, {"key": "c", "object": "0001p000_2", "filters": "type"}]
 
 
 def test_load_lenses_from_lenscat(debug_config, monkeypatch):
