@@ -215,9 +215,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     st = cfg.stage6
     hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if st.hard_negatives.score_table else None
     if hn_dir:
-        check_score_table(cfg)
+        check_score_table(cfg, spark)
     if should_skip(cfg, list(dirs.values())):
-        if hn_dir is None or hard_negatives_current(cfg, hn_dir):
+        if hn_dir is None or hard_negatives_current(cfg, hn_dir, dirs["negatives"]):
             return skipped_result(STAGE, dirs["sample"])
         return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
     started = time.time()

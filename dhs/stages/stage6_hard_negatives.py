@@ -59,9 +59,14 @@ def check_score_table(cfg: RunConfig, spark: Any = None) -> None:
                        hn.id_column, hn.score_column)
 
 
-def _settings_doc(cfg: RunConfig) -> dict[str, Any]:
-    st = cfg.stage6
-    return {**st.hard_negatives.model_dump(mode="json"), "exclusion_radius_arcsec": exclusion_radius(cfg)}
+def _settings_doc(cfg: RunConfig, negatives_dir: str) -> dict[str, Any]:
+    """What the hard negatives depend on besides the data: their settings and when the pool was made."""
+    try:
+        pool_made = read_stage_config(negatives_dir, cfg.s3.options()).get("ended_utc")
+    except Exception:  # noqa: BLE001 - no record: never equal to a finished one
+        pool_made = None
+    return {**cfg.stage6.hard_negatives.model_dump(mode="json"), "exclusion_radius_arcsec": exclusion_radius(cfg),
+            "pool_ended_utc": pool_made}
 
 
 def exclusion_radius(cfg: RunConfig) -> float:
@@ -70,16 +75,17 @@ def exclusion_radius(cfg: RunConfig) -> float:
     return float(hn.exclusion_radius_arcsec or cfg.stage6.filters.known_lens.radius_arcsec)
 
 
-def hard_negatives_current(cfg: RunConfig, hn_dir: str) -> bool:
+def hard_negatives_current(cfg: RunConfig, hn_dir: str, negatives_dir: str) -> bool:
     """True when ``hn_dir`` is complete and was made with the same hard-negative settings (score table,
-    columns, pools, counts, exclusion radius); a changed setting rewrites only the hard negatives."""
+    columns, pools, counts, exclusion radius) from the same pool; otherwise only the hard negatives are made
+    again."""
     if cfg.force or not output_complete(cfg, hn_dir):
         return False
     try:
         doc = read_stage_config(hn_dir, cfg.s3.options())
     except Exception:  # noqa: BLE001 - an unreadable record means: make it again
         return False
-    return doc.get("hard_negative_settings") == _settings_doc(cfg)
+    return doc.get("hard_negative_settings") == _settings_doc(cfg, negatives_dir)
 
 
 def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: LensTable, dirs: dict[str, str],
@@ -185,4 +191,5 @@ def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: LensTable, dirs: dic
     result = StageResult(stage=STAGE, output_path=hn_dir, rows_in=int(srow["rows"]), rows_out=n_sel,
                          failures=dict(cut["failures_by_kind"]), extra={"counts": counts})
     return finish_stage(cfg, result, [hn_dir], inputs=[hn.score_table, dirs["negatives"], lenses.source],
-                        counts=counts, started=started, extra={"hard_negative_settings": _settings_doc(cfg)})
+                        counts=counts, started=started,
+                        extra={"hard_negative_settings": _settings_doc(cfg, dirs["negatives"])})
