@@ -106,3 +106,25 @@ def test_nobs_z_1_2_holds_neither_negatives_nor_positives(tmp_path, preset):
     cand, _, _ = process_columns(cols, cols["ra"] + 1e-5, cols["dec"], st, 1, "x.fits")
     failed = dict(zip(cand["galaxy_id"].to_pylist(), cand["filter_failed"].to_pylist()))
     assert failed == {"0001p000_0": "nobs", "0001p000_1": "nobs", "0001p000_2": "", "0001p000_3": ""}
+
+
+def test_preset_selected_in_the_run_yaml(tmp_path):
+    """configs/debug.yaml with ``--set stage6.pool_preset=first_documented``: a sweep file read by the stage's
+    task keeps the rows only the first version admits."""
+    from pathlib import Path
+
+    from dhs.config import load_config
+    from dhs.reallens.sweep_task import process_sweep
+    from tests.reallens.sweep_factory import write_sweep
+
+    cols, lra, ldec = _rows()
+    path = write_sweep(str(tmp_path / "sweep-000p000-010p005.fits"), cols)
+    yaml = Path(__file__).resolve().parents[2] / "configs" / "debug.yaml"
+    kept = {}
+    for preset in ("revised", "first_documented"):
+        cfg = load_config(yaml, [f"stage6.pool_preset={preset}"], check_inputs=False)
+        assert cfg.stage6.pool_preset == preset
+        _, neg, summary = process_sweep(path, lra, ldec, cfg.stage6, cfg.seed)
+        kept[preset] = neg.num_rows
+        assert summary["rows_read"] == 7 == neg.num_rows + sum(summary["first_failed"].values())
+    assert kept == {"revised": 2, "first_documented": 7}
