@@ -88,6 +88,20 @@ def hard_negatives_current(cfg: RunConfig, hn_dir: str, negatives_dir: str) -> b
     return doc.get("hard_negative_settings") == _settings_doc(cfg, negatives_dir)
 
 
+def _nothing_selected(path: str, id_column: str, best: Any, pool: Any, per: dict[tuple[str, bool], int],
+                      pos_counts: dict[str, int]) -> str:
+    """Why no hard negative could be selected (with a few example ids of both tables when none matched)."""
+    scored = sum(per.values())
+    if scored == 0:
+        ex_s = [r[0] for r in best.select(SCORE_ID).limit(3).collect()]
+        ex_p = [r[0] for r in pool.select("galaxy_id").limit(3).collect()]
+        return (f"score table {path}: none of its ids (column {id_column!r}, e.g. {ex_s}) is a galaxy_id of the "
+                f"negative pool (e.g. {ex_p}); expected dhs galaxy_id strings '<brickname>_<objid>'")
+    eligible = sum(n for (_, near), n in per.items() if not near)
+    return (f"score table {path}: no hard negative to select — {scored} pool objects have a finite score, "
+            f"{eligible} of them away from known lenses, strata with sample positives: {sorted(pos_counts)}")
+
+
 def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: LensTable, dirs: dict[str, str],
                         hn_dir: str) -> StageResult:
     """Select and cut the hard negatives from the stage-6 outputs in ``dirs`` (module docstring)."""
@@ -154,6 +168,8 @@ def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: LensTable, dirs: dic
                   .withColumn("label", F.lit(0)).withColumn("weight", F.lit(1.0))
                   .withColumn("hn_rank", F.col("hn_rank").cast("long")))
         n_take = sum(int(q["take"]) for q in quotas.values())
+        if n_take == 0:
+            raise ScoreTableError(_nothing_selected(hn.score_table, hn.id_column, best, pool, per, pos_counts))
         cut = _cutouts(spark, cfg, chosen, hn_dir, n_take)
     finally:
         flagged.unpersist()

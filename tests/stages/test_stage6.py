@@ -286,6 +286,12 @@ def test_stage6_hard_negatives(stage6_run, planted, spark, tmp_path):
     cfg3 = config_from_dict(cfg.model_dump(mode="json"), [f"stage6.hard_negatives.score_table={bad}"])
     with pytest.raises(ScoreTableError, match=r"bad\.parquet: column 'score' not found"):
         stage6.run(spark, cfg3)
+    # ids that are not dhs galaxy_ids: a clear error, not an empty output
+    alien = tmp_path / "alien.parquet"
+    pd.DataFrame({"galaxy_id": ["123", "456"], "score": [0.5, 0.9]}).to_parquet(alien, index=False)
+    cfg4 = config_from_dict(cfg.model_dump(mode="json"), [f"stage6.hard_negatives.score_table={alien}"])
+    with pytest.raises(ScoreTableError, match=r"alien\.parquet: none of its ids .* is a galaxy_id of the negative"):
+        stage6.run(spark, cfg4)
 
 
 def test_stage6_without_catalogue_is_a_clear_error(debug_config):
