@@ -17,9 +17,9 @@ Pool rules come from a named preset (``pool_preset``), and any key set in the YA
 Both share the footprint (−18° < Dec < +32°), ≥ 3 exposures in g, r and z, the excluded maskbits
 {1, 5, 6, 7, 11, 12, 13}, the nobs_z strata 1–2 / 3–5 / 6–10 / 11+, N1 : N2 = 85 : 15, HEALPix nside 128 split
 70/15/15 and 101-pixel cutouts. In both, positives pass the same footprint/quality filters as the negatives
-(``positive_filters``), so every stratum that holds positives can hold negatives. The seed system did not
-filter its positives: under its own ≥ 3-exposure rule its nobs_z 1–2 stratum held positives but could never
-hold negatives. docs/stage6.md lists every difference and why, where known.
+(``positive_filters``), so every stratum that holds positives can hold negatives. The first documented
+version stratified by a nobs_z 1–2 bin that, under its own ≥ 3-exposure rule, could hold positives but never
+negatives. docs/stage6.md lists every difference and why, where known.
 """
 
 from __future__ import annotations
