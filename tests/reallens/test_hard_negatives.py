@@ -112,3 +112,24 @@ def test_equal_hashes_fall_back_to_the_id():
     take, rank = select_hard_negatives(["s"] * 3, [1.0, 1.0, 1.0], [7, 7, 7], ["c", "a", "b"],
                                        {"s": {"take": 2}})
     assert take.tolist() == [False, True, True] and rank.tolist() == [3, 1, 2]
+
+
+def test_hard_negatives_are_remade_when_settings_or_pool_change(tmp_path):
+    """Without Spark: the record in _stage_config.json decides whether only the hard negatives run again."""
+    from dhs.io.stage_meta import write_stage_config_file
+    from dhs.stages.stage6_hard_negatives import _settings_doc, hard_negatives_current
+
+    scores = _write(tmp_path / "s.parquet", galaxy_id=["a"], score=[1.0])
+    base = {"survey_root": str(tmp_path), "output_root": str(tmp_path / "o"),
+            "stage6": {"hard_negatives": {"score_table": scores}}}
+    cfg = config_from_dict(base)
+    neg, hn = str(tmp_path / "neg"), str(tmp_path / "hn")
+    assert not hard_negatives_current(cfg, hn, neg)                    # nothing there yet
+    write_stage_config_file(neg, {"ended_utc": "2026-01-01T00:00:00"})
+    write_stage_config_file(hn, {"hard_negative_settings": _settings_doc(cfg, neg)})
+    assert hard_negatives_current(cfg, hn, neg)
+    other = config_from_dict({**base, "stage6": {"hard_negatives": {"score_table": scores, "per_positive": 5}}})
+    assert not hard_negatives_current(other, hn, neg)                  # a setting changed
+    assert not hard_negatives_current(config_from_dict({**base, "force": True}), hn, neg)
+    write_stage_config_file(neg, {"ended_utc": "2026-01-02T00:00:00"})
+    assert not hard_negatives_current(cfg, hn, neg)                    # the pool was made again
