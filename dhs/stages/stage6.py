@@ -11,7 +11,8 @@ Flow (pure logic in :mod:`dhs.reallens`; this module is the Spark wiring):
    per lens: matched, unmatched or duplicate, with ``passes_filters`` / ``filter_failed``: the pool filters
    of ``stage6.positive_filters`` its object fails); ``negatives/`` ← the pool;
 4. quotas per stratum from the matched positives that pass the same filters as the negatives (the others
-   are counted and listed with their reasons in ``_stage_config.json``, never silently kept) and pool counts; negatives ranked by their 64-bit hash
+   are counted and listed with their reasons in ``_stage_config.json``, never silently kept) and pool
+   counts; negatives ranked by their 64-bit hash
    within (stratum, pool) windows → ``sample/`` (matched positives + chosen negatives, ``label`` 1/0);
 5. cutouts of every sample row (coadd store or cutout service) with quality metrics and shortcut features
    → ``cutouts/``; failures are rows with ``cutout_ok = 0`` and ``error``;
@@ -212,8 +213,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     from pyspark.sql import functions as F
 
     dirs = {k: stage_output_dir(cfg, STAGE, k) for k in KINDS}
-    st = cfg.stage6
-    hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if st.hard_negatives.score_table else None
+    hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if cfg.stage6.hard_negatives.score_table else None
     if hn_dir:
         check_score_table(cfg, spark)
     if should_skip(cfg, list(dirs.values())):
@@ -221,6 +221,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             return skipped_result(STAGE, dirs["sample"])
         return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
     started = time.time()
+    st = cfg.stage6
     lenses = load_lenses(cfg)
     raw, summaries, paths = _read_sweeps(spark, cfg, lenses)
     unreadable = sorted({s["path"]: s["error"] for s in summaries if s["error"]}.items())
