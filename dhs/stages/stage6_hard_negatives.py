@@ -31,7 +31,6 @@ from dhs.reallens.hard_negatives import (
     hard_negative_quotas,
     read_score_schemas,
 )
-from dhs.reallens.lenses import LensTable
 from dhs.stages.common import StageResult, finish_stage, output_complete, spark_schema
 
 STAGE = "6"
@@ -102,9 +101,11 @@ def _nothing_selected(path: str, id_column: str, best: Any, pool: Any, per: dict
             f"{eligible} of them away from known lenses, strata with sample positives: {sorted(pos_counts)}")
 
 
-def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: LensTable, dirs: dict[str, str],
+def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: Any, dirs: dict[str, str],
                         hn_dir: str) -> StageResult:
-    """Select and cut the hard negatives from the stage-6 outputs in ``dirs`` (module docstring)."""
+    """Select and cut the hard negatives from the stage-6 outputs in ``dirs`` (module docstring). ``lenses``:
+    the run's known-lens table (:func:`dhs.stages.stage6.load_lenses`: ``ra``, ``dec`` in degrees,
+    ``source``)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_type

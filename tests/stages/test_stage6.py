@@ -323,9 +323,8 @@ def test_positives_table_without_candidates(debug_config):
 
 def test_positives_table_reports_filter_failures(debug_config):
     """Without Spark: lenses on objects that fail the pool filters are matched, flagged and listed."""
-    from dhs.reallens.lenses import LensTable
     from dhs.reallens.sweep_task import process_columns
-    from dhs.stages.stage6 import positives_table
+    from dhs.stages.stage6 import LensTable, positives_table
     from tests.reallens.sweep_factory import default_columns
 
     cols = default_columns(3)
