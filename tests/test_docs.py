@@ -189,3 +189,9 @@ def test_stage6_schema_columns_documented():
 
     assert undocumented(CANDIDATE_SCHEMA.names, "stage6 objects") == []
     assert undocumented([name for name, _ in cutout_columns()], "stage6 cutouts") == []
+
+
+def test_stage6_positive_columns_documented():
+    from dhs.stages.stage6 import _LENS_FIELDS
+
+    assert undocumented([name for name, _ in _LENS_FIELDS] + ["passes_filters", "label"], "stage6 objects") == []

@@ -25,6 +25,7 @@ class CoaddCacheConfig(StrictModel):
     dest: str | None = Field(default=None, description="cache root (local dir or s3://); default survey_root")
     products: list[Literal["image", "invvar", "maskbits", "psfsize"]] = Field(
         default_factory=lambda: ["image", "invvar", "maskbits", "psfsize"])
+    """Coadd products mirrored per brick (image, invvar, maskbits, psfsize)."""
     workers: int = Field(default=8, ge=1, le=256, description="parallel downloads")
     retries: int = Field(default=4, ge=0, le=20, description="retries per file after the first attempt")
     backoff_s: float = Field(default=1.0, ge=0.0, description="first retry delay, doubled per retry (s)")

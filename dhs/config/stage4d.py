@@ -50,6 +50,7 @@ class GallerySettings(StrictModel):
     """Lupton asinh RGB gallery: per example the injected stamp, the arc alone and a matched control."""
 
     enabled: bool = True
+    """Draw the stamp gallery."""
     n_theta: int = Field(default=6, ge=1, le=30)
     """Number of θE values shown (spread over the θE values present)."""
     per_theta: int = Field(default=2, ge=1, le=10)

@@ -39,16 +39,22 @@ class LensColumns(StrictModel):
     """Column names of the lens catalogue; None = first of the usual names found (case-insensitive)."""
 
     ra: str | None = None
+    """RA column (deg)."""
     dec: str | None = None
+    """Dec column (deg)."""
     grade: str | None = None
+    """Grade column (mapped to a tier by ``tiers.grade_to_tier``)."""
     reference: str | None = None
+    """Reference column (kept as a string)."""
     name: str | None = None
+    """Name column (the lens id; default ``<file>:<row>``)."""
 
 
 class FootprintFilter(StrictModel):
     """Keep dec_min_deg < Dec < dec_max_deg (strict; DECaLS-like footprint of Paper IV)."""
 
     enabled: bool = True
+    """Apply this filter."""
     dec_min_deg: float = Field(default=-18.0, ge=-90.0, le=90.0)
     dec_max_deg: float = Field(default=32.0, ge=-90.0, le=90.0)
 
@@ -63,16 +69,21 @@ class TypeFilter(StrictModel):
     """Keep Tractor TYPE in ``allowed`` (add "EXP" to include exponential discs)."""
 
     enabled: bool = True
+    """Apply this filter."""
     allowed: list[Literal["PSF", "REX", "EXP", "DEV", "SER", "COMP", "DUP"]] = Field(
         default_factory=lambda: ["SER", "DEV", "REX"], min_length=1)
+    """Tractor types kept."""
 
 
 class NobsFilter(StrictModel):
     """Keep NOBS_<band> ≥ ``min`` in every band of ``bands``."""
 
     enabled: bool = True
+    """Apply this filter."""
     min: int = Field(default=3, ge=0)
+    """Fewest exposures per band."""
     bands: list[Literal["g", "r", "z"]] = Field(default_factory=lambda: ["g", "r", "z"], min_length=1)
+    """Bands whose NOBS is checked."""
 
 
 class MagFilter(StrictModel):
@@ -81,23 +92,31 @@ class MagFilter(StrictModel):
     row with no measured z flux cannot be placed against a z-band cut)."""
 
     enabled: bool = True
+    """Apply this filter."""
     band: Literal["g", "r", "z"] = "z"
+    """Band of the magnitude cut."""
     max: float = 20.0
+    """Magnitude limit (AB, strict <)."""
     missing_passes: bool = False
+    """A NaN magnitude passes the cut."""
 
 
 class MaskbitsFilter(StrictModel):
     """Reject rows with any of ``bits`` set in MASKBITS (bit numbers or names, DR10 numbering)."""
 
     enabled: bool = True
+    """Apply this filter."""
     bits: list[int | str] = Field(default_factory=lambda: [1, 5, 6, 7, 11, 12, 13])
+    """MASKBITS bits (numbers or names) that reject a row."""
 
 
 class KnownLensFilter(StrictModel):
     """Reject rows with a known lens (the whole catalogue) within ``radius_arcsec``."""
 
     enabled: bool = True
+    """Apply this filter."""
     radius_arcsec: float = Field(default=11.0, gt=0.0)
+    """Exclusion radius around each known lens (arcsec)."""
 
 
 class NegativeFilters(StrictModel):
@@ -198,9 +217,11 @@ class TierSettings(StrictModel):
 
     grade_to_tier: dict[str, Literal["A", "B"]] = Field(default_factory=lambda: {
         "A": "A", "confident": "A", "B": "B", "probable": "B"})
+    """Lens grade (case as in the table) → tier A or B."""
     default_tier: Literal["A", "B"] = "B"
     """Tier of lenses whose grade is empty or not in ``grade_to_tier``."""
     weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5})
+    """Training weight per tier."""
 
     @model_validator(mode="after")
     def _weights(self) -> TierSettings:
@@ -217,20 +238,31 @@ class CutoutSettings(StrictModel):
     """coadd: the DR10 coadds under survey_root (local or s3://, with invvar and maskbits);
     service: the Legacy Surveys cutout service over HTTP (images only)."""
     size: int = Field(default=101, ge=8, le=512)
+    """Stamp side (pixels)."""
     service_url: str = "https://www.legacysurvey.org/viewer/cutout.fits"
+    """Cutout service endpoint (``source: service``)."""
     service_layer: str = "ls-dr10"
+    """Cutout service layer."""
     service_retries: int = Field(default=3, ge=0, le=20)
+    """Retries per request after the first attempt."""
     service_timeout_s: float = Field(default=30.0, gt=0.0)
+    """Socket timeout per request (s)."""
     service_backoff_s: float = Field(default=1.0, ge=0.0)
+    """First retry delay, doubled per retry (s)."""
     cache_bytes: int = Field(default=500_000_000, ge=0)
+    """Executor coadd cache size (bytes)."""
     partitions: int = Field(default=0, ge=0)
     """Cutout tasks (0 = spark.shuffle_partitions)."""
     core_radius_pix: float = Field(default=4.0, gt=0.0)
+    """Radius of the core-flux metric (pixels)."""
     annulus_pix: tuple[float, float] = (8.0, 16.0)
+    """Inner and outer radius of the annulus metric (pixels)."""
     central_box_pix: int = Field(default=16, ge=1)
     """Side of the central box for ``nan_frac_central``."""
     keep_invvar: bool = True
+    """Write the ``invvar`` array (coadd source)."""
     keep_maskbits: bool = True
+    """Write the ``maskbits_stamp`` array (coadd source)."""
 
     @model_validator(mode="after")
     def _annulus(self) -> CutoutSettings:
@@ -254,25 +286,38 @@ class HardNegativeSettings(StrictModel):
     A null or NaN score never makes a hard negative; an id scored twice keeps its highest score."""
 
     score_table: str | None = None
+    """Parquet file or folder of a finder's scores (local or s3://); null: no hard negatives."""
     id_column: str = Field(default="galaxy_id", min_length=1)
+    """Column holding dhs ``galaxy_id`` strings."""
     score_column: str = Field(default="score", min_length=1)
+    """Numeric score column (higher = more lens-like)."""
     pools: list[Literal["N1", "N2"]] = Field(default_factory=lambda: ["N1", "N2"], min_length=1)
+    """Negative pools the hard negatives are drawn from."""
     count: Literal["per_positive", "per_stratum"] = "per_positive"
+    """``per_positive``: round(per_positive × positives) per stratum with positives; ``per_stratum``: ``per_stratum`` per stratum."""
     per_positive: float = Field(default=10.0, gt=0.0)
+    """Hard negatives per sample positive of the stratum."""
     per_stratum: int = Field(default=1000, ge=1)
+    """Hard negatives per stratum."""
     min_score: float | None = None
     """Only objects scoring at least this become hard negatives (null = no threshold)."""
     exclusion_radius_arcsec: float | None = Field(default=None, gt=0.0)
+    """Known-lens exclusion radius (arcsec); null: ``filters.known_lens.radius_arcsec``."""
 
 
 class ValidationSettings(StrictModel):
     """Shortcut audit (positives vs negatives) and split checks."""
 
     n_boot: int = Field(default=500, ge=50, le=100_000)
+    """Bootstrap resamples of the audit AUCs."""
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    """Level of the audit intervals."""
     auc_yellow: float = Field(default=0.6, ge=0.5, le=1.0)
+    """Yellow flag above this lower bound of max(AUC, 1 − AUC)."""
     auc_red: float = Field(default=0.75, ge=0.5, le=1.0)
+    """Red flag above this lower bound."""
     max_per_class: int = Field(default=20000, ge=10)
+    """Rows per class used by the audit."""
     split_tolerance: float = Field(default=0.05, gt=0.0, lt=1.0)
     """Yellow flag when a split's share differs from its target by more than this."""
     neighbour_radius_arcsec: float = Field(default=11.0, ge=0.0)
@@ -297,23 +342,30 @@ class Stage6Config(StrictModel):
     """
 
     pool_preset: PoolPreset = "revised"
+    """Pool rules: ``revised`` or ``first_documented`` (docs/stage6.md); keys set beside it override the preset."""
     positive_filters: list[PositiveFilter] = Field(
         default_factory=lambda: ["footprint", "type", "nobs", "mag", "maskbits"])
+    """Pool filters a matched positive must also pass to enter the sample."""
 
     lens_catalog: str | None = None
     """Known-lens table (CSV/TSV/whitespace/FITS; RA/Dec deg). None → ``lenscat`` if ``use_lenscat``."""
     lens_format: Literal["auto", "csv", "tsv", "fits", "whitespace"] = "auto"
+    """Format of ``lens_catalog``: ``auto`` (from the extension), csv, tsv, fits, whitespace."""
     lens_columns: LensColumns = Field(default_factory=LensColumns)
     use_lenscat: bool = False
     """Use the catalogue of the PyPI package ``lenscat`` (must be installed) when ``lens_catalog`` is null."""
     match_radius_arcsec: float = Field(default=5.0, gt=0.0, le=60.0)
+    """Largest lens–object separation of a match (arcsec)."""
     tiers: TierSettings = Field(default_factory=TierSettings)
     filters: NegativeFilters = Field(default_factory=NegativeFilters)
     n2_rules: list[N2Rule] = Field(default_factory=default_n2_rules)
+    """Confuser (N2) rules, first match wins."""
     ellipticity: Literal["e_modulus", "one_minus_q"] = "e_modulus"
     """Ellipticity used by N2 rules: |e| = sqrt(SHAPE_E1² + SHAPE_E2²) = (1−q)/(1+q), or 1 − q."""
     healpix_nside: int = Field(default=128, ge=1, le=8192)
+    """HEALPix nside of the pixels that decide the split."""
     split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.70, "val": 0.15, "test": 0.15})
+    """Target fractions per split (train, val, test; sum 1)."""
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     cutouts: CutoutSettings = Field(default_factory=CutoutSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
