@@ -54,6 +54,7 @@ def parent_table() -> pa.Table:
     return fake_parent(400, seed=31)
 
 
+@pytest.mark.slow
 def test_manifest_identical_for_1_and_8_partitions(spark, tmp_path, parent_table):
     from dhs.stages import stage4a
 
