@@ -99,6 +99,7 @@ def test_manifest_identical_for_1_and_8_partitions(spark, tmp_path, parent_table
     assert doc["config"]["stage4a"]["grid"] == "grid_small"
 
 
+@pytest.mark.slow
 def test_rerun_skips_and_force_rewrites_with_known_lens_exclusion(spark, tmp_path, parent_table, shared_data):
     from dhs.sampling.known_lenses import read_known_lenses
     from dhs.stages import stage4a
