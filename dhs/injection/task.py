@@ -21,7 +21,8 @@ the cutout is usable and ``bad_pixel_frac`` ≤ ``stage4c.clean_max_bad_pixel_fr
 
 Brightness targeting: a manifest row with ``target_snr`` gets its source flux (all bands, colours kept)
 scaled so that the metric named by ``target_snr_metric`` (default ``arc_snr``) equals ``target_snr``
-exactly; every SNR is linear in the flux, so one render suffices.
+exactly (a hand-made manifest may use ``target_<metric>`` columns instead, see :func:`brightness_target`);
+every SNR is linear in the flux, so one render suffices.
 """
 
 from __future__ import annotations
@@ -196,6 +197,22 @@ def _source_fluxes(row: Mapping[str, Any], gr: float | None, rz: float | None, t
         raise TaskFailure(f"bad_manifest:{exc}") from None
 
 
+def brightness_target(row: Mapping[str, Any]) -> tuple[float | None, str, str]:
+    """(target SNR or None, SNR metric it applies to, column it came from) of a manifest row.
+
+    Stage 4a writes ``target_snr`` with ``target_snr_metric`` (default ``arc_snr``); a manifest may instead
+    carry one ``target_<metric>`` column per metric (e.g. ``target_arc_snr_sum``), which names its metric.
+    """
+    value = _fnum(row, "target_snr")
+    if value is not None:
+        return value, str(_get(row, "target_snr_metric", "arc_snr")), "target_snr"
+    for metric in SNR_METRICS:
+        value = _fnum(row, f"target_{metric}")
+        if value is not None:
+            return value, metric, f"target_{metric}"
+    return None, "arc_snr", "target_snr"
+
+
 def _sersic(row: Mapping[str, Any], flux_r: float) -> SersicSource:
     reff = _fnum(row, "src_reff_arcsec")
     if reff is None or reff <= 0:
@@ -311,11 +328,10 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
     theta_e = _fnum(row, "theta_e_arcsec")
     if theta_e is None or theta_e < 0:
         raise TaskFailure(f"bad_manifest:theta_e_arcsec={row.get('theta_e_arcsec')!r}")
-    target = _fnum(row, "target_snr")
+    target, metric, column = brightness_target(row)
     targeting = target is not None
-    metric = str(_get(row, "target_snr_metric", "arc_snr"))
     if targeting and not (target > 0 and math.isfinite(target)):
-        raise TaskFailure(f"bad_manifest:target_snr={target!r}")
+        raise TaskFailure(f"bad_manifest:{column}={target!r}")
     if targeting and metric not in SNR_METRICS:
         raise TaskFailure(f"bad_manifest:target_snr_metric={metric!r} (expected one of {list(SNR_METRICS)})")
     with _timed(timings, "render"):

@@ -383,7 +383,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                   "injections_resolved": inj_sum["n_resolved"], "injections_targeted": inj_sum["n_targeted"],
                   "gallery_pairs": len(pairs)}
     return finish_stage(cfg, result, [out_dir], inputs=inputs, counts=counts_doc, started=started,
-                        extra={"thresholds": {d.name: d.params for d in defs}})
+                        extra={"thresholds": {d.name: d.params for d in defs},
+                               "clean_selection": meta["clean selection"]})
 
 
 def _publish(tmp: str, out_dir: str, opts: Any) -> None:

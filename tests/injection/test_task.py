@@ -150,6 +150,13 @@ def test_brightness_targeting(brick, store, settings, metric):
     assert again["stamp"] is not None
 
 
+@pytest.mark.parametrize("metric", ["arc_snr", "arc_snr_sum"])
+def test_targeting_by_a_named_target_column(brick, store, settings, metric):
+    """A hand-made manifest may say ``target_<metric>`` instead of target_snr + target_snr_metric."""
+    _, out = _run(store, dict(make_row(brick[1], src_mag_r=None), **{f"target_{metric}": 3.0}), settings)
+    assert out["cutout_ok"] == 1 and out[metric] == pytest.approx(3.0, rel=1e-9)
+
+
 @pytest.mark.parametrize("target,metric,reason", [(-1.0, None, "bad_manifest:target_snr"),
                                                   (float("inf"), None, "bad_manifest:target_snr"),
                                                   (5.0, "arc_snr_peak", "bad_manifest:target_snr_metric")])
