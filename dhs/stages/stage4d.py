@@ -45,7 +45,9 @@ from dhs.completeness.tables import (
     surface_tables,
     valid_control_scores,
 )
+from dhs.completeness.targeting import add_summaries, injection_summary, mix_table, summary_columns
 from dhs.config import RunConfig
+from dhs.core import SNR_METRICS
 from dhs.io.paths import exists, is_s3, join, to_spark_path, write_bytes
 from dhs.io.stamps import decode
 from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
@@ -164,9 +166,6 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) ->
 
 def _injection_summary(cfg: RunConfig, m: Any) -> tuple[dict[str, int], str]:
     """Brightness-targeting mix and resolved share of the valid injections (one small Spark job)."""
-    from dhs.completeness.targeting import add_summaries, injection_summary, summary_columns
-    from dhs.core import SNR_METRICS
-
     s = cfg.stage4d
     edges = list(s.target_snr_bins.edges or [])
     thr = cfg.stage4a.resolved.theta_e_over_psf_min
@@ -323,8 +322,6 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         audit_rows, audit_counts = _audit(spark, cfg, stamps_dir, n_ok)
         inputs.append(stamps_dir)
     pairs = _gallery(spark, cfg, m, stamps_dir) if (s.gallery.enabled and have_stamps) else []
-
-    from dhs.completeness.targeting import mix_table
 
     inj_sum, target_metric = _injection_summary(cfg, m)
     targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
