@@ -39,6 +39,7 @@ class RankingConfig(StrictModel):
     psf_ref_arcsec: float = Field(default=1.25, gt=0)
     psf_scale_arcsec: float = Field(default=0.25, gt=0)
     depth_ref_mag: float = 23.8
+    """Depth (5σ r AB mag) at which w_depth = 0.5."""
     depth_scale_mag: float = Field(default=0.25, gt=0)
     ebv_coeff: float = Field(default=4.0, ge=0)
 
@@ -80,22 +81,37 @@ class Stage3Config(StrictModel):
     """
 
     sweeps: str | list[str] | None = None
+    """Sweep files: a glob, a list of paths or globs (local or s3://); null: the DR10 sweep glob under survey_root."""
     sweep_index: str | None = None
+    """Text file listing one sweep path per line, used instead of ``sweeps`` when set."""
     allow_missing_sweeps: bool = False
+    """Continue when a listed sweep file is missing or unreadable (counted in _stage_config.json) instead of stopping."""
     read_chunk_rows: int | None = Field(default=None, ge=1000)
+    """Rows per Spark task when sweeps are read in chunks; null: one task per file."""
     brick_summary: str | None = None
+    """Brick table (FITS, Parquet or CSV: brickname, ebv, psfsize_r, psfdepth_r); null: <survey_root>/survey-bricks-dr10-south.fits.gz."""
     brick_psfdepth_unit: Literal["mag5", "ivar"] = "mag5"
+    """Unit of the brick table's psfdepth_r: ``mag5`` (5σ AB mag) or ``ivar`` (nanomaggy⁻²)."""
     variants: list[str] = Field(default_factory=lambda: list(BUILTIN_VARIANTS), min_length=1)
+    """LRG cuts evaluated (one ``is_lrg_<variant>`` column each); must contain the run's ``variant``."""
     custom_variants: dict[str, list[str]] = Field(default_factory=dict)
+    """Extra named LRG cuts: name → list of cut expressions."""
     parent_rule: Literal["any", "variant"] = "any"
+    """Which galaxies enter the parent table: ``any`` variant passes, or only the run's ``variant``."""
     quality: QualityConfig = Field(default_factory=QualityConfig)
     region_max_bricks: int = Field(default=64, ge=1)
+    """Largest region, in bricks."""
     region_max_area_deg2: float | None = Field(default=None, gt=0)
+    """Largest region, in deg² (null: no limit beyond region_max_bricks)."""
     healpix_nside: int = Field(default=32, ge=1, le=8192)
+    """HEALPix nside of the sky blocks that splits are assigned by (32: 3.4 deg² blocks)."""
     split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.70, "val": 0.15, "test": 0.15})
+    """Target fractions of parent galaxies per split (train, val, test; sum 1)."""
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     selection_sets: list[SelectionSetConfig] = Field(default_factory=_default_sets)
+    """Region selection sets (top-k or stratified by a ranking score), each with an id."""
     output_partitions: int | None = Field(default=None, ge=1)
+    """Parquet files per split of parent/ (null: Spark's choice)."""
 
     @field_validator("healpix_nside")
     @classmethod

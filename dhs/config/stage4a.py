@@ -20,11 +20,13 @@ class KnownLensSettings(StrictModel):
     """Drop hosts within ``radius_arcsec`` of a known lens (user catalogue and/or the `lenscat` package)."""
 
     enabled: bool = False
+    """Drop hosts within ``radius_arcsec`` of a known lens."""
     catalog: str | None = None
     """CSV/TSV/whitespace/FITS table with RA/Dec columns in degrees (local path)."""
     use_lenscat: bool = False
     """Also use ``lenscat.catalog`` (needs the optional PyPI package `lenscat`; no network)."""
     radius_arcsec: float = Field(default=10.0, gt=0.0, le=3600.0)
+    """Exclusion radius around each known lens (arcsec)."""
 
     @model_validator(mode="after")
     def _needs_a_catalogue(self) -> KnownLensSettings:
@@ -60,6 +62,7 @@ class Stage4aConfig(StrictModel):
     """
 
     tier: Literal["debug", "grid", "train"] = "debug"
+    """``debug`` and ``grid``: every sampled host gets every grid configuration × ``replicates``; ``train``: one configuration or prior draw per replicate."""
     parameter_source: Literal["grid", "priors"] = "grid"
     """``grid``: θE, dmag, reff, e, shear from the named grid; ``priors``: every parameter from the priors."""
     grid: str = "grid_small"
@@ -77,6 +80,7 @@ class Stage4aConfig(StrictModel):
     selection_set: str | None = None
     """Only hosts whose ``selection_sets`` contain this id (None = all)."""
     control_mode: Literal["unpaired", "paired"] = "unpaired"
+    """``unpaired``: controls are other hosts of the same PSF × depth cell; ``paired``: the injection's own host without the lens."""
     control_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
     """Controls / all rows; None = tier default (debug 0.25, grid 0.1, train 0.5)."""
     max_rows: int = Field(default=5_000_000, ge=1)
@@ -94,6 +98,7 @@ class Stage4aConfig(StrictModel):
     targeting quantity), the seed's integrated ``arc_snr_sum``, its footprint variant or the matched filter."""
     resolved: ResolvedSettings = Field(default_factory=ResolvedSettings)
     source_mode: Literal["sersic", "cosmos"] = "sersic"
+    """Source light: ``sersic`` (analytic) or ``cosmos`` (real HST galaxies from ``stage4c.cosmos_bank``)."""
     cosmos_match_reff: bool = True
     """COSMOS sources: ask 4c to scale templates to src_reff_arcsec (``src_hlr_target_arcsec``)."""
     psf_beta: float = Field(default=3.5, gt=1.0, le=20.0)

@@ -16,7 +16,9 @@ class BinSpec(StrictModel):
     in the unit of the value) or explicit increasing ``edges`` (open-ended first and last bins)."""
 
     width: float | None = Field(default=None, gt=0.0)
+    """Regular bins: floor(value / width), labelled by the lower edge."""
     edges: list[float] | None = None
+    """Explicit bin edges (ascending); values below the first edge form an open first bin."""
 
     @model_validator(mode="after")
     def _one_rule(self) -> BinSpec:
@@ -33,6 +35,7 @@ class AuditSettings(StrictModel):
     """Shortcut audit: ROC AUC of trivial features between valid injections and valid controls."""
 
     enabled: bool = True
+    """Run the shortcut audit (needs stamps/ and both populations)."""
     n_per_class: int = Field(default=2000, ge=10, le=1_000_000)
     """Stamps sampled (deterministically, from task_seed) per class."""
     n_boot: int = Field(default=1000, ge=50, le=100_000)
@@ -81,18 +84,23 @@ class Stage4dConfig(StrictModel):
     """r-band SNR of the recovery proxy (stage 4c columns): peak per pixel (``arc_snr``), the seed's integrated
     ``arc_snr_sum`` (all good pixels), its footprint variant, or the matched filter ``arc_snr_opt``."""
     snr_min: float = 5.0
+    """Proxy recovery: ``snr_column`` at least this."""
     resolution_min: float = Field(default=0.8, ge=0.0)
+    """Proxy recovery: θE / PSF FWHM at least this."""
     psf_column: Literal["psf_fwhm_used_r", "psfsize_r"] = "psf_fwhm_used_r"
     """PSF FWHM (arcsec) used for the resolution θE / PSF and the PSF bins."""
     scores_path: str | None = None
     """Parquet file or folder of (task_id, score) from a user's classifier (local or s3://)."""
     score_thresholds: list[float] = Field(default_factory=lambda: [0.5])
+    """Score thresholds, one recovery definition ``score_ge_<t>`` each (with ``scores_path``)."""
     target_fprs: list[float] = Field(default_factory=lambda: [0.01, 0.05])
+    """False-positive rates on valid controls, one recovery definition ``fpr_<f>`` each (with ``scores_path``)."""
     max_bad_pixel_frac: float = Field(default=0.2, ge=0.0, le=1.0)
     """"clean" selection: bad_pixel_frac ≤ this (0.2 = stage 4c's ``clean`` flag) ..."""
     max_wise_brightmask_frac: float = Field(default=0.2, ge=0.0, le=1.0)
     """... and, added by stage 4d, wise_brightmask_frac ≤ this."""
     confidence_levels: list[float] = Field(default_factory=lambda: [0.68, 0.95])
+    """Two-sided levels of the Wilson and Jeffreys intervals."""
     theta_e_bins: BinSpec = Field(default_factory=lambda: BinSpec(width=0.05))
     """θE bins (arcsec)."""
     resolution_bins: BinSpec = Field(default_factory=lambda: BinSpec(edges=[0.4, 0.6, 0.8, 1.0]))
@@ -115,6 +123,7 @@ class Stage4dConfig(StrictModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     gallery: GallerySettings = Field(default_factory=GallerySettings)
     report: bool = True
+    """Write report/index.html with its figures."""
 
     @field_validator("score_thresholds")
     @classmethod
