@@ -109,7 +109,6 @@ class Stage3Config(StrictModel):
     """Target fractions of parent galaxies per split (train, val, test; sum 1)."""
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     selection_sets: list[SelectionSetConfig] = Field(default_factory=_default_sets)
-    """Region selection sets (top-k or stratified by a ranking score), each with an id."""
     output_partitions: int | None = Field(default=None, ge=1)
     """Parquet files per split of parent/ (null: Spark's choice)."""
 
