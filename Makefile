@@ -40,7 +40,7 @@ clean:
 DIST     ?= dist
 DIST_ENV ?= build/dist-env
 dist: $(STAMP)
-	rm -rf $(DIST) $(DIST_ENV)
+	rm -rf $(DIST) $(DIST_ENV) build/lib   # build/lib: setuptools would pack stale copies of removed modules
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	$(PYTHON) -m venv $(DIST_ENV)
 	bash docker/install-dhs.sh $(DIST_ENV)/bin/python "$$(ls $(DIST)/dhs-*.whl)"

@@ -58,5 +58,5 @@ def get_spark(settings: SparkSettings | None = None, log_level: str = "WARN") ->
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(log_level)
+    spark.sparkContext.setLogLevel(conf["spark.log.level"])
     return spark

@@ -12,10 +12,11 @@ def where(_=None):
     import dhs
     from dhs.sampling.grids import load_grid
 
-    files = sorted({str(getattr(m, "__file__", None) or "") for m in list(sys.modules.values())} - {""})
+    files = sorted({os.path.abspath(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+                    if f})
     return {"dhs": dhs.__file__, "grid_small": load_grid("grid_small").source,
             "demo_config": str(importlib.resources.files("dhs").joinpath("presets/debug.yaml")),
-            "cwd": os.getcwd(), "sys_path": list(sys.path), "module_files": files, "python": sys.executable,
+            "cwd": os.getcwd(), "sys_path": [os.path.abspath(p) for p in sys.path if p], "module_files": files, "python": sys.executable,
             "pyspark": sys.modules["pyspark"].__file__ if "pyspark" in sys.modules else None}
 
 
