@@ -86,8 +86,10 @@ class StageSteps:
             _current = self
 
     def done(self, step: str, **counts: Any) -> float:
-        """Log ``stage <s>: <step>: k=v, ... (<seconds> s)``; returns the step's seconds."""
+        """Log ``stage <s>: <step>: k=v, ... (<seconds> s)``; returns the step's seconds. A row count from
+        :meth:`count_rows` belongs to this step and no longer shows in progress lines."""
         now = time.monotonic()
+        self.rows_total = self.rows_done = None
         seconds = now - self.last
         self.last = now
         text = _format_counts(counts)
