@@ -50,6 +50,7 @@ from dhs.config import RunConfig
 from dhs.core import SNR_METRICS
 from dhs.io.paths import exists, is_s3, join, to_spark_path, write_bytes
 from dhs.io.stamps import decode
+from dhs.logs import StageSteps
 from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
 
 STAGE = "4d"
@@ -256,6 +257,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         r.extra["report"] = join(out_dir, "report", "index.html")
         return r
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     opts = cfg.s3.options()
     metrics_dir = stage_output_dir(cfg, "4c", "metrics")
     stamps_dir = stage_output_dir(cfg, "4c", "stamps")
@@ -295,6 +297,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"`nv__{first}__all`") == 1))
                 .groupBy("b_theta_e_lo", "snr_log_bin").count().withColumnRenamed("count", "n").toPandas())
     derived.unpersist()
+    steps.done("counts", rows=int(counts["n_attempt"].sum()), cells=len(counts))
 
     rows_out = int(counts["n_attempt"].sum())
     tables = surface_tables(counts, bins, defs, tuple(s.confidence_levels), s.region_min_count)
@@ -322,6 +325,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         audit_rows, audit_counts = _audit(spark, cfg, stamps_dir, n_ok)
         inputs.append(stamps_dir)
     pairs = _gallery(spark, cfg, m, stamps_dir) if (s.gallery.enabled and have_stamps) else []
+    steps.done("audit and gallery", audit_rows=len(audit_rows), gallery_pairs=len(pairs))
 
     inj_sum, target_metric = _injection_summary(cfg, m)
     targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
@@ -369,6 +373,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(data)
         _publish(tmp, out_dir, opts)
+    steps.done("tables and report", files=len(files))
 
     report = join(out_dir, "report", "index.html") if s.report else None
     flagged = [r["feature"] for r in audit_rows if r["flagged"]]
