@@ -53,5 +53,5 @@ def test_demo_config_is_package_data(tmp_path):
     assert shipped == (repo / "configs" / "debug.yaml").read_text()
     cfg = demo_config(str(tmp_path / "demo"), ["stage4c.supersample=2"])
     debug = yaml.safe_load(shipped)
-    assert cfg.stage4a.grid == debug["stage4a"]["grid"] and cfg.stage3.region_max_bricks == 1
+    assert cfg.stage4a.theta_e_mode == debug["stage4a"]["theta_e_mode"] and cfg.stage3.region_max_bricks == 1
     assert cfg.survey_root == str(tmp_path / "demo" / "sky") and cfg.stage4c.supersample == 2
