@@ -776,7 +776,8 @@ class InterpolatedSource:
     def band_limited_grid_flux(self, lens, x1: np.ndarray, y1: np.ndarray, h: float, skip=None):
         """Cell fluxes of dhs.core.template_render.band_limited_grid_flux, or None when the template is
         not band-limited (the renderer then refines adaptively)."""
-        if not self.band_limited:
+        if not self.band_limited or self.pixel_size > h:
+            # (templates coarser than the cells need levels finer than their pixels: adaptive renderer)
             return None
         from .template_render import band_limited_grid_flux
 

@@ -51,10 +51,23 @@ _TAP_SPACING = 2.0
 #: spectrum level (relative to the total) beyond _SMOOTH_FREQ cycles per template pixel for band_limited
 _SMOOTH_LEVEL = 5e-2
 _SMOOTH_FREQ = 0.4
+#: smallest rms radius (template pixels) of the light for this path
+_MIN_RMS_PIXELS = 3.0
 
 
 def is_band_limited(template: np.ndarray) -> bool:
-    """True when the template's spectrum beyond 0.4 cycles/pixel stays below 1e-3 of its total (DC)."""
+    """True for templates this path is built for: light resolved over many pixels (rms radius >= 3
+    pixels, brightest pixel <= 10 % of the total) and a spectrum beyond 0.4 cycles/pixel below 5 % of
+    the total (DC)."""
+    t = np.asarray(template, dtype=np.float64)
+    total = t.sum()
+    if not total > 0 or np.abs(t).max() > 0.1 * total:
+        return False
+    yy, xx = np.indices(t.shape, dtype=np.float64)
+    mx, my = (t * xx).sum() / total, (t * yy).sum() / total
+    rms2 = (t * ((xx - mx) ** 2 + (yy - my) ** 2)).sum() / total
+    if not rms2 >= _MIN_RMS_PIXELS**2:
+        return False
     spec = np.abs(np.fft.rfft2(np.asarray(template, dtype=np.float64)))
     dc = spec[0, 0]
     if not dc > 0:
