@@ -67,6 +67,11 @@ def in_process_split(cfg, manifest: str) -> dict:
     settings = cfg.stage4c
     schema = output_schema(t.schema, settings.keep_arrays, settings.stamp_npz)
     store = CoaddStore(cfg.survey_root, cache_bytes=settings.cache_bytes)
+    bank = None
+    if settings.cosmos_bank:  # the worker's bank, as the stage opens it (COSMOS rows need it)
+        from dhs.stages.stage4c import executor_bank
+
+        bank = executor_bank(settings.cosmos_bank, cfg.s3.endpoint_url, cfg.s3.region)
     timings = {"read": 0.0, "cutout": 0.0, "render": 0.0, "metrics": 0.0, "encode": 0.0, "write": 0.0}
     seen = set()
     out_rows = []
@@ -90,7 +95,7 @@ def in_process_split(cfg, manifest: str) -> dict:
             t0 = time.perf_counter()
             cut = store.cutout(row["ra"], row["dec"], int(row["stamp_size"] or 64), b)
             timings["cutout"] += time.perf_counter() - t0
-            res = inject_task(row, cut, None, settings, timings)
+            res = inject_task(row, cut, bank, settings, timings)
             n_ok += res["cutout_ok"]
             out_rows.append(res)
         t0 = time.perf_counter()
