@@ -19,9 +19,8 @@ import dataclasses
 import math
 import os
 import statistics
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
