@@ -142,9 +142,9 @@ def band_limited_grid_flux(
     else:
         bx = np.broadcast_to(x1[None, :], shape)
         by = np.broadcast_to(y1[:, None], shape)
-    w = np.zeros(shape, dtype=np.float64)
+    w = np.zeros(shape, dtype=dtype)
     if source.flux == 0.0:
-        return w.astype(dtype)
+        return w
     levels = source.band_limited_levels(0)
     pix = source.pixel_size
     cs = math.cos(source.angle) / pix
@@ -160,7 +160,7 @@ def band_limited_grid_flux(
         inside &= ~skip
     flat = np.flatnonzero(inside)
     if flat.size == 0:
-        return w.astype(dtype)
+        return w
     c0 = col.reshape(-1)[flat].astype(np.float64)
     r0 = row.reshape(-1)[flat].astype(np.float64)
     # the footprint's Gaussian in template pixels: covariance (FILTER_WIDTH)^2 (a a^T + b b^T), where a and b
@@ -186,6 +186,8 @@ def band_limited_grid_flux(
     if near.size < flat.size:
         flat, c0, r0 = flat[near], c0[near], r0[near]
         cxx, cyy, cxy, major, minor = cxx[near], cyy[near], cxy[near], major[near], minor[near]
+        if flat.size == 0:
+            return w
     top = int(min(np.ceil(_level_position(major.max(initial=0.0))), len(LEVEL_SIGMAS) - 1))
     levels = source.band_limited_levels(max(top, 1))
     values = np.empty(flat.size, dtype=np.float64)
@@ -225,11 +227,17 @@ def band_limited_grid_flux(
             vals = _sample(levels, cc, rr, var).reshape(sel.size, j.size)
             values[tap[sel]] = vals @ wts
     values *= source.flux * (h / pix) ** 2
-    w.reshape(-1)[flat] = values
-    _deblur(w, 0.5 * (FILTER_WIDTH**2 - 1.0 / 12.0))
+    # the de-blur step on the window of lit cells plus a margin of one (zeros replicate as zeros)
+    rows, cols = np.divmod(flat, shape[1])
+    r_lo, r_hi = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 2, shape[0])
+    c_lo, c_hi = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 2, shape[1])
+    win = np.zeros((r_hi - r_lo, c_hi - c_lo), dtype=np.float64)
+    win[rows - r_lo, cols - c_lo] = values
+    _deblur(win, 0.5 * (FILTER_WIDTH**2 - 1.0 / 12.0))
+    w[r_lo:r_hi, c_lo:c_hi] = win
     if skip is not None:
         w[skip] = 0.0
-    return w.astype(dtype)
+    return w.astype(dtype, copy=False)
 
 
 def _sample(levels: np.ndarray, col: np.ndarray, row: np.ndarray, variance: np.ndarray) -> np.ndarray:
