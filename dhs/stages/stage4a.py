@@ -70,8 +70,11 @@ def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, 
     settings = cfg.stage4a
     df = spark.read.parquet(to_spark_path(parent_dir))
     sets = settings.requested_selection_sets()
-    # a selection set already names its hosts (stage 3: region in the set and the set's LRG variant)
-    flag = settings.host_flag or (f"is_lrg_{cfg.variant}" if sets is None else None)
+    # stage 3's host_selection_sets already name each set's hosts (region in the set and the set's LRG
+    # variant); a parent without it gives region-level selection_sets, filtered by the run variant's flag
+    member_col = "host_selection_sets" if "host_selection_sets" in df.columns else "selection_sets"
+    by_membership = sets is not None and member_col == "host_selection_sets"
+    flag = settings.host_flag or (None if by_membership else f"is_lrg_{cfg.variant}")
     need = [*REQUIRED_HOST_COLUMNS, *([flag] if flag else [])]
     missing = [c for c in need if c not in df.columns]
     if missing:
@@ -83,15 +86,15 @@ def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, 
     if sets is None:
         return hosts.select(*cols), rows_in, flag or "", [ALL_HOSTS_SET]
     key = "stage4a.selection_sets" if settings.selection_sets is not None else "stage4a.selection_set"
-    if "selection_sets" not in df.columns:
+    if member_col not in df.columns:
         raise ValueError(f"stage 4a: {key} is set but {parent_dir} has no selection_sets column")
-    dtype = df.schema["selection_sets"].dataType
+    dtype = df.schema[member_col].dataType
     if isinstance(dtype, ArrayType):
-        members = F.col("selection_sets")
+        members = F.col(member_col)
     elif isinstance(dtype, StringType):
-        members = F.split("selection_sets", r"[,;\s]+")
+        members = F.split(member_col, r"[,;\s]+")
     else:
-        raise ValueError(f"stage 4a: {parent_dir}: selection_sets has type {dtype}; expected array<string>")
+        raise ValueError(f"stage 4a: {parent_dir}: {member_col} has type {dtype}; expected array<string>")
     known = sorted(r[0] for r in df.select(F.explode(members)).distinct().collect() if r[0])
     ids = known if sets == "all" else list(sets)
     unknown = [i for i in ids if i not in known]
