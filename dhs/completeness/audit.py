@@ -151,7 +151,8 @@ def audit_features(
 def null_audit_selection(rows: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
     """The rows of the null-injection audit: valid null injections with at least one valid matched control,
     and those controls; one row per host and class (null rows on one host have identical stamps, as do
-    controls reusing a host), at most ``n_max`` hosts per class.
+    controls reusing a host), at most ``n_max`` null hosts (and the controls matched to null rows on them,
+    at most ``n_max`` hosts).
 
     ``rows`` needs ``task_id``, ``population`` (2 null injection, 1 control; others ignored), ``control_of``
     (the task a control is matched to), ``galaxy_id`` and ``cutout_ok``. Choices follow xxhash64 of the
@@ -178,8 +179,9 @@ def null_audit_selection(rows: pd.DataFrame, n_max: int, seed: int) -> pd.DataFr
         return d.drop_duplicates("galaxy_id", keep="first").head(int(n_max)).drop(columns="_h")
 
     chosen_nulls = one_per_host(nulls)
-    # controls of the chosen null rows only, one per control host
-    chosen_ctrls = one_per_host(ctrls[ctrls["control_of"].isin(set(chosen_nulls["task_id"]))])
+    # the controls matched to any null row on a chosen host, one per control host
+    on_chosen = set(nulls["task_id"][nulls["galaxy_id"].isin(set(chosen_nulls["galaxy_id"]))])
+    chosen_ctrls = one_per_host(ctrls[ctrls["control_of"].isin(on_chosen)])
     out = pd.concat([chosen_nulls, chosen_ctrls], ignore_index=True)[["task_id", "population", "galaxy_id"]]
     out["population"] = out["population"].astype(np.int64)
     return out.sort_values(["population", "task_id"], kind="stable").reset_index(drop=True)
