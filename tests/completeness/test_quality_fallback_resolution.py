@@ -94,7 +94,8 @@ def test_report_labels_the_resolution_axis_and_shows_the_null_audit(df, tmp_path
                          definitions=r["definitions"], tables=r, snr_hist=r["snr_hist"], audit_rows=[],
                          audit_limit=0.6, provenance=pd.DataFrame(), failures=pd.DataFrame(), gallery_pairs=[],
                          null_audit_rows=null_rows, dimensions=dimension_descriptions(s))
-    text = open(index, encoding="utf-8").read()
+    with open(index, encoding="utf-8") as fh:
+        text = fh.read()
     assert "Resolution axis" in text and "θE / psfsize_r" in text
     assert "Null-injection audit" in text and "central_flux_r" in text
     assert "no_fallback" in text and "completeness_proxy_bad_pixel.png" in text
