@@ -1,63 +1,55 @@
-"""Stage 3 + 4a in local Spark on the synthetic sky: selection sets as ranking modes × LRG variants, and a
-``selection_set_id`` on every manifest row (one manifest per set, as the seed system built them)."""
+"""Selection sets in local Spark: stage 3's ``host_selection_sets`` (the region's sets whose LRG variant
+the galaxy passes) and stage 4a building one manifest per selection set, a ``selection_set_id`` on every row."""
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from dhs.config import config_from_dict
-from tests.conftest import REPO
+from dhs.io.stage_meta import read_stage_config
+from tests.sampling.fake_hosts import fake_parent
+from tests.stages.test_stage4a import _cfg, _read, _write_parent
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
-VARIANTS = ["v2_baseline_dr10", "v3_color_relaxed", "v5_very_relaxed"]
+pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def set_config(synth_sky, tmp_path_factory):
-    data = yaml.safe_load((REPO / "configs" / "debug.yaml").read_text())
-    data.update(survey_root=synth_sky.survey_root, output_root=str(tmp_path_factory.mktemp("sets-out")), synth=None,
-                experiment_id="sets")
-    data["stage3"]["selection_sets"] = "seed"                     # top-K by each of the 4 ranking modes
-    data["stage3"]["selection_set_variants"] = VARIANTS
-    data["stage4a"].update(selection_sets="all", null_fraction=0.0)
-    return config_from_dict(data)
+def test_stage3_host_selection_sets_follow_the_set_variant(stage3_result, debug_config):
+    parent = pq.read_table(stage3_result.output_path).to_pandas()
+    counts = read_stage_config(stage3_result.output_path)["counts"]
+    set_variant = counts["selection_set_variant"]
+    assert set(set_variant) == set(counts["selection_set_ids"]) and set(set_variant.values()) == {debug_config.variant}
+    for sets, hosts, flag in zip(parent["selection_sets"], parent["host_selection_sets"],
+                                 parent[f"is_lrg_{debug_config.variant}"]):
+        assert list(hosts) == ([s for s in sets] if flag else [])
+    assert any(len(h) for h in parent["host_selection_sets"])
 
 
-def test_every_manifest_row_carries_its_selection_set(spark, set_config):
-    from dhs.stages import stage3, stage4a
+def test_stage4a_one_manifest_per_selection_set(spark, tmp_path):
+    from dhs.stages import stage4a
 
-    r3 = stage3.run(spark, set_config)
-    ids = r3.extra["counts"]["selection_set_ids"]
-    assert len(ids) == 12
-    parent = pq.read_table(r3.output_path).to_pandas()
-    set_variant = r3.extra["counts"]["selection_set_variant"]
-    # host_selection_sets = the region's sets whose variant the galaxy passes
-    for sets, hosts, *flags in zip(parent["selection_sets"], parent["host_selection_sets"],
-                                   *[parent[f"is_lrg_{v}"] for v in VARIANTS]):
-        ok = dict(zip(VARIANTS, flags))
-        assert list(hosts) == [s for s in sets if ok[set_variant[s]]]
-
-    r4 = stage4a.run(spark, set_config)
-    man = pq.read_table(r4.output_path).to_pandas()
-    assert man["selection_set_id"].notna().all()
-    made = set(man["selection_set_id"])
-    assert made <= set(ids) and len(made) >= 6
-    # each row's host is a host of its set: in a region of the set and passing the set's LRG variant
-    hosts = {(g, s) for g, hs in zip(parent["galaxy_id"], parent["host_selection_sets"]) for s in hs}
+    t = fake_parent(400, seed=13)
+    rng = np.random.default_rng(2)
+    a, b = "topk_density_k100__v2_baseline_dr10", "topk_n_lrg_k100__v3_color_relaxed"
+    member = [[s for s, keep in ((a, rng.random() < 0.7), (b, rng.random() < 0.5)) if keep] for _ in range(t.num_rows)]
+    t = t.append_column("host_selection_sets", pa.array(member, type=pa.list_(pa.string())))
+    root = str(tmp_path)
+    _write_parent(root, "v2_baseline_dr10", t, 3)
+    res = stage4a.run(spark, _cfg(root, selection_sets="all", null_fraction=0.1))
+    man = _read(res.output_path).to_pandas()
+    assert set(man["selection_set_id"]) == {a, b} and man["selection_set_id"].notna().all()
+    hosts = {(g, s) for g, ms in zip(t.column("galaxy_id").to_pylist(), member) for s in ms}
     assert all((g, s) in hosts for g, s in zip(man["galaxy_id"], man["selection_set_id"]))
-    # a galaxy in two sets gets rows in both, told apart by the task id
     assert man["task_id"].is_unique
-    assert all(t.startswith(f"sets/{s}/") for t, s, c in zip(man["task_id"], man["selection_set_id"],
-                                                            man["is_control"]) if c == 0)
-    # controls stay inside their set
-    pos_set = dict(zip(man["task_id"], man["selection_set_id"]))
+    assert all(tid.startswith(f"unit/{s}/") for tid, s, c in zip(man["task_id"], man["selection_set_id"],
+                                                                 man["is_control"]) if c == 0)
+    set_of = dict(zip(man["task_id"], man["selection_set_id"]))
     ctl = man[man["is_control"] == 1]
-    assert all(pos_set[p] == s for p, s in zip(ctl["control_of"], ctl["selection_set_id"]))
-    from dhs.io.stage_meta import read_stage_config
-
-    counts = read_stage_config(r4.output_path)["counts"]
-    assert sorted(counts["selection_sets"]) == sorted(made)
-    assert sum(v["rows_positive"] for v in counts["per_selection_set"].values()) == int((man["is_control"] == 0).sum())
+    assert all(set_of[p] == s for p, s in zip(ctl["control_of"], ctl["selection_set_id"]))
+    assert (man["lens_model"] == "NULL").sum() > 0
+    counts = read_stage_config(res.output_path)["counts"]
+    assert set(counts["per_selection_set"]) == {a, b}
+    assert counts["rows_null"] == int((man["lens_model"] == "NULL").sum())
+    with pytest.raises(ValueError, match="not found"):
+        stage4a.run(spark, _cfg(root, selection_sets=["nope"]).model_copy(update={"force": True}))
