@@ -103,7 +103,7 @@ def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, 
                          f"(stage 3 made {known or 'none'})")
     parts = [hosts.filter(F.array_contains(members, i)).select(*cols).withColumn("selection_set_id", F.lit(i))
              for i in ids]
-    return reduce(lambda a, b: a.unionByName(b), parts), rows_in, flag or "selection_sets", ids
+    return reduce(lambda a, b: a.unionByName(b), parts), rows_in, flag or member_col, ids
 
 
 def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
