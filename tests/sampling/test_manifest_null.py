@@ -40,7 +40,8 @@ def test_null_share_columns_and_controls(hosts, tier, kw):
     assert set(df.lens_model) == {"SIE", "NULL", "CONTROL"}
     # source flux 0: magnitude +inf, no brightness target; θE and the other parameters drawn as for injections
     assert np.isinf(null.src_mag_r).all() and np.isinf(null.src_dmag).all()
-    assert null.target_arc_snr_sum.isna().all()
+    target = "target_snr" if "target_snr" in df.columns else "target_arc_snr_sum"
+    assert null[target].isna().all()
     assert (null.theta_e_arcsec > 0).all() and null.src_reff_arcsec.notna().all() and null.lens_e1.notna().all()
     inj = pos[pos.lens_model == "SIE"]
     assert np.isfinite(inj.src_mag_r).all()
@@ -68,10 +69,14 @@ def test_theta_e_of_null_rows_is_drawn_like_injections(hosts):
                  null_fraction=0.3)
     df = res.table.to_pandas()
     null, inj = df[df.lens_model == "NULL"], df[df.lens_model == "SIE"]
-    from scipy import stats
-
     assert len(null) > 200
-    assert stats.ks_2samp(null.theta_e_over_psf, inj.theta_e_over_psf).pvalue > 0.01
+    # same distribution: means and quartiles agree within 4 standard errors of the difference
+    a, b = null.theta_e_over_psf.to_numpy(), inj.theta_e_over_psf.to_numpy()
+    se = np.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert abs(a.mean() - b.mean()) < 4 * se
+    for q in (0.25, 0.5, 0.75):
+        assert abs(np.quantile(a, q) - np.quantile(b, q)) < 4 * se * 1.6   # quantile s.e. ≈ 1.25–1.6 × mean's
+    assert (a > 0).all() and np.allclose(null.theta_e_arcsec.to_numpy(), a * null.psf_fwhm_r_arcsec.to_numpy(), rtol=1e-12)
 
 
 def test_null_rows_are_deterministic_and_zero_by_default(hosts):
