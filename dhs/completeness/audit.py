@@ -148,18 +148,22 @@ def audit_features(
     return {**full, **masked}, variants
 
 
+NULL_AUDIT_CELL_COLUMNS = ("selection_set_id", "region_split", "psf_bin", "depth_bin")
+"""Columns of the stratification cell (stage 4a) the null audit balances over, when present."""
+
+
 def null_audit_selection(rows: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
-    """The rows of the null-injection audit: valid null injections with at least one valid matched control,
-    and those controls; one row per host and class (null rows on one host have identical stamps, as do
-    controls reusing a host), at most ``n_max`` null hosts (and the controls matched to null rows on them,
-    at most ``n_max`` hosts).
+    """The rows of the null-injection audit: valid null injections with a valid matched control, and those
+    controls; one row per host and class (null rows on one host have identical stamps, as do controls
+    reusing a host), and in every stratification cell (:data:`NULL_AUDIT_CELL_COLUMNS` present in ``rows``)
+    as many null hosts as control hosts — a matched comparison: the two classes have the same mix of cells,
+    so only a difference within cells (a leak) moves the AUC. At most ``n_max`` hosts per class.
 
     ``rows`` needs ``task_id``, ``population`` (2 null injection, 1 control; others ignored), ``control_of``
     (the task a control is matched to), ``galaxy_id`` and ``cutout_ok``. Choices follow xxhash64 of the
     task_id with ``seed``, so they do not depend on row order. Returns ``task_id``, ``population``,
     ``galaxy_id`` of the chosen rows, sorted by population then task_id.
     """
-
     need = ("task_id", "population", "control_of", "galaxy_id", "cutout_ok")
     missing = [c for c in need if c not in rows.columns]
     if missing:
@@ -170,19 +174,32 @@ def null_audit_selection(rows: pd.DataFrame, n_max: int, seed: int) -> pd.DataFr
     ctrls = rows[ok & (pop == 1) & rows["control_of"].notna().to_numpy()]
     ctrls = ctrls[ctrls["control_of"].isin(set(nulls["task_id"]))]
     nulls = nulls[nulls["task_id"].isin(set(ctrls["control_of"]))]
+    cell_cols = [c for c in NULL_AUDIT_CELL_COLUMNS if c in rows.columns]
+    cell_of = {t: "|".join(map(str, k)) for t, k in zip(nulls["task_id"], zip(*(nulls[c] for c in cell_cols)))} \
+        if cell_cols else {t: "" for t in nulls["task_id"]}
+    nulls = nulls.assign(_cell=[cell_of[t] for t in nulls["task_id"]])
+    ctrls = ctrls.assign(_cell=[cell_of[t] for t in ctrls["control_of"]])
 
-    def one_per_host(df: pd.DataFrame) -> pd.DataFrame:
-        if df.empty:
-            return df
-        h = hash64_array([str(t) for t in df["task_id"]], seed).view(np.uint64)
+    def hosts_in_hash_order(df: pd.DataFrame) -> pd.DataFrame:
+        h = hash64_array([str(t) for t in df["task_id"]], seed).view(np.uint64) if len(df) else np.zeros(0, np.uint64)
         d = df.assign(_h=h).sort_values(["_h", "task_id"], kind="stable")
-        return d.drop_duplicates("galaxy_id", keep="first").head(int(n_max)).drop(columns="_h")
+        return d.drop_duplicates(["_cell", "galaxy_id"], keep="first")
 
-    chosen_nulls = one_per_host(nulls)
-    # the controls matched to any null row on a chosen host, one per control host
-    on_chosen = set(nulls["task_id"][nulls["galaxy_id"].isin(set(chosen_nulls["galaxy_id"]))])
-    chosen_ctrls = one_per_host(ctrls[ctrls["control_of"].isin(on_chosen)])
-    out = pd.concat([chosen_nulls, chosen_ctrls], ignore_index=True)[["task_id", "population", "galaxy_id"]]
+    n_h, c_h = hosts_in_hash_order(nulls), hosts_in_hash_order(ctrls)
+    # a host in two cells (several selection sets) counts once per class
+    n_h = n_h.drop_duplicates("galaxy_id", keep="first")
+    c_h = c_h.drop_duplicates("galaxy_id", keep="first")
+    n_h = n_h.assign(_r=n_h.groupby("_cell").cumcount())
+    c_h = c_h.assign(_r=c_h.groupby("_cell").cumcount())
+    k = pd.concat([n_h.groupby("_cell").size(), c_h.groupby("_cell").size()], axis=1).fillna(0).min(axis=1)
+    n_h = n_h[n_h["_r"] < n_h["_cell"].map(k).fillna(0)]
+    c_h = c_h[c_h["_r"] < c_h["_cell"].map(k).fillna(0)]
+    if len(n_h) > n_max:   # keep whole ranks across cells, so the cap preserves the balance
+        order = n_h.sort_values(["_r", "_h", "task_id"], kind="stable").head(int(n_max))
+        keep = order.groupby("_cell").size()
+        n_h = order
+        c_h = c_h[c_h["_r"] < c_h["_cell"].map(keep).fillna(0)]
+    out = pd.concat([n_h, c_h], ignore_index=True)[["task_id", "population", "galaxy_id"]]
     out["population"] = out["population"].astype(np.int64)
     return out.sort_values(["population", "task_id"], kind="stable").reset_index(drop=True)
 

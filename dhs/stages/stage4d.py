@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dhs.completeness.audit import FULL, audit_features, null_audit_selection, shortcut_audit
+from dhs.completeness.audit import (
+    FULL,
+    NULL_AUDIT_CELL_COLUMNS,
+    audit_features,
+    null_audit_selection,
+    shortcut_audit,
+)
 from dhs.completeness.recovery import RecoveryDefinition
 from dhs.completeness.surfaces import POP_COL, count_columns
 from dhs.completeness.tables import (
@@ -139,7 +145,8 @@ def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
             .filter(F.col("population").isin(1, 2) & (F.col("cutout_ok") == 1))
             .join(F.broadcast(nulls), F.coalesce(F.col("control_of"), F.col("task_id")) == F.col("_null_id"),
                   "left_semi")
-            .select("task_id", "population", "control_of", "galaxy_id", "cutout_ok").toPandas())
+            .select("task_id", "population", "control_of", "galaxy_id", "cutout_ok",
+                    *[c for c in NULL_AUDIT_CELL_COLUMNS if c in m.columns]).toPandas())
     if rows.empty:
         return empty
     return null_audit_selection(rows, cfg.stage4d.audit.n_per_class, cfg.seed)
