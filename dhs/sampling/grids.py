@@ -37,7 +37,9 @@ _AXIS_MIN = {"theta_e_arcsec": (0.0, False), "src_dmag": (-math.inf, True), "src
              "src_e": (0.0, True), "shear": (0.0, True)}
 _AXIS_MAX = {"src_e": 1.0, "shear": 1.0}
 
-BUILTIN_GRIDS: tuple[str, ...] = ("grid_small", "grid_medium", "grid_full", "grid_sota", "v4_sota")
+BUILTIN_GRIDS: tuple[str, ...] = ("grid_small", "grid_medium", "grid_full", "grid_wide", "grid_sota", "v4_sota")
+"""Grids shipped in ``dhs/grids``: ``grid_small`` and ``grid_sota``/``v4_sota`` hold the seed system's values
+(its documents' tables); ``grid_medium``, ``grid_full`` and ``grid_wide`` are dhs's own."""
 
 
 class GridError(ValueError):

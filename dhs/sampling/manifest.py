@@ -25,7 +25,9 @@ Procedure (every choice ordered by xxhash64, never by input order or partitionin
 5. ``task_id`` = ``<experiment_id>/<galaxy_id>/<config_id>/r<replicate>`` for injections (with
    ``<selection_set_id>/`` after the experiment id when the manifest is built per selection set) and
    ``<task_id of its positive>/ctl<j>`` for controls; ``task_seed`` = xxhash64(task_id, seed=run seed) as a
-   signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds.
+   signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds;
+   with brightness targeting, ``target_snr`` is stratified over the cell's positive rows, so each cell
+   meets the target mix to within one row per bin (plus the null rows taken out of it).
 6. Null injections (audit): ``stage4a.null_fraction`` of each split's positive rows (cumulative rounding over
    its cells; in a cell the rows with the smallest xxhash64 of ``<task_id>|null``) become
    ``lens_model = "NULL"`` rows: every parameter drawn as for an injection, source flux 0 (``src_mag_r`` and
@@ -91,7 +93,7 @@ TASK_FIELDS: dict[str, pa.DataType] = {
     "src_x_arcsec": pa.float64(), "src_y_arcsec": pa.float64(), "src_reff_arcsec": pa.float64(),
     "src_n_sersic": pa.float64(), "src_e1": pa.float64(), "src_e2": pa.float64(),
     "src_dmag": pa.float64(), "src_mag_r": pa.float64(), "src_mag_g": pa.float64(), "src_mag_z": pa.float64(),
-    "src_gr": pa.float64(), "src_rz": pa.float64(), "target_arc_snr_sum": pa.float64(),
+    "src_gr": pa.float64(), "src_rz": pa.float64(), "target_snr": pa.float64(), "target_snr_metric": pa.string(),
     "source_mode": pa.string(), "cosmos_index": pa.int64(), "src_hlr_target_arcsec": pa.float64(),
     "psf_bin": pa.int32(), "depth_bin": pa.int32(), "stamp_size": pa.int32(),
     "psfdepth_r_mag5": pa.float64(), "psf_fwhm_r_arcsec": pa.float64(), "theta_e_over_psf": pa.float64(),
@@ -105,7 +107,7 @@ COLUMN_ORDER: tuple[str, ...] = (
     "stamp_size",
     # extras (INTERFACES.md "Manifest")
     "psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_g", "psfdepth_r", "psfdepth_z", "psfdepth_r_mag5",
-    "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_arc_snr_sum", "src_mag_g",
+    "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_snr", "target_snr_metric", "src_mag_g",
     "src_mag_z", "lens_pa_rad", "src_hlr_target_arcsec",
     # further extras
     "region_id", "grid_name", "psf_fwhm_r_arcsec", "theta_e_over_psf", "selection_set_id",
@@ -391,8 +393,10 @@ def null_rows(task_ids: np.ndarray, n_null: int, seed: int) -> np.ndarray:
 def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings: Stage4aConfig, *,
                      n_input: int, dropped: dict[str, int], n_cfg: int) -> dict[str, Any]:
     """Counts for ``_stage_config.json``; ``rows`` holds, per (region_split, is_control), the keys
-    ``region_split``, ``is_control``, ``n`` (rows) and ``hosts`` (distinct galaxy_ids). ``rows_positive``
-    counts every non-control row (injections and null injections); ``rows_null`` the null injections."""
+    ``region_split``, ``is_control``, ``n`` (rows), ``hosts`` (distinct galaxy_ids) and optionally
+    ``resolved`` (rows with θE / host r-band Moffat FWHM ≥ ``settings.resolved.theta_e_over_psf_min``).
+    ``rows_positive`` counts every non-control row (injections and null injections); ``rows_null`` the null
+    injections."""
     per_split: dict[str, dict[str, Any]] = {}
     for s in sorted({c.split for c in cells}):
         cs = [c for c in cells if c.split == s]
@@ -408,6 +412,7 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
             "rows_null": int(sum(c.n_null for c in cs)),
             "controls_missing": int(sum(c.n_controls for c in cs) - n_ctl),
             "control_fraction": (n_ctl / (n_pos + n_ctl)) if (n_pos + n_ctl) else 0.0,
+            "rows_positive_resolved": int(got[0].get("resolved", 0)) if 0 in got else 0,
             "cells": len(cs),
         }
     tot_pos = sum(v["rows_positive"] for v in per_split.values())
@@ -438,6 +443,9 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
         "rows_out": int(tot_pos + tot_ctl),
         "selection_sets": sorted(per_set),
         "per_selection_set": per_set,
+        "resolved_theta_e_over_psf_min": settings.resolved.theta_e_over_psf_min,
+        "resolved_fraction": (sum(v["rows_positive_resolved"] for v in per_split.values()) / tot_pos
+                              if tot_pos else None),
         "per_split": per_split,
         "per_tier": {tier: {"rows_positive": int(tot_pos), "rows_control": int(tot_ctl),
                             "per_split": {s: v["rows_positive"] + v["rows_control"] for s, v in per_split.items()}}},
@@ -446,18 +454,20 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
     }
 
 
-def count_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Per (region_split, is_control): rows and distinct hosts of a manifest table."""
+def count_rows(table: pa.Table, theta_e_over_psf_min: float = 1.0) -> list[dict[str, Any]]:
+    """Per (region_split, is_control): rows, distinct hosts and resolved rows (θE / FWHM_r ≥ the minimum)."""
     split = _column(table, "region_split").astype(object)
     ctl = _column(table, "is_control")
     gid = _column(table, "galaxy_id").astype(object)
+    ratio = np.nan_to_num(_column(table, "theta_e_over_psf").astype(np.float64), nan=-1.0)
     out = []
     for s in sorted(set(split.tolist())):
         for c in (0, 1):
             sel = (split == s) & (ctl == c)
             if sel.any():
                 out.append({"region_split": s, "is_control": c, "n": int(sel.sum()),
-                            "hosts": len(set(gid[sel].tolist()))})
+                            "hosts": len(set(gid[sel].tolist())),
+                            "resolved": int(np.sum(sel & (ratio >= theta_e_over_psf_min)))})
     return out
 
 
@@ -512,7 +522,8 @@ def build_manifest(
                         seed=seed, grid=grid, priors=priors, schema=schema) for c in cells]
     table = pa.concat_tables(parts)
     table = table.take(pc.sort_indices(table, sort_keys=[("task_id", "ascending")]))
-    counts = summarize_counts(cells, count_rows(table), settings, n_input=hosts.num_rows, dropped=dropped,
+    counts = summarize_counts(cells, count_rows(table, settings.resolved.theta_e_over_psf_min), settings,
+                              n_input=hosts.num_rows, dropped=dropped,
                               n_cfg=n_cfg)
     return ManifestResult(table=table, counts=counts, bin_edges=edges, dropped=dropped, cells=cells)
 
@@ -521,7 +532,9 @@ def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, ci
                       experiment_id, is_null=None) -> dict[str, Any]:
     n = len(host)
     is_null = np.zeros(n, dtype=bool) if is_null is None else np.asarray(is_null, dtype=bool)
-    d = draw_priors(seeds, priors) if n else {k: np.zeros(0) for k in priors.dists}
+    targeting = settings.brightness_targeting
+    d = draw_priors(seeds, priors, stratify=("target_snr",) if targeting else ()) if n else \
+        {k: np.zeros(0) for k in priors.dists}
     fwhm = fwhm_r[host]
     if configs:
         arr = {a: np.array([getattr(c, a) for c in configs], dtype=np.float64)[cfg_idx]
@@ -555,8 +568,10 @@ def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, ci
         "src_reff_arcsec": arr["src_reff_arcsec"], "src_n_sersic": d["src_n_sersic"], "src_e1": se1,
         "src_e2": se2, "src_dmag": dmag, "src_mag_r": mag_r, "src_mag_g": pa.nulls(n, pa.float64()),
         "src_mag_z": pa.nulls(n, pa.float64()), "src_gr": d["src_gr"], "src_rz": d["src_rz"],
-        "target_arc_snr_sum": (pa.array(np.where(is_null, np.nan, d["target_arc_snr_sum"]), mask=is_null)
-                               if settings.brightness_targeting else pa.nulls(n, pa.float64())),
+        "target_snr": (pa.array(np.where(is_null, np.nan, d["target_snr"]), mask=is_null) if targeting
+                       else pa.nulls(n, pa.float64())),
+        "target_snr_metric": (pa.array(np.where(is_null, None, settings.target_snr_metric).tolist(), pa.string())
+                              if targeting else pa.nulls(n, pa.string())),
         "source_mode": [settings.source_mode] * n, "cosmos_index": np.full(n, -1, dtype=np.int64),
         "src_hlr_target_arcsec": (arr["src_reff_arcsec"] if cosmos and settings.cosmos_match_reff
                                   else pa.nulls(n, pa.float64())),
@@ -570,7 +585,8 @@ def _control_columns(t, settings, grid, host, control_of, tid, seeds, rep, fwhm_
     nulls = {k: pa.nulls(n, TASK_FIELDS[k]) for k in (
         "lens_e1", "lens_e2", "lens_pa_rad", "gamma1", "gamma2", "src_x_arcsec", "src_y_arcsec",
         "src_reff_arcsec", "src_n_sersic", "src_e1", "src_e2", "src_dmag", "src_mag_r", "src_mag_g",
-        "src_mag_z", "src_gr", "src_rz", "target_arc_snr_sum", "source_mode", "src_hlr_target_arcsec")}
+        "src_mag_z", "src_gr", "src_rz", "target_snr", "target_snr_metric", "source_mode",
+        "src_hlr_target_arcsec")}
     return {
         "task_id": tid, "task_seed": seeds, "experiment_id": [experiment_id] * n, "tier": [settings.tier] * n,
         "is_control": np.ones(n, dtype=np.int32), "control_of": control_of, "config_id": [CONTROL_CONFIG_ID] * n,

@@ -200,10 +200,12 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         flagged.unpersist()
 
     written = spark.read.parquet(to_spark_path(out_dir))
+    resolved = (F.col("theta_e_over_psf") >= F.lit(settings.resolved.theta_e_over_psf_min)).cast("long")
     agg = [{"region_split": r["region_split"], "is_control": int(r["is_control"]), "n": int(r["n"]),
-            "hosts": int(r["hosts"])}
+            "hosts": int(r["hosts"]), "resolved": int(r["resolved"] or 0)}
            for r in written.groupBy("region_split", "is_control")
-           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts")).collect()]
+           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts"),
+                F.sum(resolved).alias("resolved")).collect()]
     counts = summarize_counts(cells, agg, settings, n_input=n_hosts_in, dropped=dropped, n_cfg=n_cfg)
     counts["parent_rows"] = int(rows_in)
     if kl_info.get("enabled"):

@@ -167,7 +167,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
 
     m = spark.read.schema(metrics.schema).parquet(to_spark_path(metrics_dir))
-    agg = m.groupBy("region_split", "cutout_ok", "error").count().collect()     # one small job
+    agg = m.groupBy("region_split", "cutout_ok", "error", "clean").count().collect()     # one small job
     rows_in = manifest.count()
     rows_out = int(sum(r["count"] for r in agg))
     failures: dict[str, int] = {}
@@ -182,7 +182,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
     if rows_out != rows_in:
         raise RuntimeError(f"stage 4c: rows out ({rows_out}) != rows in ({rows_in}) for {src}")
+    n_clean = int(sum(r["count"] for r in agg if r["clean"] == 1))
     counts = {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
+              "clean": n_clean, "clean_max_bad_pixel_frac": settings.clean_max_bad_pixel_frac,
               "failures_by_kind": failures, "failures_by_reason": dict(sorted(reasons.items())),
               "rows_per_split": per_split}
     result = StageResult(stage=STAGE, output_path=stamps_dir, rows_in=rows_in, rows_out=rows_out,

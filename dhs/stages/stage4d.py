@@ -11,6 +11,8 @@ Output: ``phase4d/<variant>/completeness/<experiment_id>/`` holding
   ``null_audit.parquet`` (null injections vs their matched controls; both audits on the full and the
   centre-masked features, column ``variant``), ``psf_provenance.parquet``, ``failures.parquet``,
   ``recovery_definitions.json``, ``dimensions.json`` (what every binned axis is, with its unit);
+* ``brightness_targeting.parquet`` — per SNR bin, the share of targeted injections asked for (``target_snr``)
+  and achieved (the measured ``target_snr_metric``), see :mod:`dhs.completeness.targeting`;
 * ``report/index.html`` with its PNGs; ``_stage_config.json`` (written last: marks the folder complete).
 
 Spark does the per-row work (one ``mapInPandas`` calling :func:`dhs.completeness.tables.derive_batch`) and
@@ -41,7 +43,7 @@ from dhs.completeness.audit import (
     shortcut_audit,
 )
 from dhs.completeness.recovery import RecoveryDefinition
-from dhs.completeness.surfaces import POP_COL, count_columns
+from dhs.completeness.surfaces import POP_COL, clean_selection_text, count_columns
 from dhs.completeness.tables import (
     bin_defs,
     derive_batch,
@@ -52,7 +54,9 @@ from dhs.completeness.tables import (
     surface_tables,
     valid_control_scores,
 )
+from dhs.completeness.targeting import add_summaries, injection_summary, mix_table, summary_columns
 from dhs.config import RunConfig
+from dhs.core import SNR_METRICS
 from dhs.io.paths import exists, is_s3, join, to_spark_path, write_bytes
 from dhs.io.stamps import decode
 from dhs.sampling.hashing import stable_hash64
@@ -65,7 +69,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "cutout_ok", "theta_e_arcsec", "
                                      "wise_brightmask_frac", "region_split")
 #: Optional columns shipped to the per-row function when present.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("lens_model", "is_control", "psfdepth_r_mag5", "psfdepth_r", "src_mag_r_used",
-                                     "src_mag_r", "target_arc_snr_sum", "psfsize_r", "psf_fwhm_used_r",
+                                     "src_mag_r", "target_snr", "psfsize_r", "psf_fwhm_used_r",
                                      "psf_source_g", "psf_source_r", "psf_source_z", "score")
 
 
@@ -222,6 +226,28 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
     return compare(pos, neg, cfg.seed), compare(npos, nneg, stable_hash64(cfg.seed, "null_audit")), counts
 
 
+def _injection_summary(cfg: RunConfig, m: Any) -> tuple[dict[str, int], str]:
+    """Brightness-targeting mix and resolved share of the valid injections (one small Spark job)."""
+    s = cfg.stage4d
+    edges = list(s.target_snr_bins.edges or [])
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
+    cols = [c for c in ("cutout_ok", "lens_model", "is_control", "theta_e_arcsec", "psf_fwhm_used_r", "target_snr",
+                        "target_snr_metric", *SNR_METRICS) if c in m.columns]
+    metric = cfg.stage4a.target_snr_metric
+
+    def summarize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for b in batches:
+            yield injection_summary(b, edges, metric, "psf_fwhm_used_r", thr)
+
+    schema = ", ".join(f"`{c}` long" for c in summary_columns(len(edges)))
+    parts = m.select(*cols).mapInPandas(summarize, schema).toPandas()
+    if "target_snr_metric" in m.columns:
+        used = [r[0] for r in m.select("target_snr_metric").where("target_snr_metric IS NOT NULL").distinct()
+                .limit(5).collect()]
+        metric = ", ".join(sorted(used)) or metric
+    return add_summaries(parts) if len(parts) else dict.fromkeys(summary_columns(len(edges)), 0), metric
+
+
 def _pop_expr(columns: list[str]) -> Any:
     """Population code as a Spark column: 1 control, 2 null injection, 0 injection (as
     :func:`dhs.completeness.surfaces.population_code`)."""
@@ -368,6 +394,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         inputs.append(stamps_dir)
     pairs = _gallery(spark, cfg, m, stamps_dir) if (s.gallery.enabled and have_stamps) else []
 
+    inj_sum, target_metric = _injection_summary(cfg, m)
+    targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
     n_inj = int(counts.loc[counts[POP_COL] == 0, "n_attempt"].sum())
     n_ctl = int(counts.loc[counts[POP_COL] == 1, "n_attempt"].sum())
     dims = dimension_descriptions(s)
@@ -378,7 +407,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         "resolution axis": dims["resolution"],
         "valid injections (proxy inputs, all)": int(counts.loc[counts[POP_COL] == 0, f"nv__{first}__all"].sum()),
         "score table": s.scores_path or "none (proxy only)",
-        "clean cuts": f"bad_pixel_frac <= {s.max_bad_pixel_frac:g}, wise_brightmask_frac <= {s.max_wise_brightmask_frac:g}",
+        f"resolved injections (θE / psf_fwhm_used_r ≥ {thr:g})": (
+            f"{inj_sum['n_resolved'] / inj_sum['n_valid']:.1%} ({inj_sum['n_resolved']} of {inj_sum['n_valid']} "
+            "valid injections)" if inj_sum["n_valid"] else "no valid injection"),
+        "brightness targeting": (f"{inj_sum['n_targeted']} injections targeted on r-band {target_metric}"
+                                 if inj_sum["n_targeted"] else "off (source magnitudes from the manifest)"),
+        "clean selection": clean_selection_text(s.max_bad_pixel_frac, s.max_wise_brightmask_frac,
+                                                cfg.stage4c.clean_max_bad_pixel_frac),
     }
     files: dict[str, bytes] = {
         "counts.parquet": _parquet_bytes(counts),
@@ -393,6 +428,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             [{"name": b.name, "column": b.column, "description": dims.get(b.name, b.name),
               "width": b.width, "edges": list(b.edges) if b.edges else None, "categorical": b.categorical}
              for b in bins], indent=2).encode(),
+        "brightness_targeting.parquet": _parquet_bytes(targeting),
         "recovery_definitions.json": json.dumps(
             [{"name": d.name, "kind": d.kind, "required": list(d.required), "params": d.params,
               "description": d.description} for d in defs], indent=2).encode(),
@@ -408,7 +444,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                          audit_rows=audit_rows, audit_limit=s.audit.auc_limit, provenance=provenance,
                          null_audit_rows=null_rows, dimensions=dims,
                          failures=failures, gallery_pairs=pairs, gallery_options=s.gallery.model_dump(),
-                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex)
+                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex,
+                         targeting=targeting)
         for name, data in files.items():
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(data)
@@ -423,10 +460,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                   "null_injections": n_null,
                   "valid_ok_by_population": {"injection": n_ok[0], "control": n_ok[1], "null": n_ok[2]},
                   "recovery_definitions": [d.name for d in defs], "audit_flagged": flagged,
-                  "null_audit_flagged": null_flagged, **audit_counts, "gallery_pairs": len(pairs)}
+                  "null_audit_flagged": null_flagged, **audit_counts,
+                  "injections_resolved": inj_sum["n_resolved"], "injections_targeted": inj_sum["n_targeted"],
+                  "gallery_pairs": len(pairs)}
     return finish_stage(cfg, result, [out_dir], inputs=inputs, counts=counts_doc, started=started,
                         extra={"thresholds": {d.name: d.params for d in defs}, "dimensions": dims,
-                               "resolution_psf_column": s.psf_column})
+                               "resolution_psf_column": s.psf_column,
+                               "clean_selection": meta["clean selection"]})
 
 
 def _publish(tmp: str, out_dir: str, opts: Any) -> None:
