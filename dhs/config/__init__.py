@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "RunConfig",
     "SparkSettings",
+    "LoggingSettings",
     "S3Settings",
     "SynthSettings",
     "load_config",
@@ -54,8 +55,9 @@ class SparkSettings(StrictModel):
     """``spark.sql.shuffle.partitions``: partitions of shuffles and the default of the stages' repartitions."""
     conf: dict[str, str] = Field(default_factory=dict)
     """Any further Spark configuration, e.g. ``{spark.driver.memory: 4g}`` (keys may contain dots)."""
-    show_progress: bool = True
-    """Show Spark's console progress bar in local runs."""
+    show_progress: bool | None = None
+    """Spark's console progress bar; None = only when standard error is a terminal (dhs logs its own
+    progress lines either way, see ``logging.progress_seconds``)."""
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -66,6 +68,37 @@ class SparkSettings(StrictModel):
                 k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, (int, float, bool)) else v
                 for k, v in value.items()
             }
+        return value
+
+
+SPARK_LOG_LEVELS: tuple[str, ...] = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+DHS_LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LoggingSettings(StrictModel):
+    """What a run prints: the ``dhs`` logger's level, Spark's own log level, the progress-line interval."""
+
+    level: str = "INFO"
+    spark_level: str = "WARN"
+    progress_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("level", "spark_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("level")
+    @classmethod
+    def _dhs_level(cls, value: str) -> str:
+        if value not in DHS_LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(DHS_LOG_LEVELS)}")
+        return value
+
+    @field_validator("spark_level")
+    @classmethod
+    def _spark_level(cls, value: str) -> str:
+        if value not in SPARK_LOG_LEVELS:
+            raise ValueError(f"expected one of Spark's log levels {', '.join(SPARK_LOG_LEVELS)}")
         return value
 
 
@@ -109,6 +142,7 @@ class RunConfig(StrictModel):
     """Recompute stages whose output folder is already complete (otherwise they are skipped)."""
     spark: SparkSettings = Field(default_factory=SparkSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     synth: SynthSettings | None = None
     """Build a synthetic sky at ``survey_root`` when it is absent (the debug tier); null for real data."""
     stage3: Stage3Config = Field(default_factory=Stage3Config)

@@ -25,6 +25,7 @@ def _band(prefix: str, typ: pa.DataType) -> list[pa.Field]:
 #: (theta_e_arcsec, lens_model, cosmos_index) the 4c value and type replace it.
 RESULT_FIELDS: tuple[pa.Field, ...] = tuple(
     [pa.field("cutout_ok", pa.int32()), pa.field("error", pa.string()),
+     pa.field("quality_notes", pa.string()),    # non-fatal conditions, ';'-separated; null = none
      pa.field("theta_e_arcsec", pa.float64()), pa.field("lens_model", pa.string()),
      pa.field("arc_snr", pa.float64()), pa.field("arc_snr_sum", pa.float64()),
      pa.field("arc_snr_sum_footprint", pa.float64()),

@@ -92,6 +92,11 @@ def is_control(row: Mapping[str, Any]) -> bool:
     return bool(_get(row, "is_control", 0)) or str(_get(row, "lens_model", "")).upper() == "CONTROL"
 
 
+def is_null_injection(row: Mapping[str, Any]) -> bool:
+    """A null injection (audit row): ``lens_model`` = "NULL" — the injection path with zero source flux."""
+    return str(_get(row, "lens_model", "")).upper() == "NULL"
+
+
 def sub_rng(task_seed: int, label: str) -> np.random.Generator:
     """An independent generator for one purpose (``label``) of one task."""
     return rng_from_seed(stable_hash64(int(task_seed), label))
@@ -154,11 +159,12 @@ def _bad_mask(settings: Any) -> int:
     return mask_of(names) if names is not None else mask_of(DEFAULT_BAD_BITS)
 
 
-def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float, float | None]:
-    """(good r-band pixels, bad-pixel fraction over all bands, WISE bright-star mask fraction or None).
+def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float | None, float | None]:
+    """(good r-band pixels, bad-pixel fraction over all bands or None, WISE bright-star mask fraction or None).
 
     A pixel is good in a band if its invvar > 0 and it has none of the bad MASKBITS; ``bad_pixel_frac``
-    counts pixels bad in any band.  The WISE fraction uses the WISEMASK HDUs, else the WISEM1/2 MASKBITS."""
+    counts pixels bad in any band and is None when the maskbits file is missing (the good pixels then
+    follow invvar alone).  The WISE fraction uses the WISEMASK HDUs, else the WISEM1/2 MASKBITS."""
     mb = cutout.maskbits
     ok_bits = np.ones(cutout.invvar.shape[1:], dtype=bool) if mb is None else (np.asarray(mb) & bad_mask) == 0
     good_all = ok_bits & (cutout.invvar > 0).all(axis=0)
@@ -169,7 +175,23 @@ def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float, float | 
         wise = float(np.mean((np.asarray(mb) & WISE_MASK) != 0))
     else:
         wise = None
-    return good_r, float(1.0 - good_all.mean()), wise
+    return good_r, (None if mb is None else float(1.0 - good_all.mean())), wise
+
+
+PSF_SOURCE_NOTE = {1: "catalogue", 2: "r_band"}
+"""``psf_source`` code → the word used in ``quality_notes`` (0, the psfsize map, is the normal case)."""
+
+
+def quality_notes(cutout: Any, psf: PsfChoice | None) -> str | None:
+    """Non-fatal conditions of a row, ``;``-separated (None when there is nothing to say): the cutout's
+    notes (``maskbits_missing``, ``psfsize_missing:<band>``, ``wisemask_missing``, ``from_neighbour_of:<brick>``)
+    and PSF fallbacks, e.g. ``psf_fallback:g=catalogue,z=r_band``."""
+    notes = [str(n) for n in getattr(cutout, "notes", ())]
+    if psf is not None:
+        fb = [f"{b}={PSF_SOURCE_NOTE[int(s)]}" for b, s in zip(BANDS, psf.source) if int(s) in PSF_SOURCE_NOTE]
+        if fb:
+            notes.append("psf_fallback:" + ",".join(fb))
+    return ";".join(dict.fromkeys(notes)) or None
 
 
 def _psf(row: Mapping[str, Any], cutout: Any, settings: Any) -> PsfChoice:
@@ -297,6 +319,7 @@ def _inject(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, array
             raise TaskFailure(f"psf_unavailable:{exc}") from None
         psf = None
     _record_psf(out, cutout, psf)
+    out["quality_notes"] = quality_notes(cutout, psf)
 
     image = np.asarray(cutout.image, dtype=np.float32)
     if control:
@@ -325,11 +348,13 @@ def _inject(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, array
 def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, psf: PsfChoice,
                         good_r: np.ndarray, size: int, offset: tuple[float, float], out: dict[str, Any],
                         timings: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    if is_null_injection(row):   # zero source flux in every band, whatever the magnitudes say
+        row = dict(row, src_mag_r=math.inf, src_mag_g=None, src_mag_z=None)
     theta_e = _fnum(row, "theta_e_arcsec")
     if theta_e is None or theta_e < 0:
         raise TaskFailure(f"bad_manifest:theta_e_arcsec={row.get('theta_e_arcsec')!r}")
     target, metric, column = brightness_target(row)
-    targeting = target is not None
+    targeting = target is not None and not is_null_injection(row)   # a null injection keeps zero flux
     if targeting and not (target > 0 and math.isfinite(target)):
         raise TaskFailure(f"bad_manifest:{column}={target!r}")
     if targeting and metric not in SNR_METRICS:
@@ -371,6 +396,9 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
         for key in SNR_METRICS:
             v = snr_all.get(key)
             out[key] = None if v is None else float(v)
+        if not np.any(fl.flux):   # null injection (zero source flux): the arc SNRs are exactly 0
+            for key in [k for k in out if k.startswith("arc_snr") and out[k] is None]:
+                out[key] = 0.0
         out["magnification"] = float(mu)
         for i, b in enumerate(BANDS):
             out[f"total_injected_flux_{b}"] = float(arc[i].sum())

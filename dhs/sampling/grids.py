@@ -203,3 +203,20 @@ def load_grid(name_or_path: str, grids_dir: str | os.PathLike[str] | None = None
     if Path(name_or_path).suffix not in (".yaml", ".yml") and grid.name != name_or_path:
         raise GridError(f"{path}: name: {grid.name!r} differs from the file's grid name {name_or_path!r}")
     return grid
+
+
+def available_grids(grids_dir: str | os.PathLike[str] | None = None) -> list[Grid | GridError]:
+    """Every named grid that :func:`load_grid` would find, sorted by name (first folder of
+    :func:`grid_search_dirs` wins); a file that does not load is returned as its :class:`GridError`."""
+    found: dict[str, Path] = {}
+    for d in grid_search_dirs(grids_dir):
+        if d.is_dir():
+            for path in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+                found.setdefault(path.stem, path)
+    out: list[Grid | GridError] = []
+    for name in sorted(found):
+        try:
+            out.append(load_grid(name, grids_dir))
+        except GridError as exc:
+            out.append(exc)
+    return out
