@@ -8,6 +8,7 @@ import importlib.resources
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
