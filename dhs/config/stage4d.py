@@ -69,8 +69,8 @@ class GallerySettings(StrictModel):
     crop_pix: int | None = Field(default=40, ge=8)
     """Side (pixels) of the central region shown; None shows the whole stamp."""
     stretch: float | None = Field(default=None, gt=0.0)
-    """``make_lupton_rgb`` linear stretch (nanomaggies); None: per example, half the peak of its arc, so that
-    the arc is exposed alike at every brightness (its injected stamp and control use the same stretch)."""
+    """``make_lupton_rgb`` linear stretch (nanomaggies); None: per example, half the peak of its arc (never below
+    twice the stamp's pixel noise for the stamp and its control), so that arcs of every brightness show."""
     q: float = Field(default=8.0, gt=0.0)
     """``make_lupton_rgb`` asinh softening parameter."""
     band_scales: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])

@@ -1,7 +1,7 @@
 """Stamp gallery: Lupton et al. (2004) asinh RGB composites (:func:`astropy.visualization.make_lupton_rgb`).
 
 One column per example, sorted by θE: the injected stamp (host + arc), the arc alone, and a matched control
-(an unlensed host of the same PSF and depth bin), all three with the same stretch.
+(an unlensed host of the same PSF and depth bin); the stamp and its control share a stretch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from astropy.visualization import make_lupton_rgb
 
 from dhs.report.plots import save
 
-__all__ = ["ROW_LABELS", "auto_stretch", "centre_crop", "gallery_figure", "lupton_rgb"]
+__all__ = ["ROW_LABELS", "auto_stretch", "centre_crop", "gallery_figure", "image_stretch", "lupton_rgb"]
 
 #: Row titles of the gallery, top to bottom.
 ROW_LABELS = ("injected stamp\n(host + arc)", "arc alone", "matched control\n(no arc)")
@@ -57,13 +57,24 @@ def auto_stretch(arc: np.ndarray | None, fallback: float = 0.5) -> float:
     return 0.5 * peak if np.isfinite(peak) and peak > 0 else fallback
 
 
+def image_stretch(stamp: np.ndarray, arc: np.ndarray | None, fallback: float = 0.5) -> float:
+    """Stretch (nanomaggies) of an injected stamp and its control: the arc's (:func:`auto_stretch`), but never
+    below twice the stamp's r-band pixel noise (1.4826 × MAD), so that a faint arc does not turn the sky
+    noise into full-scale colour."""
+    r = np.asarray(stamp, dtype=np.float64)[1]
+    r = r[np.isfinite(r)]
+    noise = 1.4826 * float(np.median(np.abs(r - np.median(r)))) if r.size else 0.0
+    return max(auto_stretch(arc, fallback), 2.0 * noise)
+
+
 def gallery_figure(examples: Sequence[dict], path: str, stretch: float | None = None, q: float = 8.0,
                    band_scales: Sequence[float] = (1.0, 1.0, 1.0), crop_pix: int | None = None) -> str:
     """Write the gallery PNG: one column per example sorted by θE, rows as in :data:`ROW_LABELS`.
 
     Each example: ``theta_e`` (arcsec), ``injection`` ((3, H, W) array, nanomaggies), ``arc`` (array or None
     when stage 4c did not keep it), ``control`` (array or None), ``label`` (text under the injection, e.g.
-    its arc SNR). ``stretch`` None: :func:`auto_stretch` per example.
+    its arc SNR). ``stretch`` None: per example, :func:`image_stretch` for the injected stamp and its control
+    and :func:`auto_stretch` for the arc alone.
     """
     examples = sorted(examples, key=lambda p: p["theta_e"])
     n = max(len(examples), 1)
@@ -77,10 +88,12 @@ def gallery_figure(examples: Sequence[dict], path: str, stretch: float | None = 
     if not examples:
         axes[0, 0].text(0.5, 0.5, "no stamps to show", ha="center", va="center", transform=axes[0, 0].transAxes)
     for i, ex in enumerate(examples):
-        s = stretch if stretch is not None else auto_stretch(ex.get("arc"))
+        s_img = stretch if stretch is not None else image_stretch(ex["injection"], ex.get("arc"))
+        s_arc = stretch if stretch is not None else auto_stretch(ex.get("arc"))
         panels = (ex["injection"], ex.get("arc"), ex.get("control"))
         missing = ("", "arc not kept\n(stage4c.keep_arrays)", "no matched\ncontrol")
         for row, (img, why) in enumerate(zip(panels, missing)):
+            s = s_arc if row == 1 else s_img
             ax = axes[row, i]
             if img is None:
                 ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=6.5, transform=ax.transAxes)
@@ -89,6 +102,6 @@ def gallery_figure(examples: Sequence[dict], path: str, stretch: float | None = 
         axes[0, i].set_title(f"θE = {ex['theta_e']:.2f}″", fontsize=8)
         axes[0, i].set_xlabel(ex.get("label", ""), fontsize=6.5)
     shown = "" if crop_pix is None else f"central {crop_pix}×{crop_pix} pixels ({crop_pix * 0.262:.1f}″), "
-    fig.suptitle(f"Injections across θE: {shown}Lupton asinh RGB = z, r, g, same stretch within a column",
-                 fontsize=8)
+    fig.suptitle(f"Injections across θE: {shown}Lupton asinh RGB = z, r, g; injected stamp and control share "
+                 "a stretch, the arc alone is stretched to its own peak", fontsize=8)
     return save(fig, path)

@@ -265,8 +265,9 @@ def _pop_expr(columns: list[str]) -> Any:
 
 
 def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
-    """Injections spread across θE with their arcs and matched controls (control_of): per θE, those whose SNR
-    reaches ``gallery.visible_snr_factor × snr_min`` first, then in xxhash64 order."""
+    """Injections spread over ``gallery.n_theta`` equal-width θE bins, ``per_theta`` each in xxhash64 order,
+    with their arcs and matched controls (control_of); drawn from the injections whose SNR reaches
+    ``gallery.visible_snr_factor × snr_min`` and that have a matched control when there are such."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -274,11 +275,7 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     pop = _pop_expr(m.columns)
     h = F.xxhash64(F.lit(str(cfg.seed)), F.lit("gallery"), F.col("task_id"))
     inj = m.filter((pop == 0) & (F.col("cutout_ok") == 1) & (F.col("theta_e_arcsec") > 0))
-    thetas = sorted(r[0] for r in inj.select("theta_e_arcsec").distinct().collect())
-    if not thetas:
-        return []
-    pick = sorted({thetas[int(np.rint(i))] for i in np.linspace(0, len(thetas) - 1, min(g.n_theta, len(thetas)))})
-    inj = inj.filter(F.col("theta_e_arcsec").isin(pick)).select("task_id", "theta_e_arcsec", cfg.stage4d.snr_column)
+    inj = inj.select("task_id", "theta_e_arcsec", cfg.stage4d.snr_column)
     if "control_of" in m.columns:
         ctrl = (m.filter((pop == 1) & (F.col("cutout_ok") == 1) & F.col("control_of").isNotNull())
                 .select(F.col("control_of").alias("task_id"), F.col("task_id").alias("control_id"), h.alias("ch")))
@@ -288,8 +285,21 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     else:
         inj = inj.withColumn("control_id", F.lit(None).cast("string"))
     visible = F.coalesce(F.col(cfg.stage4d.snr_column) >= g.visible_snr_factor * cfg.stage4d.snr_min, F.lit(False))
-    w = Window.partitionBy("theta_e_arcsec").orderBy(F.col("control_id").isNull(), ~visible, h, "task_id")
-    chosen = inj.withColumn("r", F.row_number().over(w)).filter(F.col("r") <= g.per_theta).collect()
+    has_control = F.col("control_id").isNotNull()
+    pool = inj
+    for preferred in (visible & has_control, visible, has_control):  # the best non-empty pool
+        if inj.filter(preferred).limit(1).count():
+            pool = inj.filter(preferred)
+            break
+    lo, hi = pool.agg(F.min("theta_e_arcsec"), F.max("theta_e_arcsec")).first()
+    if lo is None:
+        return []
+    # n_theta equal-width θE bins over the pool (grids and continuous θE alike), per_theta examples each
+    width = (hi - lo) / g.n_theta if hi > lo else 1.0
+    col_bin = F.least(F.floor((F.col("theta_e_arcsec") - F.lit(lo)) / F.lit(width)), F.lit(g.n_theta - 1))
+    w = Window.partitionBy("_bin").orderBy(h, "task_id")
+    chosen = (pool.withColumn("_bin", col_bin).withColumn("r", F.row_number().over(w))
+              .filter(F.col("r") <= g.per_theta).collect())
     ids = [r["task_id"] for r in chosen] + [r["control_id"] for r in chosen if r["control_id"]]
     st = spark.read.parquet(to_spark_path(stamps_dir))
     size_col = "stamp_size" if "stamp_size" in st.columns else None

@@ -85,3 +85,16 @@ def test_gallery_rows_crop_and_stretch(tmp_path):
     png = gallery_figure([{"theta_e": 1.0, "injection": a, "arc": None, "control": None}], str(tmp_path / "g.png"),
                          crop_pix=6)
     assert Path(png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_image_stretch_never_falls_below_the_noise():
+    from dhs.report.gallery import auto_stretch, image_stretch
+
+    rng = np.random.default_rng(2)
+    stamp = rng.normal(0.0, 0.1, size=(3, 32, 32))
+    faint = np.zeros_like(stamp)
+    faint[1, 16, 16] = 0.04
+    assert auto_stretch(faint) == pytest.approx(0.02)
+    assert image_stretch(stamp, faint) == pytest.approx(0.2, rel=0.15)
+    bright = faint * 100
+    assert image_stretch(stamp, bright) == pytest.approx(2.0)
