@@ -266,7 +266,8 @@ def _pop_expr(columns: list[str]) -> Any:
 
 def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     """Injections spread over ``gallery.n_theta`` equal-width θE bins, ``per_theta`` each in xxhash64 order,
-    with their arcs and matched controls (control_of); drawn from the injections whose SNR reaches
+    with their arcs and matched controls (``control_of``, else a control of the same split × PSF bin × depth bin
+    cell); drawn from the injections whose SNR reaches
     ``gallery.visible_snr_factor × snr_min`` and that have a matched control when there are such."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -275,15 +276,24 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     pop = _pop_expr(m.columns)
     h = F.xxhash64(F.lit(str(cfg.seed)), F.lit("gallery"), F.col("task_id"))
     inj = m.filter((pop == 0) & (F.col("cutout_ok") == 1) & (F.col("theta_e_arcsec") > 0))
-    inj = inj.select("task_id", "theta_e_arcsec", cfg.stage4d.snr_column)
+    cell = [c for c in ("region_split", "psf_bin", "depth_bin") if c in m.columns]
+    inj = inj.select("task_id", "theta_e_arcsec", cfg.stage4d.snr_column, *cell)
+    controls = m.filter((pop == 1) & (F.col("cutout_ok") == 1))
     if "control_of" in m.columns:
-        ctrl = (m.filter((pop == 1) & (F.col("cutout_ok") == 1) & F.col("control_of").isNotNull())
+        ctrl = (controls.filter(F.col("control_of").isNotNull())
                 .select(F.col("control_of").alias("task_id"), F.col("task_id").alias("control_id"), h.alias("ch")))
         ctrl = (ctrl.withColumn("r", F.row_number().over(Window.partitionBy("task_id").orderBy("ch", "control_id")))
                 .filter("r = 1").drop("r", "ch"))
         inj = inj.join(ctrl, "task_id", "left")
     else:
         inj = inj.withColumn("control_id", F.lit(None).cast("string"))
+    if len(cell) == 3:  # otherwise a control of the same split × PSF bin × depth bin cell (unpaired matching)
+        by_cell = (controls.select(*cell, F.col("task_id").alias("cell_control_id"), h.alias("ch"))
+                   .withColumn("r", F.row_number().over(Window.partitionBy(*cell).orderBy("ch", "cell_control_id")))
+                   .filter("r = 1").drop("r", "ch"))
+        inj = (inj.join(by_cell, cell, "left")
+               .withColumn("control_id", F.coalesce(F.col("control_id"), F.col("cell_control_id")))
+               .drop("cell_control_id"))
     visible = F.coalesce(F.col(cfg.stage4d.snr_column) >= g.visible_snr_factor * cfg.stage4d.snr_min, F.lit(False))
     has_control = F.col("control_id").isNotNull()
     pool = inj
