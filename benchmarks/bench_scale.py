@@ -8,9 +8,9 @@ fabricated in the real schemas by ``benchmarks/scale_inputs.py`` (not timed): sw
 objects (one 5°×5° tile each) with the brick summary for stage 3; parent LRGs over 10^4–10^5 real bricks with
 a log-normal number of hosts per brick for stage 4a; metrics with controls, failed cutouts and nulls for 4d.
 
-Each stage runs in its own Python process and Spark session (``spark.master``, default ``local[2]``), first
-on a tiny input (``--tiny``, default 2,000 rows: the fixed cost of a run), then on each size. Per run it
-prints:
+Each stage runs in its own Python process and Spark session (``spark.master``, default ``local[2]``): a
+warm-up run, then a tiny input (``--tiny``, default 2,000 rows: the fixed cost of a run), then each size.
+Per run it prints:
 
 * wall seconds, CPU seconds of the whole process tree (driver Python, JVM, Python workers), and the
   marginal wall and CPU time per row, ``(t(N) − t(tiny)) / (N − tiny)``;
@@ -228,7 +228,7 @@ def stage_worker(stage: str, sizes: list[int], tiny: int, out: Path, master: str
     spark = get_spark(_config(out, stage, tiny, master).spark)
     spark.sparkContext.setLogLevel("ERROR")
     results = []
-    for rows in [tiny, *sizes]:
+    for i, rows in enumerate([tiny, tiny, *sizes]):
         t0 = time.perf_counter()
         info = fabricate(stage, out, rows)
         t_fab = time.perf_counter() - t0
@@ -241,8 +241,9 @@ def stage_worker(stage: str, sizes: list[int], tiny: int, out: Path, master: str
             r["rows"] = r["rows_in"]
         else:
             r["rows"] = r["rows_in"]        # sweep objects read
-        results.append(r)
-        print(f"[bench_scale] stage {stage}: {r['rows']:>10d} rows {r['seconds']:8.1f} s wall "
+        if i:                               # the first run warms the JVM and the Python workers up
+            results.append(r)
+        print(f"[bench_scale] stage {stage}{' (warm-up)' if not i else ''}: {r['rows']:>10d} rows {r['seconds']:8.1f} s wall "
               f"{r['cpu_seconds']:8.1f} s cpu | peak MB driver-py {r['driver_py_mb']:.0f} jvm {r['jvm_mb']:.0f} "
               f"pyworker {r['pyworker_max_mb']:.0f} (all {r['pyworkers_mb']:.0f}) | to driver {r['driver_mb']:.2f} MB"
               f" | out {r['output_bytes'] / 1e6:.1f} MB", flush=True)
