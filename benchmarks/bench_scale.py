@@ -139,11 +139,19 @@ class TreeSampler:
 
 # ------------------------------------------------------------------------------- Spark REST figures
 def _stages(spark) -> dict[int, dict]:
+    """Spark's per-stage figures from the UI's REST API (retried: a loaded machine answers slowly)."""
     url = spark.sparkContext.uiWebUrl
     app = spark.sparkContext.applicationId
-    with urllib.request.urlopen(f"{url}/api/v1/applications/{app}/stages", timeout=30) as r:
-        data = json.loads(r.read())
-    return {(s["stageId"], s["attemptId"]): s for s in data}
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/applications/{app}/stages", timeout=300) as r:
+                data = json.loads(r.read())
+            return {(s["stageId"], s["attemptId"]): s for s in data}
+        except OSError:
+            if attempt == 4:
+                raise
+            time.sleep(10)
+    return {}
 
 
 def _dir_bytes(path: str) -> int:
