@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -79,7 +78,7 @@ def submit(cluster, cfg_path: Path, manifest: Path, out_root: Path, log: Path, p
             "--set", f"stage4c.partitions={partitions}", "--set", "force=true", *sum((["--set", o] for o in overrides), [])]
     env = _env()
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
+    return subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
 
 
 def stamp_digests(path: Path) -> dict[str, bytes]:

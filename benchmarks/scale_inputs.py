@@ -267,7 +267,6 @@ def write_sweeps(survey_root: str, n_objects: int, *, objects_per_file: int = 1_
     sweep_dir = os.path.join(survey_root, "sweep", "10.1")
     os.makedirs(sweep_dir)
     n_files = max(1, math.ceil(n_objects / objects_per_file))
-    rng0 = np.random.default_rng(seed)
     summary: dict[str, list] = {k: [] for k in ("BRICKNAME", "RA", "DEC", "EBV", "PSFSIZE_R", "PSFDEPTH_R")}
     seen: set[str] = set()
     for f in range(n_files):

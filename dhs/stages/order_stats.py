@@ -93,7 +93,7 @@ def order_statistics(df: Any, column: str, ranks: Sequence[int] | Callable[[int]
         result: dict[int, float] = {}
         for _ in range(max_rounds):
             todo = {}
-            for k, (lo, hi, below, count) in state.items():
+            for k, (lo, hi, _below, count) in state.items():
                 if k in result:
                     continue
                 if lo == hi:
