@@ -6,7 +6,8 @@ Runs stages 3 and 4a of ``configs/debug.yaml`` on the synthetic sky, replicates 
 rows and runs stage 4c in local Spark with every optional array kept (``keep_arrays: [arc, invvar,
 maskbits]``). From the Parquet footers it prints the compressed bytes per row of each column of
 ``stamps/`` (zstd, as written), the raw array size, and the bytes per row of ``metrics/``; ends with one
-JSON line. Injections and controls are mixed as in the manifest (controls have no ``arc``).
+JSON line, with the peak RSS of the driver, the JVM and the Python workers during stage 4c. Injections and
+controls are mixed as in the manifest (controls have no ``arc``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     from bench_cluster_kill import replicated_manifest
+    from bench_scale import TreeSampler
 
     from dhs.cli import run_stages
     from dhs.config import load_config
@@ -58,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     manifest = out / "manifest"
     n = replicated_manifest(cfg, int(args.stamps), manifest)
     c = cfg.model_copy(update={"stage4c": cfg.stage4c.model_copy(update={"manifest_path": str(manifest)})})
-    run_stages(c, ["4c"])
+    with TreeSampler() as sampler:
+        run_stages(c, ["4c"])
+    peak = {k: round(v, 1) for k, v in sampler.peak.items()}
+    print(f"[bench_size] stage 4c peak RSS MB: driver-py {peak['driver_py_mb']:.0f}, jvm {peak['jvm_mb']:.0f}, "
+          f"largest Python worker {peak['pyworker_max_mb']:.0f} (all {peak['pyworkers_mb']:.0f}); "
+          f"stage4c.cache_bytes = {cfg.stage4c.cache_bytes}")
     rows, cols = column_bytes(Path(stage_output_dir(c, "4c", "stamps")))
     mrows, mcols = column_bytes(Path(stage_output_dir(c, "4c", "metrics")))
     size = cfg.stage4a.stamp_size
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench_size] other columns in stamps/ {other:.0f} B/row; metrics/ {sum(mcols.values()) / mrows:.0f} B/row "
           f"({n} stamps, zstd)")
     print(json.dumps({"stamps": n, "stamp_size": size, "bytes_per_row": arrays, "raw_bytes": raw,
-                      "stamps_other_bytes_per_row": other, "metrics_bytes_per_row": sum(mcols.values()) / mrows}))
+                      "stamps_other_bytes_per_row": other, "peak_rss_mb": peak, "metrics_bytes_per_row": sum(mcols.values()) / mrows}))
     return 0
 
 
