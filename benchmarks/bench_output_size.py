@@ -39,10 +39,31 @@ def column_bytes(folder: Path) -> tuple[int, dict[str, int]]:
     return rows, out
 
 
+def per_row_zstd(folder: Path, columns: list[str], limit: int = 2000) -> dict[str, float]:
+    """Mean bytes of each array value compressed on its own with zstd (level 3, Parquet's default): the size
+    without the redundancy between neighbouring rows that a replicated manifest (or a brick with many
+    tasks on one host) gives Parquet's pages."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    ds = pads.dataset(str(folder), format="parquet", partitioning="hive")
+    have = [c for c in columns if c in ds.schema.names]
+    tot = dict.fromkeys(have, 0)
+    cnt = dict.fromkeys(have, 0)
+    for batch in ds.to_batches(columns=have, batch_size=256):
+        for c in have:
+            for v in batch.column(c).to_pylist():
+                if v is not None and cnt[c] < limit:
+                    tot[c] += len(pa.compress(v, codec="zstd", asbytes=True))
+                    cnt[c] += 1
+    return {c: tot[c] / cnt[c] for c in have if cnt[c]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stamps", type=float, default=2000)
     p.add_argument("--out", default="build/bench_size")
+    p.add_argument("--from-existing", action="store_true", help="measure the output of an earlier run in --out")
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -56,28 +77,34 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(REPO / "configs" / "debug.yaml",
                       [f"survey_root={out / 'sky'}", f"output_root={out / 'pipeline'}", "spark.show_progress=false",
                        "stage4c.keep_arrays=[arc,invvar,maskbits]", "force=true"])
-    run_stages(cfg, ["3", "4a"])
     manifest = out / "manifest"
-    n = replicated_manifest(cfg, int(args.stamps), manifest)
     c = cfg.model_copy(update={"stage4c": cfg.stage4c.model_copy(update={"manifest_path": str(manifest)})})
-    with TreeSampler() as sampler:
-        run_stages(c, ["4c"])
-    peak = {k: round(v, 1) for k, v in sampler.peak.items()}
-    print(f"[bench_size] stage 4c peak RSS MB: driver-py {peak['driver_py_mb']:.0f}, jvm {peak['jvm_mb']:.0f}, "
-          f"largest Python worker {peak['pyworker_max_mb']:.0f} (all {peak['pyworkers_mb']:.0f}); "
-          f"stage4c.cache_bytes = {cfg.stage4c.cache_bytes}")
+    peak: dict = {}
+    if not args.from_existing:
+        run_stages(cfg, ["3", "4a"])
+        replicated_manifest(cfg, int(args.stamps), manifest)
+        with TreeSampler() as sampler:
+            run_stages(c, ["4c"])
+        peak = {k: round(v, 1) for k, v in sampler.peak.items()}
+        print(f"[bench_size] stage 4c peak RSS MB: driver-py {peak['driver_py_mb']:.0f}, jvm {peak['jvm_mb']:.0f}, "
+              f"largest Python worker {peak['pyworker_max_mb']:.0f} (all {peak['pyworkers_mb']:.0f}); "
+              f"stage4c.cache_bytes = {cfg.stage4c.cache_bytes}")
     rows, cols = column_bytes(Path(stage_output_dir(c, "4c", "stamps")))
+    n = rows
     mrows, mcols = column_bytes(Path(stage_output_dir(c, "4c", "metrics")))
     size = cfg.stage4a.stamp_size
     raw = {"stamp": 3 * size * size * 4, "arc": 3 * size * size * 4, "invvar": 3 * size * size * 4,
            "maskbits": size * size * 4}
     arrays = {k: cols.get(k, 0) / rows for k in raw}
     other = (sum(cols.values()) - sum(cols.get(k, 0) for k in raw)) / rows
+    alone = per_row_zstd(Path(stage_output_dir(c, "4c", "stamps")), list(raw))
     for k, v in arrays.items():
-        print(f"[bench_size] {k:9s} {v:9.0f} B/stamp compressed ({raw[k]} B raw, ratio {v / raw[k]:.2f})")
+        one = alone.get(k, float("nan"))
+        print(f"[bench_size] {k:9s} {v:9.0f} B/stamp in Parquet ({raw[k]} B raw, ratio {v / raw[k]:.2f}); "
+              f"{one:9.0f} B compressed alone (ratio {one / raw[k]:.2f})")
     print(f"[bench_size] other columns in stamps/ {other:.0f} B/row; metrics/ {sum(mcols.values()) / mrows:.0f} B/row "
           f"({n} stamps, zstd)")
-    print(json.dumps({"stamps": n, "stamp_size": size, "bytes_per_row": arrays, "raw_bytes": raw,
+    print(json.dumps({"stamps": n, "stamp_size": size, "bytes_per_row": arrays, "bytes_alone": alone, "raw_bytes": raw,
                       "stamps_other_bytes_per_row": other, "peak_rss_mb": peak, "metrics_bytes_per_row": sum(mcols.values()) / mrows}))
     return 0
 
