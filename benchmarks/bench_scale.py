@@ -303,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown stage {stage!r}; choose from {STAGES}")
         cmd = [sys.executable, __file__, "--worker", stage, "--sizes", args.sizes, "--tiny", str(args.tiny),
                "--out", str(out), "--master", args.master] + (["--keep"] if args.keep else [])
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-        lines = proc.stdout.splitlines()
-        for ln in lines:
-            if not ln.startswith("BENCH_SCALE_RESULT "):
-                print(ln, flush=True)
-        found = [ln for ln in lines if ln.startswith("BENCH_SCALE_RESULT ")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        found = []
+        for ln in proc.stdout:                   # stream the worker's lines as each run finishes
+            if ln.startswith("BENCH_SCALE_RESULT "):
+                found.append(ln)
+            else:
+                print(ln, end="", flush=True)
+        proc.wait()
         if proc.returncode != 0 or not found:
             print(f"[bench_scale] stage {stage} failed (exit {proc.returncode})", flush=True)
             return 1
