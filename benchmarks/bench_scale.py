@@ -265,11 +265,18 @@ def stage_worker(stage: str, sizes: list[int], tiny: int, out: Path, master: str
 def summarize(results: list[dict]) -> dict:
     """Marginal time per row against the tiny run, per size, and the growth ratio largest/smallest."""
     tiny, runs = results[0], results[1:]
+    prev = tiny
     for r in runs:
         dn = max(r["rows"] - tiny["rows"], 1)
         r["marginal_s_per_row"] = (r["seconds"] - tiny["seconds"]) / dn
         r["marginal_cpu_s_per_row"] = (r["cpu_seconds"] - tiny["cpu_seconds"]) / dn
         r["s_per_row"] = r["seconds"] / max(r["rows"], 1)
+        # slope from the previous size: the marginal cost without the tiny run, whose fixed cost a loaded
+        # machine makes noisy
+        dp = max(r["rows"] - prev["rows"], 1)
+        r["slope_s_per_row"] = (r["seconds"] - prev["seconds"]) / dp
+        r["slope_cpu_s_per_row"] = (r["cpu_seconds"] - prev["cpu_seconds"]) / dp
+        prev = r
     out = {"tiny": tiny, "runs": runs}
     if len(runs) >= 2:
         out["growth_wall"] = runs[-1]["marginal_s_per_row"] / runs[0]["marginal_s_per_row"]
@@ -322,12 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         for r in s["runs"]:
             print(f"[bench_scale] stage {stage}: {r['rows']:>10d} rows: {r['s_per_row'] * 1e6:8.2f} us/row overall, "
                   f"marginal {r['marginal_s_per_row'] * 1e6:8.2f} us/row wall, {r['marginal_cpu_s_per_row'] * 1e6:8.2f} "
-                  f"us/row cpu; output {r['output_bytes'] / max(r['rows'], 1):.1f} B/row", flush=True)
+                  f"us/row cpu; slope from the previous size {r['slope_s_per_row'] * 1e6:8.2f} us/row wall, "
+                  f"{r['slope_cpu_s_per_row'] * 1e6:8.2f} us/row cpu; output {r['output_bytes'] / max(r['rows'], 1):.1f} "
+                  f"B/row", flush=True)
         if "growth_wall" in s:
             a, b = s["growth_sizes"]
             print(f"[bench_scale] stage {stage}: marginal time per row {a} -> {b} rows grows x{s['growth_wall']:.2f} "
                   f"(wall), x{s['growth_cpu']:.2f} (cpu); target <= 1.5", flush=True)
     keys = ("rows", "seconds", "cpu_seconds", "s_per_row", "marginal_s_per_row", "marginal_cpu_s_per_row",
+            "slope_s_per_row", "slope_cpu_s_per_row",
             "driver_py_mb", "jvm_mb", "pyworker_max_mb", "pyworkers_mb", "driver_mb", "output_bytes")
     line = {st: {"runs": [{k: r[k] for k in keys} for r in s["runs"]],
                  "tiny": {k: s["tiny"][k] for k in ("rows", "seconds", "cpu_seconds")},
