@@ -35,10 +35,12 @@ from dhs.completeness.surfaces import (
 from dhs.survey.photometry import psfdepth_ivar_to_mag5
 
 __all__ = [
+    "RESOLUTION_DENOMINATORS",
     "SURFACES",
     "bin_defs",
     "compute_all_pandas",
     "derive_batch",
+    "dimension_descriptions",
     "key_columns",
     "prepare_columns",
     "recovery_definitions",
@@ -51,16 +53,45 @@ __all__ = [
 #: Surfaces reported (names of the bin dimensions; two names = a 2-D surface).
 SURFACES: tuple[tuple[str, ...], ...] = (
     ("theta_e",), ("resolution",), ("psf",), ("depth",), ("src_mag",), ("target_snr",), ("region",), ("split",),
-    ("theta_e", "psf"), ("theta_e", "split"), ("resolution", "split"),
+    ("resolution_moffat",), ("resolution_psfsize",), ("bad_pixel",), ("wise_brightmask",),
+    ("theta_e", "psf"), ("theta_e", "split"), ("resolution", "split"), ("resolution", "bad_pixel"),
+    ("resolution", "wise_brightmask"),
 )
+
+#: The two resolution denominators: Moffat FWHM applied in 4c, or the catalogue PSFSIZE (the seed's choice).
+RESOLUTION_DENOMINATORS: dict[str, str] = {
+    "psf_fwhm_used_r": "Moffat FWHM of the r-band PSF applied in stage 4c (arcsec)",
+    "psfsize_r": "catalogue PSFSIZE_R, the FWHM of the NEA-equivalent Gaussian (arcsec; the seed system's axis)",
+}
+
+
+def dimension_descriptions(settings: Any) -> dict[str, str]:
+    """What each binned dimension is, in words with units (for the report and ``_stage_config.json``)."""
+    psf = settings.psf_column
+    return {
+        "theta_e": "Einstein radius θE (arcsec)",
+        "resolution": f"θE / {psf}: {RESOLUTION_DENOMINATORS.get(psf, psf)} (stage4d.psf_column)",
+        "resolution_moffat": f"θE / psf_fwhm_used_r: {RESOLUTION_DENOMINATORS['psf_fwhm_used_r']}",
+        "resolution_psfsize": f"θE / psfsize_r: {RESOLUTION_DENOMINATORS['psfsize_r']}",
+        "psf": f"{psf} (arcsec)",
+        "depth": "r-band 5σ point-source depth (AB mag)",
+        "src_mag": "source r magnitude (AB mag; src_mag_r_used, else src_mag_r)",
+        "target_snr": "brightness target of stage 4a (target_arc_snr_sum)",
+        "bad_pixel": "bad_pixel_frac: fraction of stamp pixels bad in any band (invvar 0 or bad maskbits)",
+        "wise_brightmask": "wise_brightmask_frac: fraction of stamp pixels in the WISE bright-star mask",
+        "region": f"region ({settings.region_column})",
+        "split": "region_split",
+    }
 
 
 def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", region_column: str = "region_id") -> pd.DataFrame:
     """Add derived columns (NaN where an input is missing or null):
 
-    ``theta_e_over_psf`` = θE / PSF FWHM (dimensionless); ``depth_r_mag5`` = r-band 5σ depth (AB mag) from
+    ``theta_e_over_psf`` = θE / ``psf_column`` (dimensionless), and the two explicit resolutions
+    ``theta_e_over_fwhm`` = θE / ``psf_fwhm_used_r`` and ``theta_e_over_psfsize`` = θE / ``psfsize_r``; ``depth_r_mag5`` = r-band 5σ depth (AB mag) from
     ``psfdepth_r_mag5`` or ``psfdepth_r`` (nanomaggy⁻²); ``src_mag_bin_value`` = ``src_mag_r_used`` else
-    ``src_mag_r`` (AB mag); ``target_snr_value`` = ``target_arc_snr_sum``; ``region_key`` = the region column
+    ``src_mag_r`` (AB mag); ``target_snr_value`` = ``target_snr`` (the stage 4a brightness target, r-band SNR of
+    ``target_snr_metric``); ``region_key`` = the region column
     as text; ``split_key`` = ``region_split``.
     """
     out = df.copy()
@@ -70,15 +101,21 @@ def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", regio
         return finite_values(out, name) if name in out.columns else np.full(n, np.nan)
 
     theta, psf = col("theta_e_arcsec"), col(psf_column)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["theta_e_over_psf"] = np.where(psf > 0, theta / np.where(psf > 0, psf, 1.0), np.nan)
+
+    def ratio(den: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, theta / np.where(den > 0, den, 1.0), np.nan)
+
+    out["theta_e_over_psf"] = ratio(psf)
+    out["theta_e_over_fwhm"] = ratio(col("psf_fwhm_used_r"))
+    out["theta_e_over_psfsize"] = ratio(col("psfsize_r"))
     if "psfdepth_r_mag5" in out.columns:
         out["depth_r_mag5"] = col("psfdepth_r_mag5")
     else:
         out["depth_r_mag5"] = psfdepth_ivar_to_mag5(col("psfdepth_r"))
     used = col("src_mag_r_used")
     out["src_mag_bin_value"] = np.where(np.isfinite(used), used, col("src_mag_r"))
-    out["target_snr_value"] = col("target_arc_snr_sum")
+    out["target_snr_value"] = col("target_snr")
     out["psf_value"] = psf
     if region_column not in out.columns:
         raise KeyError(f"region column {region_column!r} is missing (have: {sorted(map(str, out.columns))})")
@@ -105,6 +142,10 @@ def bin_defs(settings: Any) -> list[BinDef]:
         _bin("depth", "depth_r_mag5", settings.depth_bins),
         _bin("src_mag", "src_mag_bin_value", settings.src_mag_bins),
         _bin("target_snr", "target_snr_value", settings.target_snr_bins),
+        _bin("resolution_moffat", "theta_e_over_fwhm", settings.resolution_bins),
+        _bin("resolution_psfsize", "theta_e_over_psfsize", settings.resolution_bins),
+        _bin("bad_pixel", "bad_pixel_frac", settings.bad_pixel_frac_bins),
+        _bin("wise_brightmask", "wise_brightmask_frac", settings.wise_brightmask_frac_bins),
         BinDef("region", "region_key", categorical=True),
         BinDef("split", "split_key", categorical=True),
     ]

@@ -6,6 +6,7 @@ at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLI
 
 from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
 from .metrics import (
+    SNR_METRICS,
     arc_snr_metrics,
     lensed_half_light_radius,
     lensed_total_flux,
@@ -18,6 +19,7 @@ from .sources import InterpolatedSource, SersicSource, sersic_b_n
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
+    "SNR_METRICS",
     "InterpolatedSource",
     "SIELens",
     "SersicSource",

@@ -12,6 +12,12 @@ Flow:
    balanced by parent galaxies → selection sets;
 4. join region id / split / selection sets onto the parent rows and write ``parent/`` and ``regions/``
    (Parquet partitioned by ``region_split``) with ``_stage_config.json``.
+
+Selection sets: every ``stage3.selection_sets`` spec (a ranking mode: top-K or stratified by a region score)
+is built for each LRG variant of ``stage3.selection_set_variants`` (scores from that variant's LRG counts,
+ids ``<spec id>__<variant>``; the seed system's 4 modes × 3 variants = 12 sets), or for the run variant only.
+A parent row carries ``selection_sets`` (the sets of its region) and ``host_selection_sets`` (those whose
+variant it passes: the sets it can host an injection for; stage 4a reads this).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import pyarrow as pa
 
 from dhs.config import RunConfig
 from dhs.io.paths import S3Options, read_bytes
+from dhs.logs import StageSteps
 from dhs.sampling.lrg import LRGVariant, evaluate_cuts, resolve_variants
 from dhs.sampling.ranking import ScoreParams, SelectionSpec, region_scores, selection_sets_per_region
 from dhs.sampling.regions import QualityCuts, brick_area_deg2, brick_quality, grow_regions, region_metrics
@@ -301,16 +308,28 @@ def plan_regions(
     metrics["region_split"] = split
     rk = st.ranking
     v = cfg.variant
-    scores = region_scores(metrics[f"n_lrg_{v}"], metrics["area_deg2"], metrics["psfsize_r_p50"],
-                           metrics["psfdepth_r_mag5_p50"], metrics["ebv_p50"],
-                           ScoreParams(rk.area_alpha, rk.psf_ref_arcsec, rk.psf_scale_arcsec, rk.depth_ref_mag,
-                                       rk.depth_scale_mag, rk.ebv_coeff))
+    params = ScoreParams(rk.area_alpha, rk.psf_ref_arcsec, rk.psf_scale_arcsec, rk.depth_ref_mag,
+                         rk.depth_scale_mag, rk.ebv_coeff)
+
+    def scores_for(variant: str) -> dict[str, np.ndarray]:
+        return region_scores(metrics[f"n_lrg_{variant}"], metrics["area_deg2"], metrics["psfsize_r_p50"],
+                             metrics["psfdepth_r_mag5_p50"], metrics["ebv_p50"], params)
+
+    scores = scores_for(v)
     metrics.update(scores)
-    specs = [SelectionSpec(kind=s.kind, score=s.score, k=s.k, n=s.n, n_bins=s.n_bins, weights=tuple(s.weights), id=s.id)
-             for s in st.selection_sets]
-    sets = selection_sets_per_region(rid, split, {n[6:]: scores[n] for n in scores if n.startswith("score_")},
-                                     specs, seed=cfg.seed)
-    metrics["selection_sets"] = sets  # list of lists (one per region)
+    plan = st.selection_set_plan(v)
+    sets: list[list[str]] = [[] for _ in range(nreg)]
+    for variant in dict.fromkeys(p[2] for p in plan):
+        vs = scores if variant == v else scores_for(variant)
+        if variant != v:   # every set's ranking scores are kept: score_<mode>__<variant>
+            metrics.update({f"{k}__{variant}": x for k, x in vs.items() if k.startswith("score_")})
+        specs = [SelectionSpec(kind=c.kind, score=c.score, k=c.k, n=c.n, n_bins=c.n_bins, weights=tuple(c.weights),
+                               id=sid) for sid, c, pv in plan if pv == variant]
+        for i, member in enumerate(selection_sets_per_region(
+                rid, split, {n[6:]: vs[n] for n in vs if n.startswith("score_")}, specs, seed=cfg.seed)):
+            sets[i].extend(member)
+    order = {sid: j for j, (sid, _, _) in enumerate(plan)}
+    metrics["selection_sets"] = [sorted(x, key=order.__getitem__) for x in sets]  # list of lists (one per region)
     members: dict[int, list[str]] = {int(r): [] for r in rid.tolist()}
     for b, r in zip(bricks["brickname"].tolist(), region.tolist()):
         if r >= 0:
@@ -326,9 +345,24 @@ def plan_regions(
         "bricks_not_in_summary": int((~bricks["in_summary"]).sum()),
         "regions": int(nreg),
         "region_max_bricks_seen": int(metrics["n_bricks"].max()) if nreg else 0,
-        "selection_set_ids": [s.set_id for s in specs],
+        "selection_set_ids": [sid for sid, _, _ in plan],
+        "selection_set_variant": {sid: pv for sid, _, pv in plan},
+        "selection_set_score": {sid: c.score for sid, c, _ in plan},
+        "regions_per_selection_set": {sid: int(sum(sid in x for x in metrics["selection_sets"])) for sid, _, _ in plan},
     }
     return metrics, info
+
+
+def host_sets_expr(set_variant: dict[str, str]) -> Any:
+    """Spark column ``host_selection_sets``: the sets of the row's region whose LRG variant the row passes
+    (``is_lrg_<variant>``), i.e. the selection sets this galaxy is a host of (in set order)."""
+    from pyspark.sql import functions as F
+
+    if not set_variant:
+        return F.array().cast("array<string>")
+    picks = [F.when(F.array_contains("selection_sets", sid) & F.coalesce(F.col(f"is_lrg_{v}"), F.lit(False)),
+                    F.lit(sid)) for sid, v in set_variant.items()]
+    return F.filter(F.array(*picks), lambda x: x.isNotNull())
 
 
 def _regions_arrow(metrics: dict[str, np.ndarray]) -> pa.Table:
@@ -359,6 +393,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         return skipped_result(STAGE, parent_dir)
     st = cfg.stage3
     s3 = cfg.s3.options()
+    steps = StageSteps(STAGE, spark)
     variants = resolve_variants(st.variants, st.custom_variants)
     names = [v.name for v in variants]
     if cfg.variant not in names:
@@ -366,6 +401,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     paths = resolve_sweep_paths(cfg)
     summary_path = st.brick_summary or brick_summary_path(cfg.survey_root)
     brick_summary = load_brick_summary(summary_path, st.brick_psfdepth_unit, s3)
+    steps.done("inputs", sweep_files=len(paths), bricks_in_summary=len(brick_summary["brickname"]))
 
     schema = parent_schema(variants).append(pa.field("_summary", pa.string()))
     parent_rule, run_variant = st.parent_rule, cfg.variant
@@ -389,6 +425,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     raw = tasks_df.mapInArrow(task, spark_schema(schema)).persist()
     summaries = [json.loads(r[0]) for r in raw.where(F.col("_summary").isNotNull()).select("_summary").collect()]
     summaries.sort(key=lambda s: (s["path"], s["rows"] or [-1]))
+    steps.done("read sweeps", read_tasks=len(tasks), rows_read=sum(s["rows_read"] for s in summaries),
+               unreadable=sum(1 for s in summaries if s["error"]))
     unreadable = sorted({s["path"]: s["error"] for s in summaries if s["error"]}.items())
     if unreadable and not st.allow_missing_sweeps:
         raw.unpersist()
@@ -408,6 +446,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     per_brick = {r[0]: int(r[1]) for r in parents.groupBy("brickname").count().collect()}
     bricks = build_brick_table(brick_counts, names, brick_summary)
     metrics, info = plan_regions(cfg, bricks, names, per_brick)
+    steps.done("regions", bricks=len(bricks["brickname"]), regions=len(metrics["region_id"]))
 
     brick_map = spark.createDataFrame(
         list(zip(bricks["brickname"].tolist(), bricks["region_id"].astype(int).tolist())),
@@ -421,10 +460,12 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     parent_out = (parents.join(F.broadcast(brick_map), "brickname", "inner")
                   .where(F.col("region_id") >= 0)
                   .join(F.broadcast(reg_map), "region_id", "inner"))
+    parent_out = parent_out.withColumn("host_selection_sets", host_sets_expr(info["selection_set_variant"]))
     n_parts = st.output_partitions or max(1, min(cfg.spark.shuffle_partitions, math.ceil(sum(per_brick.values()) / 500_000)))
     parent_out = parent_out.repartition(n_parts, "galaxy_id").sortWithinPartitions("galaxy_id")
     write_parquet_atomically(parent_out, parent_dir, partition_by=("region_split",))
     raw.unpersist()
+    steps.done("write parent", parent_rows_before_brick_cut=sum(per_brick.values()))
 
     regions_tbl = _regions_arrow(metrics)
     regions_schema = spark_schema(regions_tbl.schema)

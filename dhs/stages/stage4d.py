@@ -4,11 +4,15 @@ Input: ``phase4c/<variant>/metrics/<experiment_id>/`` (and ``stamps/`` for the a
 Output: ``phase4d/<variant>/completeness/<experiment_id>/`` holding
 
 * ``counts.parquet`` — per-task 0/1 flags summed over population × every bin (re-marginalise it freely);
-* ``completeness.parquet`` — every surface, recovery definition, selection (all/clean), with counts
+* ``completeness.parquet`` — every surface, recovery definition, selection (all/clean/no_fallback), with counts
   (n_attempt, n_valid, n_recovered), completeness, Wilson and Jeffreys 68/95 % bounds (injections only);
 * ``fpr.parquet`` — false-positive rates on valid controls (only with a score table);
-* ``region_aggregate.parquet``, ``snr_hist.parquet``, ``shortcut_audit.parquet``, ``psf_provenance.parquet``,
-  ``failures.parquet``, ``recovery_definitions.json``;
+* ``region_aggregate.parquet``, ``snr_hist.parquet``, ``shortcut_audit.parquet`` (injections vs controls),
+  ``null_audit.parquet`` (null injections vs their matched controls; both audits on the full and the
+  centre-masked features, column ``variant``), ``psf_provenance.parquet``, ``failures.parquet``,
+  ``recovery_definitions.json``, ``dimensions.json`` (what every binned axis is, with its unit);
+* ``brightness_targeting.parquet`` — per SNR bin, the share of targeted injections asked for (``target_snr``)
+  and achieved (the measured ``target_snr_metric``), see :mod:`dhs.completeness.targeting`;
 * ``report/index.html`` with its PNGs; ``_stage_config.json`` (written last: marks the folder complete).
 
 Spark does the per-row work (one ``mapInPandas`` calling :func:`dhs.completeness.tables.derive_batch`) and
@@ -31,12 +35,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dhs.completeness.audit import shortcut_audit, shortcut_features
+from dhs.completeness.audit import (
+    FULL,
+    NULL_AUDIT_CELL_COLUMNS,
+    audit_features,
+    null_audit_selection,
+    shortcut_audit,
+)
 from dhs.completeness.recovery import RecoveryDefinition
-from dhs.completeness.surfaces import POP_COL, count_columns
+from dhs.completeness.surfaces import POP_COL, clean_selection_text, count_columns
 from dhs.completeness.tables import (
     bin_defs,
     derive_batch,
+    dimension_descriptions,
     key_columns,
     prepare_columns,
     recovery_definitions,
@@ -44,9 +55,13 @@ from dhs.completeness.tables import (
     surface_tables,
     valid_control_scores,
 )
+from dhs.completeness.targeting import add_summaries, injection_summary, mix_table, summary_columns
 from dhs.config import RunConfig
+from dhs.core import SNR_METRICS
 from dhs.io.paths import exists, is_s3, join, to_spark_path, write_bytes
 from dhs.io.stamps import decode
+from dhs.logs import StageSteps
+from dhs.sampling.hashing import stable_hash64
 from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
 from dhs.stages.order_stats import order_statistics
 
@@ -57,7 +72,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "cutout_ok", "theta_e_arcsec", "
                                      "wise_brightmask_frac", "region_split")
 #: Optional columns shipped to the per-row function when present.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("lens_model", "is_control", "psfdepth_r_mag5", "psfdepth_r", "src_mag_r_used",
-                                     "src_mag_r", "target_arc_snr_sum", "psfsize_r", "score")
+                                     "src_mag_r", "target_snr", "psfsize_r", "psf_fwhm_used_r",
+                                     "psf_source_g", "psf_source_r", "psf_source_z", "score")
 
 
 def _check_columns(columns: list[str], path: str, settings: Any) -> None:
@@ -117,9 +133,39 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return bio.getvalue()
 
 
-def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) -> tuple[list[dict], dict]:
-    """Shortcut audit on a deterministic sample of valid stamps: per class the ``audit.n_per_class`` with the
-    smallest xxhash64(run seed, task_id)."""
+AUDIT_SAMPLE_COLUMNS = ("task_id", "stamp", "stamp_size", "psfsize_r", "psfdepth_r", "psfdepth_r_mag5",
+                        "region_split", "theta_e_arcsec", "psf_fwhm_used_r")
+
+
+def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
+    """Task ids of the null-injection audit (valid null rows with a matched control, and those controls;
+    one per host), chosen from the metrics table by :func:`dhs.completeness.audit.null_audit_selection`."""
+    from pyspark.sql import functions as F
+
+    empty = pd.DataFrame({"task_id": pd.Series([], dtype=str), "population": pd.Series([], dtype="int64"),
+                          "galaxy_id": pd.Series([], dtype=str)})
+    if any(c not in m.columns for c in ("task_id", "control_of", "galaxy_id", "cutout_ok", "lens_model")):
+        return empty
+    pop = _pop_expr(m.columns)
+    nulls = m.filter((pop == 2) & (F.col("cutout_ok") == 1)).select(F.col("task_id").alias("_null_id"))
+    rows = (m.withColumn("population", pop)
+            .filter(F.col("population").isin(1, 2) & (F.col("cutout_ok") == 1))
+            .join(F.broadcast(nulls), F.coalesce(F.col("control_of"), F.col("task_id")) == F.col("_null_id"),
+                  "left_semi")
+            .select("task_id", "population", "control_of", "galaxy_id", "cutout_ok",
+                    *[c for c in NULL_AUDIT_CELL_COLUMNS if c in m.columns]).toPandas())
+    if rows.empty:
+        return empty
+    return null_audit_selection(rows, cfg.stage4d.audit.n_per_class, cfg.seed)
+
+
+def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
+           null_ids: pd.DataFrame) -> tuple[list[dict], list[dict], dict]:
+    """Shortcut audit (valid injections vs valid controls, on a deterministic xxhash64 sample of each class)
+    and null-injection audit (the rows of ``null_ids``), both on the full and the centre-masked features, in
+    one pass over the stamps. The shortcut audit keeps, per class, the ``audit.n_per_class`` stamps with the
+    smallest xxhash64(run seed, task_id), so the driver never holds more. Returns (shortcut rows, null-audit
+    rows, counts)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -130,27 +176,36 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) ->
     # keep a little more than n_per_class by hash, then exactly the n_per_class smallest hashes per class:
     # the driver receives at most n_per_class feature rows per class, whatever the number of stamps
     frac = {k: min(1.0, (a.n_per_class + 5 * np.sqrt(a.n_per_class) + 20) / max(v, 1)) for k, v in n_ok.items()}
-    keep = [c for c in ("task_id", "stamp", "stamp_size", "psfsize_r", "psfdepth_r", "psfdepth_r_mag5",
-                        "region_split", "theta_e_arcsec", "psf_fwhm_used_r") if c in st.columns]
+    keep = [c for c in AUDIT_SAMPLE_COLUMNS if c in st.columns]
+    ids = spark.createDataFrame(pd.DataFrame({"task_id": null_ids["task_id"].astype(str).tolist(),
+                                              "_in_null_audit": [1] * len(null_ids)}),
+                                "task_id string, _in_null_audit long")
+    main = (((F.col(POP_COL) == 1) & (u < F.lit(frac.get(1, 0.0))))
+            | ((F.col(POP_COL) == 0) & (u < F.lit(frac.get(0, 0.0)))))
     sample = (st.filter((F.col("cutout_ok") == 1) & F.col("stamp").isNotNull())
               .withColumn(POP_COL, pop)
+              .join(F.broadcast(ids), "task_id", "left")
               .withColumn("_u", u)
-              .filter(F.col("_u") < F.when(F.col(POP_COL) == 1, F.lit(frac.get(1, 0.0))).otherwise(F.lit(frac.get(0, 0.0))))
-              .select(POP_COL, "_u", *keep))
-    names = ["central_flux_g", "central_flux_r", "central_flux_z", "total_flux", "central_g_minus_r",
-             "outer_noise_mad_r"]
-    core, ann = a.core_radius_pix, a.annulus_inner_frac
+              .withColumn("_in_main", main.cast("long"))
+              .filter((F.col("_in_main") == 1) | F.col("_in_null_audit").isNotNull())
+              .select(POP_COL, "_u", "_in_main", "_in_null_audit", *keep))
+    core, ann, mask = a.core_radius_pix, a.annulus_inner_frac, a.mask_radius_pix
+    _, variants = audit_features(np.zeros((1, 3, 64, 64)), core_radius_pix=core, annulus_inner_frac=ann,
+                                 mask_radius_pix=mask)
+    names = list(variants)
 
     def features(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
-            out = pd.DataFrame({"task_id": b["task_id"], POP_COL: b[POP_COL].astype("int64"), "_u": b["_u"]})
+            out = pd.DataFrame({"task_id": b["task_id"], POP_COL: b[POP_COL].astype("int64"),
+                                "_u": b["_u"], "_in_main": b["_in_main"].astype("int64"),
+                                "_in_null_audit": b["_in_null_audit"].fillna(0).astype("int64")})
             for n in names:
                 out[n] = np.nan
             if len(b):
                 sizes = b["stamp_size"] if "stamp_size" in b.columns else pd.Series([None] * len(b), index=b.index)
                 for size, idx in b.groupby(sizes.fillna(-1).astype(int)).groups.items():
                     arr = np.stack([decode(blob, size=None if size < 0 else int(size)) for blob in b.loc[idx, "stamp"]])
-                    f = shortcut_features(arr, core_radius_pix=core, annulus_inner_frac=ann)
+                    f, _ = audit_features(arr, core_radius_pix=core, annulus_inner_frac=ann, mask_radius_pix=mask)
                     for n in names:
                         out.loc[idx, n] = f[n]
             prep = prepare_columns(b.drop(columns=["stamp"]).assign(region_id=0), region_column="region_id")
@@ -158,26 +213,67 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) ->
             out["depth_r_mag5"] = prep["depth_r_mag5"].to_numpy()
             yield out
 
-    schema = ", ".join(["task_id string", f"{POP_COL} long", "_u double"]
+    schema = ", ".join(["task_id string", f"{POP_COL} long", "_u double", "_in_main long", "_in_null_audit long"]
                        + [f"{n} double" for n in names + ["psfsize_r", "depth_r_mag5"]])
-    rank = F.row_number().over(Window.partitionBy(POP_COL).orderBy("_u", "task_id"))
-    feats = (sample.mapInPandas(features, schema).withColumn("_r", rank)
-             .filter(F.col("_r") <= a.n_per_class).drop("_r", "_u").toPandas())
-    pos, neg = feats[feats[POP_COL] == 0], feats[feats[POP_COL] == 1]
+    rank = F.row_number().over(Window.partitionBy(POP_COL, "_in_main").orderBy("_u", "task_id"))
+    capped = F.when((F.col("_in_main") == 1) & (F.col("_r") > a.n_per_class), F.lit(0)).otherwise(F.col("_in_main"))
+    feats = (sample.mapInPandas(features, schema).withColumn("_r", rank).withColumn("_in_main", capped)
+             .filter((F.col("_in_main") == 1) | (F.col("_in_null_audit") == 1)).drop("_r", "_u")
+             .toPandas().sort_values("task_id", kind="stable"))
     cols = names + ["psfsize_r", "depth_r_mag5"]
-    rows = shortcut_audit({c: pos[c].to_numpy(float) for c in cols}, {c: neg[c].to_numpy(float) for c in cols},
-                          n_boot=a.n_boot, seed=cfg.seed, cl=a.confidence, limit=a.auc_limit, red_limit=a.auc_red)
-    return rows, {"audit_n_pos": len(pos), "audit_n_neg": len(neg)}
+    variants = {**variants, "psfsize_r": FULL, "depth_r_mag5": FULL}
+
+    def compare(pos: pd.DataFrame, neg: pd.DataFrame, seed: int) -> list[dict]:
+        if not len(pos) or not len(neg):
+            return []
+        return shortcut_audit({c: pos[c].to_numpy(float) for c in cols}, {c: neg[c].to_numpy(float) for c in cols},
+                              n_boot=a.n_boot, seed=seed, cl=a.confidence,
+                              limit=a.auc_limit, red_limit=a.auc_red, variants=variants)
+
+    mf = feats[feats["_in_main"] == 1]
+    pos, neg = mf[mf[POP_COL] == 0], mf[mf[POP_COL] == 1]
+    nf = feats[feats["_in_null_audit"] == 1]
+    npos, nneg = nf[nf[POP_COL] == 2], nf[nf[POP_COL] == 1]
+    counts = {"audit_n_pos": len(pos), "audit_n_neg": len(neg), "null_audit_n_null_hosts": len(npos),
+              "null_audit_n_control_hosts": len(nneg)}
+    return compare(pos, neg, cfg.seed), compare(npos, nneg, stable_hash64(cfg.seed, "null_audit")), counts
+
+
+def _injection_summary(cfg: RunConfig, m: Any) -> tuple[dict[str, int], str]:
+    """Brightness-targeting mix and resolved share of the valid injections (one small Spark job)."""
+    s = cfg.stage4d
+    edges = list(s.target_snr_bins.edges or [])
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
+    cols = [c for c in ("cutout_ok", "lens_model", "is_control", "theta_e_arcsec", "psf_fwhm_used_r", "target_snr",
+                        "target_snr_metric", *SNR_METRICS) if c in m.columns]
+    metric = cfg.stage4a.target_snr_metric
+
+    def summarize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for b in batches:
+            yield injection_summary(b, edges, metric, "psf_fwhm_used_r", thr)
+
+    schema = ", ".join(f"`{c}` long" for c in summary_columns(len(edges)))
+    parts = m.select(*cols).mapInPandas(summarize, schema).toPandas()
+    if "target_snr_metric" in m.columns:
+        used = [r[0] for r in m.select("target_snr_metric").where("target_snr_metric IS NOT NULL").distinct()
+                .limit(5).collect()]
+        metric = ", ".join(sorted(used)) or metric
+    return add_summaries(parts) if len(parts) else dict.fromkeys(summary_columns(len(edges)), 0), metric
 
 
 def _pop_expr(columns: list[str]) -> Any:
+    """Population code as a Spark column: 1 control, 2 null injection, 0 injection (as
+    :func:`dhs.completeness.surfaces.population_code`)."""
     from pyspark.sql import functions as F
 
     if "lens_model" in columns and "is_control" in columns:
-        return F.when((F.col("lens_model") == "CONTROL") | (F.col("is_control") == 1), 1).otherwise(0).cast("long")
-    if "lens_model" in columns:
-        return F.when(F.col("lens_model") == "CONTROL", 1).otherwise(0).cast("long")
-    return F.when(F.col("is_control") == 1, 1).otherwise(0).cast("long")
+        ctrl = (F.col("lens_model") == "CONTROL") | (F.col("is_control") == 1)
+    elif "lens_model" in columns:
+        ctrl = F.col("lens_model") == "CONTROL"
+    else:
+        return F.when(F.col("is_control") == 1, 1).otherwise(0).cast("long")
+    null = F.upper(F.col("lens_model")) == "NULL"
+    return F.when(F.coalesce(ctrl, F.lit(False)), 1).when(F.coalesce(null, F.lit(False)), 2).otherwise(0).cast("long")
 
 
 GALLERY_DISTINCT_MAX = 1000
@@ -340,6 +436,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         r.extra["report"] = join(out_dir, "report", "index.html")
         return r
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     opts = cfg.s3.options()
     metrics_dir = stage_output_dir(cfg, "4c", "metrics")
     stamps_dir = stage_output_dir(cfg, "4c", "stamps")
@@ -384,6 +481,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"`nv__{first}__all`") == 1))
                 .groupBy("b_theta_e_lo", "snr_log_bin").count().withColumnRenamed("count", "n").toPandas())
     derived.unpersist()
+    steps.done("counts", rows=int(marginals[frozenset()]["n_attempt"].sum()),
+               cells=sum(len(t) for t in marginals.values()))
 
     total = marginals[frozenset()]
     rows_out = int(total["n_attempt"].sum())
@@ -393,7 +492,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     kind = F.when(F.col("error").isNull(), F.lit(None)).otherwise(F.substring_index(F.col("error"), ":", 1)) \
         if "error" in m.columns else F.lit(None).cast("string")
     prov_cols = [c for c in ("psf_source_g", "psf_source_r", "psf_source_z") if c in m.columns]
-    summary = (m.withColumn("population", F.when(pop == 1, "control").otherwise("injection"))
+    summary = (m.withColumn("population", F.when(pop == 1, "control").when(pop == 2, "null").otherwise("injection"))
                .groupBy("population", "cutout_ok", kind.alias("error_kind"), *prov_cols).count().toPandas())
     rows_in = int(summary["count"].sum())
     if rows_out != rows_in:
@@ -403,23 +502,41 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     provenance = (summary.groupby(["population", *prov_cols], dropna=False)["count"].sum().reset_index()
                   .sort_values(["population", *prov_cols]))
     n_ok = {p: int(failures[(failures["population"] == name) & (failures["cutout_ok"] == 1)]["count"].sum())
-            for p, name in ((0, "injection"), (1, "control"))}
+            for p, name in ((0, "injection"), (1, "control"), (2, "null"))}
+    n_null = int(summary.loc[summary["population"] == "null", "count"].sum())
 
     have_stamps = exists(stamps_dir, opts)
     audit_rows: list[dict] = []
+    null_rows: list[dict] = []
     audit_counts: dict = {}
-    if s.audit.enabled and have_stamps and min(n_ok.values()) > 0:
-        audit_rows, audit_counts = _audit(spark, cfg, stamps_dir, n_ok)
+    if s.audit.enabled and have_stamps and (min(n_ok[0], n_ok[1]) > 0 or n_ok[2] > 0):
+        null_ids = _null_audit_ids(cfg, m) if (s.audit.null_audit and n_ok[2] > 0) else \
+            pd.DataFrame({"task_id": pd.Series([], dtype=str)})
+        audit_rows, null_rows, audit_counts = _audit(spark, cfg, stamps_dir, {0: n_ok[0], 1: n_ok[1]}, null_ids)
         inputs.append(stamps_dir)
     pairs = _gallery(spark, cfg, m, stamps_dir) if (s.gallery.enabled and have_stamps) else []
+    steps.done("audit and gallery", audit_rows=len(audit_rows), gallery_pairs=len(pairs))
 
+    inj_sum, target_metric = _injection_summary(cfg, m)
+    targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
     n_inj = int(total.loc[total[POP_COL] == 0, "n_attempt"].sum())
+    n_ctl = int(total.loc[total[POP_COL] == 1, "n_attempt"].sum())
+    dims = dimension_descriptions(s)
     meta = {
         "variant": cfg.variant, "experiment_id": cfg.experiment_id, "input (4c metrics)": metrics_dir,
-        "tasks": rows_in, "injections": n_inj, "controls": rows_in - n_inj,
+        "tasks": rows_in, "injections": n_inj, "controls": n_ctl,
+        "null injections (audit only, in no rate)": n_null,
+        "resolution axis": dims["resolution"],
         "valid injections (proxy inputs, all)": int(total.loc[total[POP_COL] == 0, f"nv__{first}__all"].sum()),
         "score table": s.scores_path or "none (proxy only)",
-        "clean cuts": f"bad_pixel_frac <= {s.max_bad_pixel_frac:g}, wise_brightmask_frac <= {s.max_wise_brightmask_frac:g}",
+        f"resolved injections (θE / psf_fwhm_used_r ≥ {thr:g})": (
+            f"{inj_sum['n_resolved'] / inj_sum['n_valid']:.1%} ({inj_sum['n_resolved']} of {inj_sum['n_valid']} "
+            "valid injections)" if inj_sum["n_valid"] else "no valid injection"),
+        "brightness targeting": (f"{inj_sum['n_targeted']} injections targeted on r-band {target_metric}"
+                                 if inj_sum["n_targeted"] else "off (source magnitudes from the manifest)"),
+        "clean selection": clean_selection_text(s.max_bad_pixel_frac, s.max_wise_brightmask_frac,
+                                                cfg.stage4c.clean_max_bad_pixel_frac),
     }
     files: dict[str, bytes] = {
         "completeness.parquet": _parquet_bytes(tables["completeness"]),
@@ -428,6 +545,12 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         "psf_provenance.parquet": _parquet_bytes(provenance),
         "failures.parquet": _parquet_bytes(failures),
         "shortcut_audit.parquet": _parquet_bytes(pd.DataFrame(audit_rows)),
+        "null_audit.parquet": _parquet_bytes(pd.DataFrame(null_rows)),
+        "dimensions.json": json.dumps(
+            [{"name": b.name, "column": b.column, "description": dims.get(b.name, b.name),
+              "width": b.width, "edges": list(b.edges) if b.edges else None, "categorical": b.categorical}
+             for b in bins], indent=2).encode(),
+        "brightness_targeting.parquet": _parquet_bytes(targeting),
         "recovery_definitions.json": json.dumps(
             [{"name": d.name, "kind": d.kind, "required": list(d.required), "params": d.params,
               "description": d.description} for d in defs], indent=2).encode(),
@@ -441,24 +564,33 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
             build_report(os.path.join(tmp, "report"), meta=meta, definitions=defs, tables=tables, snr_hist=snr_hist,
                          audit_rows=audit_rows, audit_limit=s.audit.auc_limit, provenance=provenance,
+                         null_audit_rows=null_rows, dimensions=dims,
                          failures=failures, gallery_pairs=pairs, gallery_options=s.gallery.model_dump(),
-                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex)
+                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex,
+                         targeting=targeting)
         for name, data in files.items():
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(data)
         _publish(tmp, out_dir, opts)
     _place_joint_counts(joint_staged, join(out_dir, "counts.parquet"), opts)
+    steps.done("tables and report", files=len(files))
 
     report = join(out_dir, "report", "index.html") if s.report else None
     flagged = [r["feature"] for r in audit_rows if r["flagged"]]
+    null_flagged = [r["feature"] for r in null_rows if r["flagged"]]
     result = StageResult(stage=STAGE, output_path=out_dir, rows_in=rows_in, rows_out=rows_out, failures={},
-                         extra={"report": report, "audit_flagged": flagged})
-    counts_doc = {"rows_in": rows_in, "rows_counted": rows_out, "injections": n_inj, "controls": rows_in - n_inj,
-                  "valid_ok_by_population": {"injection": n_ok[0], "control": n_ok[1]},
-                  "recovery_definitions": [d.name for d in defs], "audit_flagged": flagged, **audit_counts,
+                         extra={"report": report, "audit_flagged": flagged, "null_audit_flagged": null_flagged})
+    counts_doc = {"rows_in": rows_in, "rows_counted": rows_out, "injections": n_inj, "controls": n_ctl,
+                  "null_injections": n_null,
+                  "valid_ok_by_population": {"injection": n_ok[0], "control": n_ok[1], "null": n_ok[2]},
+                  "recovery_definitions": [d.name for d in defs], "audit_flagged": flagged,
+                  "null_audit_flagged": null_flagged, **audit_counts,
+                  "injections_resolved": inj_sum["n_resolved"], "injections_targeted": inj_sum["n_targeted"],
                   "gallery_pairs": len(pairs)}
     return finish_stage(cfg, result, [out_dir], inputs=inputs, counts=counts_doc, started=started,
-                        extra={"thresholds": {d.name: d.params for d in defs}})
+                        extra={"thresholds": {d.name: d.params for d in defs}, "dimensions": dims,
+                               "resolution_psf_column": s.psf_column,
+                               "clean_selection": meta["clean selection"]})
 
 
 def _publish(tmp: str, out_dir: str, opts: Any) -> None:
