@@ -137,9 +137,23 @@ AUDIT_SAMPLE_COLUMNS = ("task_id", "stamp", "stamp_size", "psfsize_r", "psfdepth
                         "region_split", "theta_e_arcsec", "psf_fwhm_used_r")
 
 
-def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
+def _hash_unit(seed: int) -> Any:
+    """Spark column: xxhash64(run seed, task_id) mapped to [0, 1) — the deterministic audit sampling key."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.lit(str(seed)), F.col("task_id")), F.lit(1 << 40)).cast("double") / float(1 << 40)
+
+
+def _sample_fraction(n_per_class: int, n_rows: int) -> float:
+    """Share of ``n_rows`` kept by hash so that a little more than ``n_per_class`` rows survive."""
+    return min(1.0, (n_per_class + 5 * np.sqrt(n_per_class) + 20) / max(n_rows, 1))
+
+
+def _null_audit_ids(cfg: RunConfig, m: Any, n_null: int) -> pd.DataFrame:
     """Task ids of the null-injection audit (valid null rows with a matched control, and those controls;
-    one per host), chosen from the metrics table by :func:`dhs.completeness.audit.null_audit_selection`."""
+    one per host), chosen from the metrics table by :func:`dhs.completeness.audit.null_audit_selection`.
+    The null rows are first thinned by hash to about ``audit.n_per_class`` (of ``n_null`` valid ones), so
+    the driver receives a bounded number of rows whatever the size of the run."""
     from pyspark.sql import functions as F
 
     empty = pd.DataFrame({"task_id": pd.Series([], dtype=str), "population": pd.Series([], dtype="int64"),
@@ -147,7 +161,9 @@ def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
     if any(c not in m.columns for c in ("task_id", "control_of", "galaxy_id", "cutout_ok", "lens_model")):
         return empty
     pop = _pop_expr(m.columns)
-    nulls = m.filter((pop == 2) & (F.col("cutout_ok") == 1)).select(F.col("task_id").alias("_null_id"))
+    frac = _sample_fraction(cfg.stage4d.audit.n_per_class, n_null)
+    nulls = (m.filter((pop == 2) & (F.col("cutout_ok") == 1) & (_hash_unit(cfg.seed) < F.lit(frac)))
+             .select(F.col("task_id").alias("_null_id")))
     rows = (m.withColumn("population", pop)
             .filter(F.col("population").isin(1, 2) & (F.col("cutout_ok") == 1))
             .join(F.broadcast(nulls), F.coalesce(F.col("control_of"), F.col("task_id")) == F.col("_null_id"),
@@ -172,10 +188,10 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
     a = cfg.stage4d.audit
     st = spark.read.parquet(to_spark_path(stamps_dir))
     pop = _pop_expr(st.columns)
-    u = (F.pmod(F.xxhash64(F.lit(str(cfg.seed)), F.col("task_id")), F.lit(1 << 40)).cast("double") / float(1 << 40))
+    u = _hash_unit(cfg.seed)
     # keep a little more than n_per_class by hash, then exactly the n_per_class smallest hashes per class:
     # the driver receives at most n_per_class feature rows per class, whatever the number of stamps
-    frac = {k: min(1.0, (a.n_per_class + 5 * np.sqrt(a.n_per_class) + 20) / max(v, 1)) for k, v in n_ok.items()}
+    frac = {k: _sample_fraction(a.n_per_class, v) for k, v in n_ok.items()}
     keep = [c for c in AUDIT_SAMPLE_COLUMNS if c in st.columns]
     ids = spark.createDataFrame(pd.DataFrame({"task_id": null_ids["task_id"].astype(str).tolist(),
                                               "_in_null_audit": [1] * len(null_ids)}),
@@ -510,7 +526,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     null_rows: list[dict] = []
     audit_counts: dict = {}
     if s.audit.enabled and have_stamps and (min(n_ok[0], n_ok[1]) > 0 or n_ok[2] > 0):
-        null_ids = _null_audit_ids(cfg, m) if (s.audit.null_audit and n_ok[2] > 0) else \
+        null_ids = _null_audit_ids(cfg, m, n_ok[2]) if (s.audit.null_audit and n_ok[2] > 0) else \
             pd.DataFrame({"task_id": pd.Series([], dtype=str)})
         audit_rows, null_rows, audit_counts = _audit(spark, cfg, stamps_dir, {0: n_ok[0], 1: n_ok[1]}, null_ids)
         inputs.append(stamps_dir)
