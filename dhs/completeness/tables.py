@@ -8,7 +8,7 @@ counts onto every reported surface. :func:`compute_all_pandas` chains them for a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ __all__ = [
     "prepare_columns",
     "recovery_definitions",
     "snr_histogram",
+    "surface_groupings",
     "surface_tables",
     "valid_control_scores",
 ]
@@ -189,8 +190,29 @@ def snr_histogram(derived: pd.DataFrame, definitions: Sequence[RecoveryDefinitio
     return (inj.groupby(["b_theta_e_lo", "snr_log_bin"], dropna=False).size().rename("n").reset_index())
 
 
+#: Groupings of the false-positive-rate table (controls, score definitions only).
+FPR_SURFACES: tuple[tuple[str, ...], ...] = ((), ("split",), ("region",), ("psf",), ("depth",))
+#: Groupings summarised across regions (each is also grouped by region).
+REGION_GROUPS: tuple[tuple[str, ...], ...] = ((), ("theta_e",), ("resolution",))
+
+
+def surface_groupings(surfaces: Sequence[Sequence[str]] = SURFACES) -> list[tuple[str, ...]]:
+    """Every set of bin dimensions :func:`surface_tables` sums the counts over (each also by population),
+    without repeats: the aggregation a large run needs instead of the full joint count table."""
+    out: dict[frozenset[str], tuple[str, ...]] = {}
+    for g in [(), *map(tuple, surfaces), *FPR_SURFACES, *(("region", *g) for g in REGION_GROUPS)]:
+        out.setdefault(frozenset(g), tuple(g))
+    return list(out.values())
+
+
+def _counts_for(counts: pd.DataFrame | Mapping[frozenset[str], pd.DataFrame], names: Sequence[str]) -> pd.DataFrame:
+    if isinstance(counts, pd.DataFrame):
+        return counts
+    return counts[frozenset(names)]
+
+
 def surface_tables(
-    counts: pd.DataFrame,
+    counts: pd.DataFrame | Mapping[frozenset[str], pd.DataFrame],
     bins: Sequence[BinDef],
     definitions: Sequence[RecoveryDefinition],
     cls: Sequence[float] = (0.68, 0.95),
@@ -199,20 +221,22 @@ def surface_tables(
 ) -> dict[str, pd.DataFrame]:
     """All reported tables from aggregated counts.
 
+    ``counts`` is the joint count table (population × every bin) or, for large runs, a mapping from each
+    set of dimension names of :func:`surface_groupings` to the counts summed over population × those bins.
     Returns ``completeness`` (every surface, injections only), ``fpr`` (controls only, score definitions
     only; empty without scores), ``region_aggregate`` (per θE bin, per resolution bin and overall).
     """
     by = {b.name: b for b in bins}
-    comp = pd.concat([rate_table(counts, [by[n] for n in s], definitions, "injection", cls) for s in (((),) + tuple(surfaces))],
-                     ignore_index=True)
+    comp = pd.concat([rate_table(_counts_for(counts, s), [by[n] for n in s], definitions, "injection", cls)
+                      for s in (((),) + tuple(surfaces))], ignore_index=True)
     score_defs = [d for d in definitions if d.kind == "score"]
     if score_defs:
-        fpr = pd.concat([rate_table(counts, [by[n] for n in s], score_defs, "control", cls)
-                         for s in ((), ("split",), ("region",), ("psf",), ("depth",))], ignore_index=True)
+        fpr = pd.concat([rate_table(_counts_for(counts, s), [by[n] for n in s], score_defs, "control", cls)
+                         for s in FPR_SURFACES], ignore_index=True)
     else:
         fpr = pd.DataFrame()
-    reg = pd.concat([region_aggregate(counts, [by[n] for n in s], by["region"], definitions, region_min_count, cls)
-                     for s in ((), ("theta_e",), ("resolution",))], ignore_index=True)
+    reg = pd.concat([region_aggregate(_counts_for(counts, ("region", *s)), [by[n] for n in s], by["region"],
+                                      definitions, region_min_count, cls) for s in REGION_GROUPS], ignore_index=True)
     return {"completeness": comp, "fpr": fpr, "region_aggregate": reg}
 
 

@@ -37,7 +37,7 @@ class AuditSettings(StrictModel):
     enabled: bool = True
     """Run the shortcut audit (needs stamps/ and both populations)."""
     n_per_class: int = Field(default=2000, ge=10, le=1_000_000)
-    """Stamps sampled (deterministically, from task_seed) per class."""
+    """At most this many stamps per class: those with the smallest xxhash64 of the run seed and task_id."""
     n_boot: int = Field(default=1000, ge=50, le=100_000)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     auc_limit: float = Field(default=0.6, ge=0.5, le=1.0)

@@ -5,7 +5,8 @@ hosts of one or several stage 3 selection sets, one row per host and set, each t
 and runs the steps of :func:`dhs.sampling.manifest.build_manifest` with Spark:
 
 1. executors flag unusable hosts (bad PSF size/depth/magnitude, near a known lens) — ``drop_reasons``;
-2. the driver collects the eligible hosts' two binning columns and computes the quantile edges;
+2. the quantile edges of the eligible hosts' two binning columns come from exact order statistics computed
+   by Spark (:mod:`dhs.stages.order_stats`: the driver holds histograms, never the column);
 3. executors add the PSF and depth bins; the driver counts hosts per (split, psf_bin, depth_bin) cell and
    plans every cell (hosts, injection rows, control rows; the ``max_rows`` guardrail fires here);
 4. ``groupBy(cell).applyInArrow`` builds each cell's rows with ``build_cell``.
@@ -34,9 +35,9 @@ from dhs.sampling.manifest import (
     OPTIONAL_HOST_COLUMNS,
     REQUIRED_HOST_COLUMNS,
     add_bins,
-    bin_edges,
     build_cell,
     cell_label,
+    depth_mag5,
     drop_reasons,
     manifest_schema,
     n_configs,
@@ -45,6 +46,7 @@ from dhs.sampling.manifest import (
     summarize_counts,
 )
 from dhs.sampling.priors import STREAM, parse_priors
+from dhs.sampling.stratify import edge_probabilities
 from dhs.stages.common import (
     StageResult,
     finish_stage,
@@ -55,6 +57,7 @@ from dhs.stages.common import (
     stage_output_dir,
     write_parquet_atomically,
 )
+from dhs.stages.order_stats import exact_quantiles
 
 STAGE = "4a"
 DROP = "__drop_reason"
@@ -127,6 +130,23 @@ def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None,
                                                           "sources": sources}
 
 
+def _bin_edges(eligible: Any, settings: Any) -> dict[str, list[float]]:
+    """The quantile edges of :func:`dhs.sampling.manifest.bin_edges`, computed by Spark (exact order
+    statistics; the driver never holds the host column)."""
+    keys = pa.schema([pa.field("psfsize_r", pa.float64()), pa.field("psfdepth_r_mag5", pa.float64())])
+
+    def bin_keys(batches):
+        for batch in batches:
+            t = pa.Table.from_batches([batch])
+            yield pa.RecordBatch.from_arrays(
+                [t.column("psfsize_r").combine_chunks().cast(pa.float64()),
+                 pa.array(depth_mag5(t.column("psfdepth_r").to_numpy(zero_copy_only=False)))], schema=keys)
+
+    kdf = eligible.select("psfsize_r", "psfdepth_r").mapInArrow(bin_keys, spark_schema(keys))
+    return {"psfsize_r_arcsec": exact_quantiles(kdf, "psfsize_r", edge_probabilities(settings.psf_bins)).tolist(),
+            "psfdepth_r_mag5": exact_quantiles(kdf, "psfdepth_r_mag5", edge_probabilities(settings.depth_bins)).tolist()}
+
+
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4a: build and write the manifest of ``cfg.experiment_id``."""
     from pyspark import StorageLevel
@@ -171,10 +191,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             if r[DROP] is not None:
                 dropped[r[DROP]] = int(r["count"])
         eligible = flagged.filter(F.col(DROP).isNull()).drop(DROP)
-        keys = eligible.select("psfsize_r", "psfdepth_r").toArrow()
-        if keys.num_rows == 0:
+        if n_hosts_in == sum(dropped.values()):
             raise ValueError(f"stage 4a: no eligible hosts in {parent_dir} (flag {flag}; dropped {dropped or 'none'})")
-        edges = bin_edges(keys.column("psfsize_r").to_numpy(), keys.column("psfdepth_r").to_numpy(), settings)
+        edges = _bin_edges(eligible, settings)
         binned_schema = add_bins(prepared_schema.empty_table(), edges).schema
 
         def bin_hosts(batches):

@@ -51,6 +51,7 @@ from dhs.completeness.tables import (
     key_columns,
     prepare_columns,
     recovery_definitions,
+    surface_groupings,
     surface_tables,
     valid_control_scores,
 )
@@ -62,6 +63,7 @@ from dhs.io.stamps import decode
 from dhs.logs import StageSteps
 from dhs.sampling.hashing import stable_hash64
 from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
+from dhs.stages.order_stats import order_statistics
 
 STAGE = "4d"
 
@@ -135,9 +137,23 @@ AUDIT_SAMPLE_COLUMNS = ("task_id", "stamp", "stamp_size", "psfsize_r", "psfdepth
                         "region_split", "theta_e_arcsec", "psf_fwhm_used_r")
 
 
-def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
+def _hash_unit(seed: int) -> Any:
+    """Spark column: xxhash64(run seed, task_id) mapped to [0, 1) — the deterministic audit sampling key."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.lit(str(seed)), F.col("task_id")), F.lit(1 << 40)).cast("double") / float(1 << 40)
+
+
+def _sample_fraction(n_per_class: int, n_rows: int) -> float:
+    """Share of ``n_rows`` kept by hash so that a little more than ``n_per_class`` rows survive."""
+    return min(1.0, (n_per_class + 5 * np.sqrt(n_per_class) + 20) / max(n_rows, 1))
+
+
+def _null_audit_ids(cfg: RunConfig, m: Any, n_null: int) -> pd.DataFrame:
     """Task ids of the null-injection audit (valid null rows with a matched control, and those controls;
-    one per host), chosen from the metrics table by :func:`dhs.completeness.audit.null_audit_selection`."""
+    one per host), chosen from the metrics table by :func:`dhs.completeness.audit.null_audit_selection`.
+    The null rows are first thinned by hash to about ``audit.n_per_class`` (of ``n_null`` valid ones), so
+    the driver receives a bounded number of rows whatever the size of the run."""
     from pyspark.sql import functions as F
 
     empty = pd.DataFrame({"task_id": pd.Series([], dtype=str), "population": pd.Series([], dtype="int64"),
@@ -145,7 +161,9 @@ def _null_audit_ids(cfg: RunConfig, m: Any) -> pd.DataFrame:
     if any(c not in m.columns for c in ("task_id", "control_of", "galaxy_id", "cutout_ok", "lens_model")):
         return empty
     pop = _pop_expr(m.columns)
-    nulls = m.filter((pop == 2) & (F.col("cutout_ok") == 1)).select(F.col("task_id").alias("_null_id"))
+    frac = _sample_fraction(cfg.stage4d.audit.n_per_class, n_null)
+    nulls = (m.filter((pop == 2) & (F.col("cutout_ok") == 1) & (_hash_unit(cfg.seed) < F.lit(frac)))
+             .select(F.col("task_id").alias("_null_id")))
     rows = (m.withColumn("population", pop)
             .filter(F.col("population").isin(1, 2) & (F.col("cutout_ok") == 1))
             .join(F.broadcast(nulls), F.coalesce(F.col("control_of"), F.col("task_id")) == F.col("_null_id"),
@@ -161,14 +179,19 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
            null_ids: pd.DataFrame) -> tuple[list[dict], list[dict], dict]:
     """Shortcut audit (valid injections vs valid controls, on a deterministic xxhash64 sample of each class)
     and null-injection audit (the rows of ``null_ids``), both on the full and the centre-masked features, in
-    one pass over the stamps. Returns (shortcut rows, null-audit rows, counts)."""
+    one pass over the stamps. The shortcut audit keeps, per class, the ``audit.n_per_class`` stamps with the
+    smallest xxhash64(run seed, task_id), so the driver never holds more. Returns (shortcut rows, null-audit
+    rows, counts)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     a = cfg.stage4d.audit
     st = spark.read.parquet(to_spark_path(stamps_dir))
     pop = _pop_expr(st.columns)
-    u = (F.pmod(F.xxhash64(F.lit(str(cfg.seed)), F.col("task_id")), F.lit(1 << 40)).cast("double") / float(1 << 40))
-    frac = {k: min(1.0, a.n_per_class / max(v, 1)) for k, v in n_ok.items()}
+    u = _hash_unit(cfg.seed)
+    # keep a little more than n_per_class by hash, then exactly the n_per_class smallest hashes per class:
+    # the driver receives at most n_per_class feature rows per class, whatever the number of stamps
+    frac = {k: _sample_fraction(a.n_per_class, v) for k, v in n_ok.items()}
     keep = [c for c in AUDIT_SAMPLE_COLUMNS if c in st.columns]
     ids = spark.createDataFrame(pd.DataFrame({"task_id": null_ids["task_id"].astype(str).tolist(),
                                               "_in_null_audit": [1] * len(null_ids)}),
@@ -178,9 +201,10 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
     sample = (st.filter((F.col("cutout_ok") == 1) & F.col("stamp").isNotNull())
               .withColumn(POP_COL, pop)
               .join(F.broadcast(ids), "task_id", "left")
+              .withColumn("_u", u)
               .withColumn("_in_main", main.cast("long"))
               .filter((F.col("_in_main") == 1) | F.col("_in_null_audit").isNotNull())
-              .select(POP_COL, "_in_main", "_in_null_audit", *keep))
+              .select(POP_COL, "_u", "_in_main", "_in_null_audit", *keep))
     core, ann, mask = a.core_radius_pix, a.annulus_inner_frac, a.mask_radius_pix
     _, variants = audit_features(np.zeros((1, 3, 64, 64)), core_radius_pix=core, annulus_inner_frac=ann,
                                  mask_radius_pix=mask)
@@ -189,7 +213,7 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
     def features(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
             out = pd.DataFrame({"task_id": b["task_id"], POP_COL: b[POP_COL].astype("int64"),
-                                "_in_main": b["_in_main"].astype("int64"),
+                                "_u": b["_u"], "_in_main": b["_in_main"].astype("int64"),
                                 "_in_null_audit": b["_in_null_audit"].fillna(0).astype("int64")})
             for n in names:
                 out[n] = np.nan
@@ -205,9 +229,13 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int],
             out["depth_r_mag5"] = prep["depth_r_mag5"].to_numpy()
             yield out
 
-    schema = ", ".join(["task_id string", f"{POP_COL} long", "_in_main long", "_in_null_audit long"]
+    schema = ", ".join(["task_id string", f"{POP_COL} long", "_u double", "_in_main long", "_in_null_audit long"]
                        + [f"{n} double" for n in names + ["psfsize_r", "depth_r_mag5"]])
-    feats = sample.mapInPandas(features, schema).toPandas().sort_values("task_id", kind="stable")
+    rank = F.row_number().over(Window.partitionBy(POP_COL, "_in_main").orderBy("_u", "task_id"))
+    capped = F.when((F.col("_in_main") == 1) & (F.col("_r") > a.n_per_class), F.lit(0)).otherwise(F.col("_in_main"))
+    feats = (sample.mapInPandas(features, schema).withColumn("_r", rank).withColumn("_in_main", capped)
+             .filter((F.col("_in_main") == 1) | (F.col("_in_null_audit") == 1)).drop("_r", "_u")
+             .toPandas().sort_values("task_id", kind="stable"))
     cols = names + ["psfsize_r", "depth_r_mag5"]
     variants = {**variants, "psfsize_r": FULL, "depth_r_mag5": FULL}
 
@@ -340,6 +368,89 @@ def _gallery(spark: Any, cfg: RunConfig, m: Any, stamps_dir: str) -> list[dict]:
     return pairs
 
 
+class SparkScores:
+    """:class:`dhs.completeness.recovery.ScoreCounts` over a Spark column ``score`` of valid control scores
+    (cached; each question is one small Spark job, the scores never reach the driver)."""
+
+    def __init__(self, df: Any):
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        self.df = df.where(F.col("score").isNotNull() & ~F.isnan("score")).persist(StorageLevel.MEMORY_AND_DISK)
+        self.n = int(self.df.count())
+
+    def count_ge(self, threshold: float) -> int:
+        from pyspark.sql import functions as F
+
+        return int(self.df.where(F.col("score") >= F.lit(float(threshold))).count())
+
+    def value_at_rank(self, rank: int) -> float:
+        return order_statistics(self.df, "score", [int(rank)])[1][int(rank)]
+
+    def min_above(self, value: float) -> float | None:
+        from pyspark.sql import functions as F
+
+        v = self.df.where(F.col("score") > F.lit(float(value))).agg(F.min("score")).first()[0]
+        return None if v is None else float(v)
+
+    def close(self) -> None:
+        self.df.unpersist()
+
+
+def _marginal_counts(derived: Any, bins: list, ccols: list[str]) -> dict[frozenset[str], pd.DataFrame]:
+    """The count columns summed over population × each set of bins of
+    :func:`dhs.completeness.tables.surface_groupings`, in one Spark job (grouping sets): a few rows per bin
+    (and per region × θE / resolution bin), whatever the number of tasks."""
+    from pyspark.sql import functions as F
+
+    by = {b.name: b for b in bins}
+    cols = key_columns(bins)
+    groups = surface_groupings()
+    sets = [[POP_COL] + [k for n in g for k in (by[n].key, by[n].key_lo)] for g in groups]
+    agg = (derived.groupingSets(sets, *cols)
+           .agg(*[F.sum(F.col(f"`{c}`")).alias(c) for c in ccols], F.grouping_id().alias("_gid")).toPandas())
+    out: dict[frozenset[str], pd.DataFrame] = {}
+    for g, keys in zip(groups, sets):
+        gid = sum(1 << (len(cols) - 1 - i) for i, c in enumerate(cols) if c not in keys)
+        sub = agg.loc[agg["_gid"] == gid, keys + ccols].reset_index(drop=True)
+        for c in ccols:
+            sub[c] = sub[c].astype("int64")
+        out[frozenset(g)] = sub
+    return out
+
+
+def _stage_joint_counts(joint: Any, keys: list[str], out_dir: str) -> str:
+    """Write the joint count table with Spark next to ``out_dir`` (one sorted Parquet file); returns the
+    staging folder for :func:`_place_joint_counts`."""
+    from dhs.stages.common import write_parquet_atomically
+
+    staged = f"{out_dir.rstrip('/')}._counts-{uuid.uuid4().hex[:12]}"
+    write_parquet_atomically(joint.repartition(1).sortWithinPartitions(*keys), staged, partition_by=())
+    return staged
+
+
+def _place_joint_counts(staged: str, target: str, opts: Any) -> None:
+    """Move the single Parquet file of ``staged`` to ``target`` and remove ``staged``."""
+    if is_s3(staged):
+        from dhs.io.paths import s3_client, split_s3
+
+        client = s3_client(opts)
+        bucket, prefix = split_s3(staged)
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+                for o in page.get("Contents", [])]
+        part = sorted(k for k in keys if k.rsplit("/", 1)[-1].startswith("part-"))
+        tb, tk = split_s3(target)
+        if part:
+            client.copy_object(Bucket=tb, Key=tk, CopySource={"Bucket": bucket, "Key": part[0]})
+        for k in keys:
+            client.delete_object(Bucket=bucket, Key=k)
+        return
+    parts = sorted(n for n in os.listdir(staged) if n.startswith("part-"))
+    if parts:
+        os.replace(os.path.join(staged, parts[0]), target)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4d: surfaces, FPRs, region aggregate, shortcut audit, report; returns the StageResult
     (``extra["report"]`` is the path of ``report/index.html``)."""
@@ -376,8 +487,12 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             for b in batches:
                 yield pd.DataFrame({"score": valid_control_scores(b, s)})
 
-        control_scores = rows.mapInPandas(ctrl_scores, "score double").toPandas()["score"].to_numpy()
-    defs = recovery_definitions(s, control_scores)
+        control_scores = SparkScores(rows.mapInPandas(ctrl_scores, "score double"))
+    try:
+        defs = recovery_definitions(s, control_scores)
+    finally:
+        if control_scores is not None:
+            control_scores.close()
 
     def derive(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b in batches:
@@ -386,17 +501,20 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     derived = rows.mapInPandas(derive, _derived_schema(s, defs)).persist(StorageLevel.MEMORY_AND_DISK)
     bins = bin_defs(s)
     ccols = count_columns(defs)
-    counts = derived.groupBy(*key_columns(bins)).agg(*[F.sum(F.col(f"`{c}`")).alias(c) for c in ccols]).toPandas()
-    for c in ccols:
-        counts[c] = counts[c].astype("int64")
+    sums = [F.sum(F.col(f"`{c}`")).alias(c) for c in ccols]
+    marginals = _marginal_counts(derived, bins, ccols)
+    # the joint table (population × every bin, for users to re-marginalise) is written by Spark, never collected
+    joint_staged = _stage_joint_counts(derived.groupBy(*key_columns(bins)).agg(*sums), key_columns(bins), out_dir)
     first = defs[0].name
     snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"`nv__{first}__all`") == 1))
                 .groupBy("b_theta_e_lo", "snr_log_bin").count().withColumnRenamed("count", "n").toPandas())
     derived.unpersist()
-    steps.done("counts", rows=int(counts["n_attempt"].sum()), cells=len(counts))
+    steps.done("counts", rows=int(marginals[frozenset()]["n_attempt"].sum()),
+               cells=sum(len(t) for t in marginals.values()))
 
-    rows_out = int(counts["n_attempt"].sum())
-    tables = surface_tables(counts, bins, defs, tuple(s.confidence_levels), s.region_min_count)
+    total = marginals[frozenset()]
+    rows_out = int(total["n_attempt"].sum())
+    tables = surface_tables(marginals, bins, defs, tuple(s.confidence_levels), s.region_min_count)
 
     pop = _pop_expr(m.columns)
     kind = F.when(F.col("error").isNull(), F.lit(None)).otherwise(F.substring_index(F.col("error"), ":", 1)) \
@@ -420,7 +538,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     null_rows: list[dict] = []
     audit_counts: dict = {}
     if s.audit.enabled and have_stamps and (min(n_ok[0], n_ok[1]) > 0 or n_ok[2] > 0):
-        null_ids = _null_audit_ids(cfg, m) if (s.audit.null_audit and n_ok[2] > 0) else \
+        null_ids = _null_audit_ids(cfg, m, n_ok[2]) if (s.audit.null_audit and n_ok[2] > 0) else \
             pd.DataFrame({"task_id": pd.Series([], dtype=str)})
         audit_rows, null_rows, audit_counts = _audit(spark, cfg, stamps_dir, {0: n_ok[0], 1: n_ok[1]}, null_ids)
         inputs.append(stamps_dir)
@@ -430,15 +548,15 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     inj_sum, target_metric = _injection_summary(cfg, m)
     targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
     thr = cfg.stage4a.resolved.theta_e_over_psf_min
-    n_inj = int(counts.loc[counts[POP_COL] == 0, "n_attempt"].sum())
-    n_ctl = int(counts.loc[counts[POP_COL] == 1, "n_attempt"].sum())
+    n_inj = int(total.loc[total[POP_COL] == 0, "n_attempt"].sum())
+    n_ctl = int(total.loc[total[POP_COL] == 1, "n_attempt"].sum())
     dims = dimension_descriptions(s)
     meta = {
         "variant": cfg.variant, "experiment_id": cfg.experiment_id, "input (4c metrics)": metrics_dir,
         "tasks": rows_in, "injections": n_inj, "controls": n_ctl,
         "null injections (audit only, in no rate)": n_null,
         "resolution axis": dims["resolution"],
-        "valid injections (proxy inputs, all)": int(counts.loc[counts[POP_COL] == 0, f"nv__{first}__all"].sum()),
+        "valid injections (proxy inputs, all)": int(total.loc[total[POP_COL] == 0, f"nv__{first}__all"].sum()),
         "score table": s.scores_path or "none (proxy only)",
         f"resolved injections (θE / psf_fwhm_used_r ≥ {thr:g})": (
             f"{inj_sum['n_resolved'] / inj_sum['n_valid']:.1%} ({inj_sum['n_resolved']} of {inj_sum['n_valid']} "
@@ -449,7 +567,6 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                                                 cfg.stage4c.clean_max_bad_pixel_frac),
     }
     files: dict[str, bytes] = {
-        "counts.parquet": _parquet_bytes(counts),
         "completeness.parquet": _parquet_bytes(tables["completeness"]),
         "region_aggregate.parquet": _parquet_bytes(tables["region_aggregate"]),
         "snr_hist.parquet": _parquet_bytes(snr_hist),
@@ -483,6 +600,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(data)
         _publish(tmp, out_dir, opts)
+    _place_joint_counts(joint_staged, join(out_dir, "counts.parquet"), opts)
     steps.done("tables and report", files=len(files))
 
     report = join(out_dir, "report", "index.html") if s.report else None
