@@ -12,6 +12,7 @@ from .metrics import (
     magnification,
     total_injected_flux,
 )
+from .batch import render_lensed_batch
 from .psf import TruncatedKernelWarning, moffat_alpha, moffat_kernel, moffat_otf
 from .render import DEFAULT_SUPERSAMPLE, render_arc, render_lensed_bands
 from .sources import InterpolatedSource, SersicSource, sersic_b_n
@@ -32,6 +33,7 @@ __all__ = [
     "moffat_otf",
     "render_arc",
     "render_lensed_bands",
+    "render_lensed_batch",
     "sersic_b_n",
     "sie_shear_deflection",
     "total_injected_flux",
