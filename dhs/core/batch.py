@@ -15,6 +15,7 @@ size); dhs.core.render_lensed_bands renders Sersic sources through this module w
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -31,7 +32,6 @@ from .render import (
     _add_subcell_moments,
     _check_grid,
     _core_radius,
-    _fold,
     _plan,
     lensed_flux_outside_box,
     refine_levels,
@@ -46,110 +46,129 @@ from .sources import SersicSource
 __all__ = ["render_lensed_batch"]
 
 #: rows rendered together (bounds the working memory to ~5 MB per row at size 64, supersampling 3)
-CHUNK_ROWS = 8
+CHUNK_ROWS = 32
 
 
-def _grids_flux(
-    rows: list[SIELens], lenses: LensBatch, sources: SersicBatch, x1, y1, h: float, max_levels: int
-) -> np.ndarray:
-    """Lensed unit-source flux in each row's sub-pixel cells: (N, ny, nx) float32 (lensed_grid_flux per row)."""
-    n, ny, nx = x1.shape[0], y1.shape[1], x1.shape[1]
-    shape = (n, ny, nx)
-    bx, by = lenses.ray_shoot_grids(
-        x1, y1, out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32))
-    )
-    sb, flags = sources.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0, max_levels))
-    _flag_demagnified(rows, sources, x1, y1, bx, by, h, flags)
+def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float, max_levels: int) -> np.ndarray:
+    """Lensed unit-source flux in each row's sub-pixel cells: (N, ny, nx) float32 (lensed_grid_flux per row).
+
+    The grid-sized passes (rays, source, flags, Laplacian) run row by row, on arrays that stay in the CPU
+    cache; the refined cells of all rows are integrated together.
+    """
+    n, ny, nx = len(rows), y1.shape[1], x1.shape[1]
+    sb = np.empty((n, ny, nx), dtype=np.float32)
+    flags = np.empty((n, ny, nx), dtype=bool)
+    stretched = []
+    for i in range(n):
+        lens1, src1 = LensBatch.from_lenses(rows[i : i + 1]), SersicBatch.from_sources(srcs[i : i + 1])
+        shape = (1, ny, nx)
+        bx, by = lens1.ray_shoot_grids(
+            x1[i : i + 1], y1[i : i + 1],
+            out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32)),
+        )
+        sb_i, flags[i : i + 1] = src1.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0, max_levels))
+        stretched.append(_stretched_cells(rows[i], x1[i], y1[i], bx[0], by[0], h, i))
+        _add_laplacian_correction(sb_i)
+        sb[i] = sb_i[0]
+    _flag_demagnified(stretched, SersicBatch.from_sources(srcs), h, flags)
     grown = flags.copy()
     grown[:, 1:] |= flags[:, :-1]
     grown[:, :-1] |= flags[:, 1:]
     grown[:, :, 1:] |= flags[:, :, :-1]
     grown[:, :, :-1] |= flags[:, :, 1:]
     idx = np.flatnonzero(grown)
-    _add_laplacian_correction(sb)
     if idx.size:
         planes = idx // (ny * nx)
         cells = idx - planes * (ny * nx)
-        rows = cells // nx
-        cols = cells - rows * nx
+        r = cells // nx
+        c = cells - r * nx
         means, mom = refined_cell_means(
-            lenses.take(planes), sources.take(planes), x1[planes, cols], y1[planes, rows], h, 1, max_levels,
-            moments=_MOMENT_DEPTH,
+            LensBatch.from_lenses(rows).take(planes), SersicBatch.from_sources(srcs).take(planes),
+            x1[planes, c], y1[planes, r], h, 1, max_levels, moments=_MOMENT_DEPTH,
         )
         sb.reshape(-1)[idx] = means
-        _add_subcell_moments(sb, rows, cols, mom, planes)
+        _add_subcell_moments(sb, r, c, mom, planes)
     sb *= h * h
     return sb
 
 
-def _flag_demagnified(lenses, sources, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
-    """dhs.core.render._flag_demagnified for every row (in place on the (N, ny, nx) flags)."""
-    found_idx, found_h = [], []
-    for i, lens in enumerate(lenses):
-        if lens.theta_e <= 0:
-            continue
-        c = math.hypot(lens.e1, lens.e2)
-        q = (1.0 - c) / (1.0 + c)
-        g = math.hypot(lens.gamma1, lens.gamma2)
-        r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
-        cols = np.flatnonzero(np.abs(x1[i]) < r_cut)
-        rows = np.flatnonzero(np.abs(y1[i]) < r_cut)
-        if cols.size < 2 or rows.size < 2:
-            continue
-        win = (i, slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        wbx, wby = bx[win], by[win]
-        ex = np.diff(wbx, axis=1)
-        ey = np.diff(wby, axis=1)
-        ex = np.sqrt(ex * ex + ey * ey)
-        ey = np.diff(wbx, axis=0)
-        ty = np.diff(wby, axis=0)
-        ey = np.sqrt(ey * ey + ty * ty)
-        h_src = np.zeros(wbx.shape, dtype=ex.dtype)
-        h_src[:, 1:] = ex
-        h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
-        h_src[1:] = np.maximum(h_src[1:], ey)
-        h_src[:-1] = np.maximum(h_src[:-1], ey)
-        r, cc = np.nonzero(h_src > h)
-        if r.size:
-            found_idx.append((i * y1.shape[1] + rows[0] + r) * x1.shape[1] + cols[0] + cc)
-            found_h.append(h_src[r, cc])
-    if not found_idx:
+def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, plane: int):
+    """Cells of one row stretched by the lens (dhs.core.render._flag_demagnified): their flat indices in
+    the (N, ny, nx) grids, source-plane rays and sizes; None when there are none."""
+    if lens.theta_e <= 0:
+        return None
+    c = math.hypot(lens.e1, lens.e2)
+    q = (1.0 - c) / (1.0 + c)
+    g = math.hypot(lens.gamma1, lens.gamma2)
+    r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
+    cols = np.flatnonzero(np.abs(x1) < r_cut)
+    rows = np.flatnonzero(np.abs(y1) < r_cut)
+    if cols.size < 2 or rows.size < 2:
+        return None
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    wbx, wby = bx[win], by[win]
+    ex = np.diff(wbx, axis=1)
+    ey = np.diff(wby, axis=1)
+    ex = np.sqrt(ex * ex + ey * ey)
+    ey = np.diff(wbx, axis=0)
+    ty = np.diff(wby, axis=0)
+    ey = np.sqrt(ey * ey + ty * ty)
+    h_src = np.zeros(wbx.shape, dtype=ex.dtype)
+    h_src[:, 1:] = ex
+    h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
+    h_src[1:] = np.maximum(h_src[1:], ey)
+    h_src[:-1] = np.maximum(h_src[:-1], ey)
+    r, cc = np.nonzero(h_src > h)
+    if r.size == 0:
+        return None
+    flat = (plane * y1.size + rows[0] + r) * x1.size + cols[0] + cc
+    return flat, wbx[r, cc], wby[r, cc], h_src[r, cc]
+
+
+def _flag_demagnified(stretched, sources: SersicBatch, h: float, flags: np.ndarray) -> None:
+    """Flag the stretched cells of all rows whose source-plane size the source finds too coarse."""
+    found = [s for s in stretched if s is not None]
+    if not found:
         return
-    idx = np.concatenate(found_idx)
-    plane = idx // flags[0].size
-    extra = sources.take(plane).needs_refinement(
-        bx.reshape(-1)[idx], by.reshape(-1)[idx], np.concatenate(found_h).astype(np.float64), BASE_TOL,
-        area=h * h,
+    flat, sx, sy, size = (np.concatenate(parts) for parts in zip(*found))
+    extra = sources.take(flat // flags[0].size).needs_refinement(
+        sx, sy, size.astype(np.float64), BASE_TOL, area=h * h
     )
-    flags.reshape(-1)[idx[extra]] = True
+    flags.reshape(-1)[flat[extra]] = True
+
+
+@functools.lru_cache(maxsize=16)
+def _otf_table32(beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """psf._otf_table(beta) as float32 values and slopes per step, one zero step appended (z beyond the
+    table, where the OTF is < 1e-12, reads 0)."""
+    tab = np.append(_otf_table(beta), 0.0)
+    slope = np.append(np.diff(tab), 0.0)
+    return tab.astype(np.float32), slope.astype(np.float32)
 
 
 def _otf_many(fr: np.ndarray, alphas: np.ndarray, beta: float) -> np.ndarray:
-    """moffat_otf_interp(fr, FWHM, beta) for many PSFs of one beta at once: (P,) + fr.shape float64."""
-    tab = _otf_table(beta)
-    z = fr[None] * (alphas * (2.0 * math.pi / _Z_STEP)).reshape((-1,) + (1,) * fr.ndim)
-    last = tab.size - 1
-    np.clip(z, 0.0, float(last), out=z)
-    i = z.astype(np.intp)
-    np.minimum(i, last - 1, out=i)
-    z -= i
-    lo = tab[i]
-    out = tab[i + 1] - lo
+    """Moffat OTF (linear interpolation of psf._otf_table) at |f| = fr for many PSFs of one beta:
+    (P,) + fr.shape float32 (fr float32, cycles/arcsec; alphas arcsec)."""
+    tab, slope = _otf_table32(beta)
+    z = fr[None] * (alphas * (2.0 * math.pi / _Z_STEP)).astype(np.float32).reshape((-1,) + (1,) * fr.ndim)
+    np.minimum(z, float(tab.size - 1), out=z)
+    i = z.astype(np.int32)
+    z -= i.astype(np.float32)
+    out = slope[i]
     out *= z
-    out += lo
-    out[i + z >= last] = 0.0
+    out += tab[i]
     return out
 
 
 def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.ndarray:
-    """Moffat OTF x pixel / cell-box transfer (render._psf_pixel_transfer) per PSF: (P, 2u-1, u) float32.
+    """Moffat OTF x pixel / cell-box transfer (as render._psf_pixel_transfer) per PSF: (P, 2u-1, u) float32.
 
     Frequencies at or beyond a PSF's own ``keep`` (its row's pruned spectrum size) are zero.
     """
     fx = np.arange(u, dtype=np.float64) / (big * h)
-    fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2)
-    box = np.sinc(fx * p) / np.sinc(fx * h)
-    half = np.empty((len(fwhm), u, u), dtype=np.float64)
+    fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2).astype(np.float32)
+    box = (np.sinc(fx * p) / np.sinc(fx * h)).astype(np.float32)
+    half = np.empty((len(fwhm), u, u), dtype=np.float32)
     alphas = np.array([moffat_alpha(f, b) for f, b in zip(fwhm, beta)])
     betas = np.asarray(beta, dtype=np.float64)
     for b in np.unique(betas):
@@ -157,16 +176,40 @@ def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.nda
         half[sel] = _otf_many(fr, alphas[sel], float(b))
     half *= box[None, :, None]
     half *= box[None, None, :]
-    half = half.astype(np.float32)
     cut = np.arange(u)[None, :] >= np.asarray(keep)[:, None]  # (P, u)
-    half[cut[:, :, None] | cut[:, None, :]] = 0.0
+    if cut.any():
+        half[cut[:, :, None] | cut[:, None, :]] = 0.0
     return np.concatenate((half[:, :0:-1], half), axis=1)
+
+
+def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
+    """Sum entries whose signed frequency index (starting at ``first``) agrees modulo ``period``.
+
+    Slices of ``arr`` are added in ascending frequency order onto a zeroed (period) axis.
+    """
+    n = arr.shape[axis]
+    shape = list(arr.shape)
+    shape[axis] = period
+    out = np.zeros(shape, dtype=arr.dtype)
+    src = [slice(None)] * arr.ndim
+    dst = [slice(None)] * arr.ndim
+    i = 0
+    while i < n:
+        r = (first + i) % period
+        m = min(n - i, period - r)
+        src[axis] = slice(i, i + m)
+        dst[axis] = slice(r, r + m)
+        out[tuple(dst)] += arr[tuple(src)]
+        i += m
+    return out
 
 
 def _spectra(w: np.ndarray, l_pix: int, ss: int, u: int) -> np.ndarray:
     """Pruned forward transforms (render._forward) of (G, M, M) cell fluxes: (G, 2u-1, u) complex64."""
     big = l_pix * ss
-    a = sfft.rfft(w, n=big, axis=2)[:, :, :u]
+    padded = np.zeros(w.shape[:2] + (big,), dtype=np.float32)
+    padded[:, :, : w.shape[2]] = w
+    a = sfft.rfft(padded, axis=2)[:, :, :u]
     b = sfft.fft(a, n=big, axis=1)
     return np.concatenate((b[:, big - u + 1 :], b[:, :u]), axis=1)
 
@@ -181,11 +224,11 @@ def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pi
     d_y = (0.5 * (ss + 1) / ss - shift_y) * pixscale
     ay = np.exp(1j * (k[None, :] * d_y[:, None])).astype(np.complex64)
     ax = np.exp(1j * (k[None, u - 1 :] * d_x[:, None])).astype(np.complex64)
-    prod = spec * transfer
+    prod = np.multiply(spec, transfer)
     prod *= ay[:, :, None]
-    prod *= ax[:, None, :]
     yf = _fold(prod, -(u - 1), l_pix, axis=1)
     rows = sfft.ifft(yf, axis=1)[:, :size]
+    rows *= ax[:, None, :]  # (the x shift commutes with the transforms along y)
     full = np.concatenate((np.conj(rows[:, :, :0:-1]), rows), axis=2)
     xf = _fold(full, -(u - 1), l_pix, axis=2)
     img = sfft.irfft(xf[:, :, : l_pix // 2 + 1], n=l_pix, axis=2)[:, :, :size]
@@ -203,9 +246,7 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
     levels = np.array([refine_levels(h, s) for s in sources])
     for lv in np.unique(levels):
         sel = np.flatnonzero(levels == lv)
-        group = [lenses[i] for i in sel]
-        sbatch = SersicBatch.from_sources([sources[i] for i in sel])
-        w[sel] = _grids_flux(group, LensBatch.from_lenses(group), sbatch, x1[sel], y1[sel], h, int(lv))
+        w[sel] = _grids_flux([lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, int(lv))
     for i, a in enumerate(axes):
         w[i] *= a[3][:, None]
         w[i] *= a[2][None, :]

@@ -13,10 +13,11 @@ The hot path keeps float32 inputs in float32: every scalar combined with an arra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from .rows import RowTable
 from .scratch import scratch_array
 
 __all__ = [
@@ -217,7 +218,7 @@ _ROUND_EPS_BATCH = 1e-4
 
 
 @dataclass(frozen=True)
-class LensBatch:
+class LensBatch(RowTable):
     """Per-row constants of N SIE + shear lenses for shooting their rays in one pass (float32 arrays).
 
     Rows with theta_e = 0 get a zero SIE scale (their rays see the shear only, exactly); round SIEs use
@@ -250,12 +251,6 @@ class LensBatch:
         arr = np.array(cols, dtype=np.float64).reshape(-1, 9)
         f32 = [np.ascontiguousarray(arr[:, i], dtype=np.float32) for i in range(8)]
         return cls(*f32, arr[:, 8] != 0)
-
-    def take(self, rows: np.ndarray) -> LensBatch:
-        return LensBatch(*(getattr(self, f.name)[rows] for f in fields(self)))
-
-    def _col(self, name: str, ndim: int) -> np.ndarray:
-        return getattr(self, name).reshape((-1,) + (1,) * (ndim - 1))
 
     def ray_shoot(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source-plane positions (float32 arcsec) of rays x, y (float32, first axis = row of this batch)."""
@@ -303,7 +298,7 @@ class LensBatch:
         g1, g2 = self._col("g1", 2), self._col("g2", 2)
         np.add((y1 * (-g2))[:, :, None], (x1 * (1.0 - g1))[:, None, :], out=bx)
         np.add((y1 * (1.0 + g1))[:, :, None], (x1 * (-g2))[:, None, :], out=by)
-        if not (self.scale != 0.0).any():
+        if not (self.column("scale") != 0.0).any():
             return bx, by
         cs, sn = self._col("cs", 2), self._col("sn", 2)
         xr = np.add((y1 * sn)[:, :, None], (x1 * cs)[:, None, :], out=scratch_array("ray_xr", shape, dtype))

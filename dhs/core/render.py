@@ -284,23 +284,15 @@ def refined_cell_means(
     return means
 
 
-#: cells per block of _apply_map (bounds its (block, 5, K) float64 temporary to ~13 MB)
-_MAP_BLOCK = 4096
-
-
 def _apply_map(matrix: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``matrix @ cols.T`` for a fixed (5, K) matrix and (m, K) cells: a (5, m) float64 array.
 
-    Each entry is a reduction over the fixed-length K axis of elementwise products, so a cell's result
-    does not depend on how many cells are processed with it (BLAS matrix products may change their
-    summation order with the matrix shape).
+    Summed term by term over K in a fixed order (a reduction over the outer axis of a (K, 5, m) array of
+    products), so a cell's result does not depend on how many cells are processed with it (BLAS matrix
+    products may change their summation order with the matrix shape).
     """
-    m = cols.shape[0]
-    out = np.empty((matrix.shape[0], m), dtype=np.float64)
-    for start in range(0, m, _MAP_BLOCK):
-        block = np.ascontiguousarray(cols[start : start + _MAP_BLOCK], dtype=np.float64)
-        out[:, start : start + _MAP_BLOCK] = (block[:, None, :] * matrix[None, :, :]).sum(axis=2).T
-    return out
+    terms = np.ascontiguousarray(cols.T, dtype=np.float64)[:, None, :] * matrix.T[:, :, None]
+    return terms.sum(axis=0)
 
 
 def _gl_moments(sb: np.ndarray, means: np.ndarray) -> np.ndarray:

@@ -11,11 +11,12 @@ depend on the other rows of the batch.  The arithmetic is SersicSource's (float3
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
+from .rows import RowTable
 from .scratch import scratch_array
 from .sources import _CENTRE_RULE, _MIN_CELL_ERROR, _UNIT_CORNERS, SersicSource
 
@@ -25,7 +26,7 @@ _F32 = ("x", "y", "ea", "eb", "ed", "n", "b", "inv_n", "half_inv_n", "lua_b", "r
 
 
 @dataclass(frozen=True)
-class SersicBatch:
+class SersicBatch(RowTable):
     """Per-row constants of unit-flux Sersic sources (float32 and float64 (suffix 64) arrays, length N).
 
     ea, eb, ed: the symmetric ellipse matrix E = [[ea, eb], [eb, ed]] with R / r_eff = |E (beta - centre)|;
@@ -69,14 +70,6 @@ class SersicBatch:
         unit = tuple(s if s.flux == 1.0 else s.with_flux(1.0) for s in sources)
         return cls(**f32, c64=c64, sources=unit)
 
-    def take(self, rows: np.ndarray) -> SersicBatch:
-        """The batch of rows ``rows`` (with repetition; e.g. the row of each refined cell)."""
-        vals = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name != "sources"}
-        return SersicBatch(**vals, sources=())
-
-    def _col(self, name: str, ndim: int) -> np.ndarray:
-        return getattr(self, name).reshape((-1,) + (1,) * (ndim - 1))
-
     # --- evaluation ----------------------------------------------------------------------------
     def _rho2(self, bx: np.ndarray, by: np.ndarray, scratch: bool = False) -> np.ndarray:
         """(R / r_eff)^2, float32, for positions whose first axis is the row."""
@@ -101,19 +94,20 @@ class SersicBatch:
         u += v
         return u
 
-    def _sb_from_rho2(self, u: np.ndarray, core_radius: float) -> np.ndarray:
-        """Unit-flux surface brightness from (R / r_eff)^2 (overwrites ``u``); see SersicSource."""
+    def _sb_from_rho2(self, u: np.ndarray, core_radius: float, power: np.ndarray | None = None) -> np.ndarray:
+        """Unit-flux surface brightness from (R / r_eff)^2; see SersicSource.  Written into ``power`` (u to
+        the 1 / (2n), computed by the caller) when given, else into ``u``."""
         nd = u.ndim
         inner = None
         if core_radius > 0.0:
-            rho_c = core_radius / self.c64[:, 8]
+            rho_c = core_radius / self.column("c64")[:, 8]
             inner = u < (rho_c * rho_c).reshape((-1,) + (1,) * (nd - 1))
-        t = np.power(u, self._col("half_inv_n", nd), out=u)
+        t = np.power(u, self._col("half_inv_n", nd), out=u) if power is None else power
         t *= -self._col("b", nd)
         t += self._col("lua_b", nd)
         out = np.exp(t, out=t)
         if inner is not None and inner.any():
-            n64, b64 = self.c64[:, 5], self.c64[:, 6]
+            n64, b64 = self.column("c64")[:, 5], self.column("c64")[:, 6]
             frac = special.gammainc(2.0 * n64, b64 * rho_c ** (1.0 / n64))
             value = (frac / (math.pi * core_radius * core_radius)).astype(np.float32)
             np.copyto(out, value.reshape((-1,) + (1,) * (nd - 1)), where=inner)
@@ -128,7 +122,8 @@ class SersicBatch:
         if np.ndim(h) == 0:
             rho2 = self._rho2(bx, by, scratch=True)
             flags = self._table_flags(rho2, float(h), float(tol), area)
-            return self._sb_from_rho2(rho2.copy(), core_radius), flags
+            sb = np.power(rho2, self._col("half_inv_n", rho2.ndim))
+            return self._sb_from_rho2(rho2, core_radius, sb), flags
         rho2 = self._rho2(bx, by)
         flags = self._refinement_flags(np.sqrt(rho2), np.asarray(h, dtype=np.float32), float(tol), area)
         return self._sb_from_rho2(rho2, core_radius), flags
@@ -203,7 +198,7 @@ class SersicBatch:
         """SersicSource.integrate_centre_cells for cells of many rows (this batch: one row per cell)."""
         if bx.shape[0] == 0:
             return
-        c = self.c64
+        c = self.column("c64")
         n64, b64, lua_b, min_scale = c[:, 5], c[:, 6], c[:, 7], c[:, 9]
         change = 0.5 * b64 * (2.0 * 0.7072 * 2.0 * h / min_scale) ** (1.0 / n64)
         worth = 9.0 * np.exp(lua_b) * h * h * np.minimum(change, 1.0) >= _MIN_CELL_ERROR
@@ -213,8 +208,8 @@ class SersicBatch:
         fy = by[:, 2] - by[:, 0]
         reach = np.maximum(ex * ex + ey * ey, fx * fx + fy * fy)
         reach *= 3.5**2 * 3.0
-        cx = bx[:, 0] - self.x
-        cy = by[:, 0] - self.y
+        cx = bx[:, 0] - self.column("x")
+        cy = by[:, 0] - self.column("y")
         sel = np.flatnonzero((cx * cx + cy * cy <= reach) & worth & (n64 != 0.5))
         if sel.size == 0:
             return
