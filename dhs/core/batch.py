@@ -59,8 +59,9 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
     sb = np.empty((n, ny, nx), dtype=np.float32)
     flags = np.empty((n, ny, nx), dtype=bool)
     stretched = []
+    lenses, sources = LensBatch.from_lenses(rows), SersicBatch.from_sources(srcs)
     for i in range(n):
-        lens1, src1 = LensBatch.from_lenses(rows[i : i + 1]), SersicBatch.from_sources(srcs[i : i + 1])
+        lens1, src1 = lenses.take([i]), sources.take([i])
         shape = (1, ny, nx)
         bx, by = lens1.ray_shoot_grids(
             x1[i : i + 1], y1[i : i + 1],
@@ -70,7 +71,7 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
         stretched.append(_stretched_cells(rows[i], x1[i], y1[i], bx[0], by[0], h, i))
         _add_laplacian_correction(sb_i)
         sb[i] = sb_i[0]
-    _flag_demagnified(stretched, SersicBatch.from_sources(srcs), h, flags)
+    _flag_demagnified(stretched, sources, h, flags)
     grown = flags.copy()
     grown[:, 1:] |= flags[:, :-1]
     grown[:, :-1] |= flags[:, 1:]
@@ -83,7 +84,7 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
         r = cells // nx
         c = cells - r * nx
         means, mom = refined_cell_means(
-            LensBatch.from_lenses(rows).take(planes), SersicBatch.from_sources(srcs).take(planes),
+            lenses.take(planes), sources.take(planes),
             x1[planes, c], y1[planes, r], h, 1, max_levels, moments=_MOMENT_DEPTH,
         )
         sb.reshape(-1)[idx] = means

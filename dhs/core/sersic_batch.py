@@ -137,13 +137,22 @@ class SersicBatch(RowTable):
         """needs_refinement for one cell size on (N, ...) grids, from each source's tabulated criterion."""
         tables, steps, offsets = [], [], []
         start = 0
-        for s in self.sources:
+        rows = self._selection()
+        for s in self.sources if rows is None else [self.sources[r] for r in rows]:
             table, step = s._refinement_table(h, tol, area)
             tables.append(table)
             steps.append(1.0 / step)
             offsets.append(start)
             start += table.size
         size = tables[0].size  # (every table has the same number of bins)
+        if len(tables) == 1:
+            # one row whose flagged radii form one interval from the centre (the usual case): one compare
+            off = np.flatnonzero(~tables[0])
+            end = int(off[0]) if off.size else size
+            if not tables[0][end:].any():
+                if end == size:
+                    return np.ones(rho2.shape, dtype=bool)
+                return rho2 < (end / steps[0]) ** 2
         nd = rho2.ndim
         shape = (-1,) + (1,) * (nd - 1)
         rho = np.sqrt(rho2, out=scratch_array("sersic_rho", rho2.shape, np.float32))
