@@ -61,6 +61,7 @@ def in_process_split(cfg, manifest: str) -> dict:
     """Single-core timing of the per-row work, split into read/cutout/render/metrics/write."""
     from dhs.injection.schema import output_schema
     from dhs.injection.task import inject_batch
+    from dhs.stages.stage4c import rows_to_batch
     from dhs.survey.coadd import CoaddStore
     from dhs.survey.layout import BANDS
 
@@ -101,7 +102,7 @@ def in_process_split(cfg, manifest: str) -> dict:
             n_ok += res["cutout_ok"]
             out_rows.append(res)
         t0 = time.perf_counter()
-        rb = pa.RecordBatch.from_pylist(out_rows, schema=schema)
+        rb = rows_to_batch(out_rows, schema)
         timings["arrow"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if writer is None:
