@@ -4,6 +4,7 @@ Conventions (DESIGN section 3): arcsec in the stamp's pixel frame (x along colum
 at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLIPSE parameters.
 """
 
+from .batch import render_lensed_batch
 from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
 from .metrics import (
     arc_snr_metrics,
@@ -12,7 +13,6 @@ from .metrics import (
     magnification,
     total_injected_flux,
 )
-from .batch import render_lensed_batch
 from .psf import TruncatedKernelWarning, moffat_alpha, moffat_kernel, moffat_otf
 from .render import DEFAULT_SUPERSAMPLE, render_arc, render_lensed_bands
 from .sources import InterpolatedSource, SersicSource, sersic_b_n

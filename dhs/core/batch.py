@@ -15,15 +15,13 @@ size); dhs.core.render_lensed_bands renders Sersic sources through this module w
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.fft as sfft
 
 from .lens import LensBatch, SIELens
-from .psf import _Z_STEP, _otf_table, check_moffat, moffat_alpha
+from .psf import check_moffat
 from .render import (
     _MOMENT_DEPTH,
     BASE_TOL,
@@ -32,7 +30,6 @@ from .render import (
     _add_subcell_moments,
     _check_grid,
     _core_radius,
-    _plan,
     lensed_flux_outside_box,
     refine_levels,
     refined_cell_means,
@@ -42,6 +39,7 @@ from .render import (
 from .scratch import scratch_array
 from .sersic_batch import SersicBatch
 from .sources import SersicSource
+from .transfer import psf_images
 
 __all__ = ["render_lensed_batch"]
 
@@ -138,104 +136,6 @@ def _flag_demagnified(stretched, sources: SersicBatch, h: float, flags: np.ndarr
     flags.reshape(-1)[flat[extra]] = True
 
 
-@functools.lru_cache(maxsize=16)
-def _otf_table32(beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """psf._otf_table(beta) as float32 values and slopes per step, one zero step appended (z beyond the
-    table, where the OTF is < 1e-12, reads 0)."""
-    tab = np.append(_otf_table(beta), 0.0)
-    slope = np.append(np.diff(tab), 0.0)
-    return tab.astype(np.float32), slope.astype(np.float32)
-
-
-def _otf_many(fr: np.ndarray, alphas: np.ndarray, beta: float) -> np.ndarray:
-    """Moffat OTF (linear interpolation of psf._otf_table) at |f| = fr for many PSFs of one beta:
-    (P,) + fr.shape float32 (fr float32, cycles/arcsec; alphas arcsec)."""
-    tab, slope = _otf_table32(beta)
-    z = fr[None] * (alphas * (2.0 * math.pi / _Z_STEP)).astype(np.float32).reshape((-1,) + (1,) * fr.ndim)
-    np.minimum(z, float(tab.size - 1), out=z)
-    i = z.astype(np.int32)
-    z -= i.astype(np.float32)
-    out = slope[i]
-    out *= z
-    out += tab[i]
-    return out
-
-
-def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.ndarray:
-    """Moffat OTF x pixel / cell-box transfer (as render._psf_pixel_transfer) per PSF: (P, 2u-1, u) float32.
-
-    Frequencies at or beyond a PSF's own ``keep`` (its row's pruned spectrum size) are zero.
-    """
-    fx = np.arange(u, dtype=np.float64) / (big * h)
-    fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2).astype(np.float32)
-    box = (np.sinc(fx * p) / np.sinc(fx * h)).astype(np.float32)
-    half = np.empty((len(fwhm), u, u), dtype=np.float32)
-    alphas = np.array([moffat_alpha(f, b) for f, b in zip(fwhm, beta)])
-    betas = np.asarray(beta, dtype=np.float64)
-    for b in np.unique(betas):
-        sel = np.flatnonzero(betas == b)
-        half[sel] = _otf_many(fr, alphas[sel], float(b))
-    half *= box[None, :, None]
-    half *= box[None, None, :]
-    cut = np.arange(u)[None, :] >= np.asarray(keep)[:, None]  # (P, u)
-    if cut.any():
-        half[cut[:, :, None] | cut[:, None, :]] = 0.0
-    return np.concatenate((half[:, :0:-1], half), axis=1)
-
-
-def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
-    """Sum entries whose signed frequency index (starting at ``first``) agrees modulo ``period``.
-
-    Slices of ``arr`` are added in ascending frequency order onto a zeroed (period) axis.
-    """
-    n = arr.shape[axis]
-    shape = list(arr.shape)
-    shape[axis] = period
-    out = np.zeros(shape, dtype=arr.dtype)
-    src = [slice(None)] * arr.ndim
-    dst = [slice(None)] * arr.ndim
-    i = 0
-    while i < n:
-        r = (first + i) % period
-        m = min(n - i, period - r)
-        src[axis] = slice(i, i + m)
-        dst[axis] = slice(r, r + m)
-        out[tuple(dst)] += arr[tuple(src)]
-        i += m
-    return out
-
-
-def _spectra(w: np.ndarray, l_pix: int, ss: int, u: int) -> np.ndarray:
-    """Pruned forward transforms (render._forward) of (G, M, M) cell fluxes: (G, 2u-1, u) complex64."""
-    big = l_pix * ss
-    padded = np.zeros(w.shape[:2] + (big,), dtype=np.float32)
-    padded[:, :, : w.shape[2]] = w
-    a = sfft.rfft(padded, axis=2)[:, :, :u]
-    b = sfft.fft(a, n=big, axis=1)
-    return np.concatenate((b[:, big - u + 1 :], b[:, :u]), axis=1)
-
-
-def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pixscale: float) -> np.ndarray:
-    """render._inverse for P (spectrum, PSF) pairs: (P, size, size) float64 pixel images."""
-    u = spec.shape[2]
-    big = l_pix * ss
-    h = pixscale / ss
-    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (big * h))
-    d_x = (0.5 * (ss + 1) / ss - shift_x) * pixscale
-    d_y = (0.5 * (ss + 1) / ss - shift_y) * pixscale
-    ay = np.exp(1j * (k[None, :] * d_y[:, None])).astype(np.complex64)
-    ax = np.exp(1j * (k[None, u - 1 :] * d_x[:, None])).astype(np.complex64)
-    prod = np.multiply(spec, transfer)
-    prod *= ay[:, :, None]
-    yf = _fold(prod, -(u - 1), l_pix, axis=1)
-    rows = sfft.ifft(yf, axis=1)[:, :size]
-    rows *= ax[:, None, :]  # (the x shift commutes with the transforms along y)
-    full = np.concatenate((np.conj(rows[:, :, :0:-1]), rows), axis=2)
-    xf = _fold(full, -(u - 1), l_pix, axis=2)
-    img = sfft.irfft(xf[:, :, : l_pix // 2 + 1], n=l_pix, axis=2)[:, :, :size]
-    return img.astype(np.float64)
-
-
 def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, pixscale, out, mu) -> None:
     """Render rows (all SersicSource) into out (N, B, size, size) [and mu (N,) when not None]."""
     n = len(lenses)
@@ -251,27 +151,9 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
     for i, a in enumerate(axes):
         w[i] *= a[3][:, None]
         w[i] *= a[2][None, :]
-    plans = [_plan(size, ss, pixscale, tuple((float(f), float(b)) for f, b in zip(fwhm[i], beta[i]))) for i in range(n)]
     shifts = np.array([a[4] for a in axes], dtype=np.float64)
-    for l_pix in sorted({p[0] for p in plans}):
-        rows = [i for i in range(n) if plans[i][0] == l_pix]
-        u = max(plans[i][1] for i in rows)
-        spec = _spectra(w[rows], l_pix, ss, u)
-        pairs = [(j, i, b) for j, i in enumerate(rows) for b in range(fluxes.shape[1]) if fluxes[i, b] != 0.0]
-        if not pairs:
-            continue
-        pj = np.array([p[0] for p in pairs])
-        pi = np.array([p[1] for p in pairs])
-        pb = np.array([p[2] for p in pairs])
-        transfer = _transfers(
-            fwhm[pi, pb], beta[pi, pb], [plans[i][1] for i in pi], u, l_pix * ss, h, pixscale
-        )
-        img = _images(spec[pj], shifts[pi, 0], shifts[pi, 1], transfer, size, l_pix, ss, pixscale)
-        # a Sersic source is non-negative, and so are its images through a positive PSF: the transform's
-        # float32 round-off (far-wing pixels within ~1e-7 of the peak of zero) is clipped at zero
-        np.maximum(img, 0.0, out=img)
-        img *= fluxes[pi, pb][:, None, None]
-        out[pi, pb] = img
+    # (a Sersic source is non-negative, and so are its images)
+    out[...] = psf_images(w, shifts, fluxes, fwhm, beta, size, ss, pixscale, clip=np.ones(n, dtype=bool))
     if mu is None:
         return
     for i in range(n):
