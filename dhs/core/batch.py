@@ -1,16 +1,19 @@
-"""Render many lensed Sersic stamps at once: the per-call overhead of NumPy is paid once per batch.
+"""Render many lensed stamps at once: NumPy's per-call overhead is paid once per batch, not per stamp.
 
 The algorithm is the one of dhs.core.render (lens-aligned sub-pixel grid, Laplacian-corrected cell means,
-adaptive Gauss-Legendre refinement with sub-cell moments, exact Sersic-centre cells, FFT (x) analytic
-Moffat (x) pixel transfer, exact decimation), applied to all rows of a batch together: the rays of every
-row are shot in one (N, ny, nx) pass, the refined cells of all rows are concatenated (each carrying its
-row's lens and source constants: dhs.core.lens.LensBatch, dhs.core.sersic_batch.SersicBatch), and the
-FFTs of all rows and bands run as stacked transforms.
+adaptive Gauss-Legendre refinement with sub-cell moments, exact Sersic-centre cells; then
+dhs.core.transfer), applied to the Sersic rows of a batch together, CHUNK_ROWS at a time: the grid-sized
+passes (rays, source, refinement flags, Laplacian) run row by row on arrays that stay in the CPU cache,
+the refined cells of all rows are integrated together (each carrying its row's lens and source
+constants: dhs.core.lens.LensBatch, dhs.core.sersic_batch.SersicBatch), and the FFTs of all rows and
+bands run as stacked transforms.  Rows with other sources (interpolated templates) are rendered one by
+one with render_lensed_bands.
 
 A row's result never depends on the other rows: every step is elementwise per position, reduces over a
-fixed-length axis, or is a stacked 1-D FFT (pocketfft transforms each line on its own), so a row comes
-out bit-identical in a batch of one and in any batch (outputs do not change with partitioning or batch
-size); dhs.core.render_lensed_bands renders Sersic sources through this module with N = 1.
+fixed-length axis, sums in a fixed order, or is a stacked 1-D FFT (pocketfft transforms each line on its
+own), so a row comes out bit-identical in a batch of one and in any batch (outputs do not change with
+partitioning or batch size); dhs.core.render_lensed_bands renders Sersic sources through this module
+with N = 1.
 """
 
 from __future__ import annotations
