@@ -144,6 +144,24 @@ def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pi
     return img.astype(np.float64)
 
 
+#: stamps are transformed together when their kept spectra differ by at most this factor in size (each
+#: is transformed at the largest size of its group, with the extra frequencies zero: the same image)
+_GROUP_SPREAD = 1.1
+
+
+def _groups(plans: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """Stamps (indices) grouped by padded period, and within it by similar kept-spectrum size."""
+    out = []
+    for l_pix in sorted({p[0] for p in plans}):
+        rows = sorted((i for i in range(len(plans)) if plans[i][0] == l_pix), key=lambda i: plans[i][1])
+        start = 0
+        for k in range(1, len(rows) + 1):
+            if k == len(rows) or plans[rows[k]][1] > _GROUP_SPREAD * plans[rows[start]][1]:
+                out.append((l_pix, rows[start:k]))
+                start = k
+    return out
+
+
 def psf_images(w, shifts, fluxes, fwhm, beta, size: int, ss: int, pixscale: float, clip) -> np.ndarray:
     """(N, B, size, size) float64 images (nanomaggies/pixel) of N stamps' unit-flux cell fluxes in B bands.
 
@@ -157,8 +175,7 @@ def psf_images(w, shifts, fluxes, fwhm, beta, size: int, ss: int, pixscale: floa
     out = np.zeros((n, n_bands, size, size), dtype=np.float64)
     plans = [plan(size, ss, pixscale, tuple((float(f), float(b)) for f, b in zip(fwhm[i], beta[i])))
              for i in range(n)]
-    for l_pix in sorted({p[0] for p in plans}):
-        rows = [i for i in range(n) if plans[i][0] == l_pix]
+    for l_pix, rows in _groups(plans):
         pairs = [(j, i, b) for j, i in enumerate(rows) for b in range(n_bands) if fluxes[i, b] != 0.0]
         if not pairs:
             continue
