@@ -4,10 +4,27 @@ Every field has a default, so ``stage6: {}`` is valid. Stage 6 needs a known-len
 ``lens_catalog`` (a CSV/TSV/whitespace/FITS file) or ``use_lenscat: true`` with the PyPI package ``lenscat``
 installed; with neither, running stage 6 is an error that says so (the other stages are unaffected).
 Angles are arcsec unless named ``_deg``; fluxes nanomaggies; magnitudes AB.
+
+Pool rules come from a named preset (``pool_preset``), and any key set in the YAML overrides the preset:
+
+- ``revised`` (default): the seed system's later revision — TYPE ∈ {SER, DEV, REX}, z < 20 (a missing z
+  magnitude fails), no known lens within 11″, five N2 rules in four categories (ring, edge-on, blue clumpy,
+  large galaxy).
+- ``first_documented``: the seed system's first documented version — TYPE ∈ {SER, DEV, REX, EXP}, z < 21 (a
+  missing z magnitude passes), 10″ exclusion, three N2 rules (ring = DEV with flux_r ≥ 10 nMgy; edge-on = EXP
+  with shape_r ≥ 2″; blue clumpy = g − r ≤ 0.4 and r ≤ 19).
+
+Both share the footprint (−18° < Dec < +32°), ≥ 3 exposures in g, r and z, the excluded maskbits
+{1, 5, 6, 7, 11, 12, 13}, the nobs_z strata 1–2 / 3–5 / 6–10 / 11+, N1 : N2 = 85 : 15, HEALPix nside 128 split
+70/15/15 and 101-pixel cutouts. In both, positives pass the same footprint/quality filters as the negatives
+(``positive_filters``), so every stratum that holds positives can hold negatives. The first documented
+version stratified by a nobs_z 1–2 bin that, under its own ≥ 3-exposure rule, could hold positives but never
+negatives. docs/stage6.md lists every difference and why, where known.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Literal
 
@@ -59,11 +76,14 @@ class NobsFilter(StrictModel):
 
 
 class MagFilter(StrictModel):
-    """Keep mag_<band> < ``max`` (AB); a NaN magnitude (flux ≤ 0) fails."""
+    """Keep mag_<band> < ``max`` (AB). A NaN magnitude (flux ≤ 0 or missing) fails unless ``missing_passes``
+    (the first documented version let rows without a z magnitude through; the revision rejects them, since a
+    row with no measured z flux cannot be placed against a z-band cut)."""
 
     enabled: bool = True
     band: Literal["g", "r", "z"] = "z"
     max: float = 20.0
+    missing_passes: bool = False
 
 
 class MaskbitsFilter(StrictModel):
@@ -81,7 +101,8 @@ class KnownLensFilter(StrictModel):
 
 
 class NegativeFilters(StrictModel):
-    """Paper IV negative-pool filters, applied in this order (counts report each one)."""
+    """Paper IV negative-pool filters, applied in this order (counts report each one). Positives pass the
+    ones named in ``Stage6Config.positive_filters`` (all but ``known_lens`` by default)."""
 
     footprint: FootprintFilter = Field(default_factory=FootprintFilter)
     type: TypeFilter = Field(default_factory=TypeFilter)
@@ -117,15 +138,46 @@ class N2Rule(StrictModel):
         return self
 
 
+#: The pool rules of each preset (``Stage6Config.pool_preset``): values of ``filters`` and ``n2_rules``.
+#: Keys a run YAML sets override these (nested dicts merge; a given ``n2_rules`` list replaces the preset's).
+POOL_PRESETS: dict[str, dict[str, Any]] = {
+    "revised": {
+        "filters": {"type": {"allowed": ["SER", "DEV", "REX"]},
+                    "mag": {"band": "z", "max": 20.0, "missing_passes": False},
+                    "known_lens": {"radius_arcsec": 11.0}},
+        "n2_rules": [
+            {"category": "ring_proxy", "type_in": ["DEV"], "flux_r_min": 5.0},
+            {"category": "ring_proxy", "type_in": ["SER"], "sersic_min": 4.0, "flux_r_min": 5.0},
+            {"category": "edge_on_proxy", "ellipticity_min": 0.5, "shape_r_min": 0.6},
+            {"category": "blue_clumpy", "g_minus_r_max": 0.4, "mag_r_max": 20.5},
+            {"category": "large_galaxy", "shape_r_min": 2.0, "flux_r_min": 3.0},
+        ],
+    },
+    "first_documented": {
+        "filters": {"type": {"allowed": ["SER", "DEV", "REX", "EXP"]},
+                    "mag": {"band": "z", "max": 21.0, "missing_passes": True},
+                    "known_lens": {"radius_arcsec": 10.0}},
+        "n2_rules": [
+            {"category": "ring_proxy", "type_in": ["DEV"], "flux_r_min": 10.0},
+            {"category": "edge_on_proxy", "type_in": ["EXP"], "shape_r_min": 2.0},
+            {"category": "blue_clumpy", "g_minus_r_max": 0.4, "mag_r_max": 19.0},
+        ],
+    },
+}
+PoolPreset = Literal["revised", "first_documented"]
+
+
 def default_n2_rules() -> list[N2Rule]:
-    """Paper IV confuser rules in priority order (first match wins)."""
-    return [
-        N2Rule(category="ring_proxy", type_in=["DEV"], flux_r_min=5.0),
-        N2Rule(category="ring_proxy", type_in=["SER"], sersic_min=4.0, flux_r_min=5.0),
-        N2Rule(category="edge_on_proxy", ellipticity_min=0.5, shape_r_min=0.6),
-        N2Rule(category="blue_clumpy", g_minus_r_max=0.4, mag_r_max=20.5),
-        N2Rule(category="large_galaxy", shape_r_min=2.0, flux_r_min=3.0),
-    ]
+    """Confuser rules of the ``revised`` preset in priority order (first match wins)."""
+    return [N2Rule.model_validate(r) for r in POOL_PRESETS["revised"]["n2_rules"]]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested dicts merge, anything else in ``over`` replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 class SamplingSettings(StrictModel):
@@ -188,6 +240,31 @@ class CutoutSettings(StrictModel):
         return self
 
 
+class HardNegativeSettings(StrictModel):
+    """Hard negatives from a finder's score table (``phase6/<variant>/hard_negatives/<experiment_id>/``).
+
+    ``score_table``: Parquet file or folder (local or s3://) with one row per scored object, an id column
+    holding dhs ``galaxy_id`` strings ("<brickname>_<objid>") and a numeric score column (higher = more
+    lens-like). Null → no hard negatives. Stage 6 joins it with the negative pools named in ``pools`` (which
+    already passed every pool filter), drops objects with a known lens within ``exclusion_radius_arcsec``
+    (null = ``filters.known_lens.radius_arcsec``) and every lens's matched object, and takes per stratum
+    (nobs_z_bin × type_bin) the highest scores: ``count: per_positive`` takes round(per_positive × positives
+    of the stratum) in the strata that hold sample positives, ``count: per_stratum`` takes ``per_stratum`` in
+    every stratum of the pools. Ties in score go to the smaller sampling hash, then the smaller galaxy_id.
+    A null or NaN score never makes a hard negative; an id scored twice keeps its highest score."""
+
+    score_table: str | None = None
+    id_column: str = Field(default="galaxy_id", min_length=1)
+    score_column: str = Field(default="score", min_length=1)
+    pools: list[Literal["N1", "N2"]] = Field(default_factory=lambda: ["N1", "N2"], min_length=1)
+    count: Literal["per_positive", "per_stratum"] = "per_positive"
+    per_positive: float = Field(default=10.0, gt=0.0)
+    per_stratum: int = Field(default=1000, ge=1)
+    min_score: float | None = None
+    """Only objects scoring at least this become hard negatives (null = no threshold)."""
+    exclusion_radius_arcsec: float | None = Field(default=None, gt=0.0)
+
+
 class ValidationSettings(StrictModel):
     """Shortcut audit (positives vs negatives) and split checks."""
 
@@ -202,8 +279,26 @@ class ValidationSettings(StrictModel):
     """Count objects in different splits closer than this (0 = skip)."""
 
 
+PositiveFilter = Literal["footprint", "type", "nobs", "mag", "maskbits"]
+#: Filters that decide the strata (nobs_z_bin × type_bin) a negative can fall in: positives must pass them
+#: whenever the negatives do, or a stratum can hold positives and never negatives.
+STRATUM_FILTERS: tuple[str, ...] = ("type", "nobs")
+
+
 class Stage6Config(StrictModel):
-    """Settings of stage 6 (real-lens training sets). Every field has a default."""
+    """Settings of stage 6 (real-lens training sets). Every field has a default.
+
+    ``pool_preset`` picks the pool rules (``filters``, ``n2_rules``): ``revised`` (default, the seed system's
+    later revision) or ``first_documented`` (its first documented version); keys set beside it override the
+    preset (module docstring; docs/stage6.md lists the differences). ``positive_filters``: the pool filters a
+    matched positive must also pass to enter the sample (a positive that fails is kept in ``positives/`` with
+    ``passes_filters = 0`` and the failed filters in ``filter_failed``, and is counted and listed in
+    ``_stage_config.json``); ``type`` and ``nobs`` cannot be left out while they filter the negatives.
+    """
+
+    pool_preset: PoolPreset = "revised"
+    positive_filters: list[PositiveFilter] = Field(
+        default_factory=lambda: ["footprint", "type", "nobs", "mag", "maskbits"])
 
     lens_catalog: str | None = None
     """Known-lens table (CSV/TSV/whitespace/FITS; RA/Dec deg). None → ``lenscat`` if ``use_lenscat``."""
@@ -222,6 +317,17 @@ class Stage6Config(StrictModel):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     cutouts: CutoutSettings = Field(default_factory=CutoutSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    hard_negatives: HardNegativeSettings = Field(default_factory=HardNegativeSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("pool_preset", "revised")
+        if name not in POOL_PRESETS:
+            return data  # the Literal field reports the bad name with the allowed ones
+        return _merge(POOL_PRESETS[name], data)
 
     @model_validator(mode="after")
     def _checks(self) -> Stage6Config:
@@ -233,12 +339,22 @@ class Stage6Config(StrictModel):
             raise ValueError(f"split_fractions must be > 0 and sum to 1, got {fr}")
         if self.sampling.n1_share_min > self.sampling.n1_share_max:
             raise ValueError("sampling.n1_share_min must be ≤ sampling.n1_share_max")
+        for name in STRATUM_FILTERS:
+            if getattr(self.filters, name).enabled and name not in self.positive_filters:
+                raise ValueError(
+                    f"positive_filters must include {name!r} while filters.{name} is enabled: positives outside "
+                    f"it would fill strata that can never hold negatives (got {self.positive_filters})")
         return self
 
     def check_inputs(self, cfg: Any) -> list[str]:
         """Problems with input paths found before Spark starts (local paths only)."""
+        problems = []
         p = self.lens_catalog
         if p and "://" not in p and not os.path.isfile(p):
-            return [(f"stage6.lens_catalog: input path does not exist (got {p!r}; expected a CSV/TSV/FITS "
-                    "table of known lenses with RA/Dec in degrees)")]
-        return []
+            problems.append(f"stage6.lens_catalog: input path does not exist (got {p!r}; expected a CSV/TSV/FITS "
+                            "table of known lenses with RA/Dec in degrees)")
+        s = self.hard_negatives.score_table
+        if s and "://" not in s and not os.path.exists(s):
+            problems.append(f"stage6.hard_negatives.score_table: input path does not exist (got {s!r}; expected "
+                            "a Parquet file or folder of galaxy_id → score)")
+        return problems

@@ -1,7 +1,8 @@
 """Paper IV negative-pool filters on sweep rows, each configurable (``stage6.filters``).
 
 In order: ``footprint`` (dec_min < Dec < dec_max, strict), ``type`` (TYPE in the allowed list), ``nobs``
-(NOBS_<band> ≥ min in each band), ``mag`` (mag_<band> < max; NaN magnitude — flux ≤ 0 or NaN — fails),
+(NOBS_<band> ≥ min in each band), ``mag`` (mag_<band> < max; a NaN magnitude — flux ≤ 0 or NaN — fails,
+or passes with ``missing_passes``),
 ``maskbits`` (none of the listed bits set), ``known_lens`` (no known lens within the radius, arcsec).
 A disabled filter passes every row. Counts are reported two ways: ``failed`` (rows failing each filter on its
 own; overlaps counted in every filter they fail) and ``first_failed`` (each rejected row counted once, under
@@ -10,7 +11,7 @@ the first filter it fails, so ``rows = kept + Σ first_failed``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,8 @@ def filter_failures(cols: Mapping[str, np.ndarray], filters: NegativeFilters,
         mag = flux_to_mag(np.asarray(cols[f"flux_{m.band}"], dtype=np.float64))
         with np.errstate(invalid="ignore"):
             out["mag"] = ~(mag < m.max)  # NaN < x is False → fails
+        if m.missing_passes:
+            out["mag"] &= ~np.isnan(mag)
     else:
         out["mag"] = np.zeros(n, bool)
     mb = filters.maskbits
@@ -100,3 +103,48 @@ def apply_filters(cols: Mapping[str, np.ndarray], filters: NegativeFilters, lens
         remaining &= ~fails[name]
     failed = {name: int(fails[name].sum()) for name in FILTER_ORDER}
     return remaining, failed, first
+
+
+def positive_filters(filters: NegativeFilters, names: Sequence[str]) -> NegativeFilters:
+    """The filters a matched positive must pass: those of ``filters`` named in ``names`` (the others,
+    and always ``known_lens``, disabled)."""
+    upd = {k: getattr(filters, k).model_copy(update={"enabled": getattr(filters, k).enabled and k in names})
+           for k in FILTER_ORDER}
+    upd["known_lens"] = filters.known_lens.model_copy(update={"enabled": False})
+    return filters.model_copy(update=upd)
+
+
+def failed_filter_names(fails: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per row, the filters it fails joined by "," in :data:`FILTER_ORDER` ("" when it passes all)."""
+    names = [k for k in FILTER_ORDER if k in fails]
+    n = int(np.asarray(fails[names[0]]).size) if names else 0
+    out = np.full(n, "", dtype=object)
+    for k in names:
+        hit = np.asarray(fails[k], dtype=bool)
+        out[hit] = np.where(out[hit] == "", k, out[hit] + "," + k)
+    return out
+
+
+def rejection_report(keys: Sequence[str], failed: Sequence[str], objects: Sequence[str] | None = None
+                     ) -> dict[str, Any]:
+    """Counts and list of the rows that fail filters, from the per-row ``failed`` names of
+    :func:`failed_filter_names` ("" = passes): ``rejected``, ``rejected_first_filter`` (each row under its
+    first failed filter), ``failed_each_filter`` and ``rows`` (``key``, ``object`` when given, ``filters``),
+    sorted by key."""
+    first = {k: 0 for k in FILTER_ORDER}
+    each = {k: 0 for k in FILTER_ORDER}
+    rows = []
+    objs = list(objects) if objects is not None else [None] * len(keys)
+    for key, f, obj in zip(list(keys), list(failed), objs):
+        if not f:
+            continue
+        names = str(f).split(",")
+        first[names[0]] += 1
+        for nm in names:
+            each[nm] += 1
+        row = {"key": str(key), "filters": str(f)}
+        if obj is not None:
+            row["object"] = str(obj)
+        rows.append(row)
+    rows.sort(key=lambda r: r["key"])
+    return {"rejected": len(rows), "rejected_first_filter": first, "failed_each_filter": each, "rows": rows}

@@ -2,7 +2,8 @@
 
 For every row read: candidate positive pairs (every known lens within the match radius of the object,
 whatever its TYPE or flags — positives are matched against the full catalogue, never against a filtered
-pool), the negative-pool filters, and for the rows that pass them the derived columns, N2 category and
+pool — each with the pool filters it fails, ``stage6.positive_filters``, in ``filter_failed``), the
+negative-pool filters, and for the rows that pass them the derived columns, N2 category and
 sampling hash. Returns Arrow tables with :data:`OBJECT_SCHEMA` (+ lens index and separation for candidate
 pairs) and a JSON-able summary (rows read, per-filter counts, read error).
 """
@@ -20,7 +21,13 @@ from dhs.config.stage6 import Stage6Config
 from dhs.reallens.confusers import classify
 from dhs.reallens.crossmatch import candidate_pairs
 from dhs.reallens.derived import derive
-from dhs.reallens.filters import FILTER_ORDER, apply_filters
+from dhs.reallens.filters import (
+    FILTER_ORDER,
+    apply_filters,
+    failed_filter_names,
+    filter_failures,
+    positive_filters,
+)
 from dhs.reallens.sampling import sample_hash, stratum_key
 
 #: Sweep columns read by stage 6 (lower-case DR10 names; DR8 shapes/sersic are derived by the reader).
@@ -54,9 +61,10 @@ def _sweep_field(c: str) -> pa.Field:
 #: nanomaggy⁻²; magnitudes AB; ``healpix`` nested at ``stage6.healpix_nside``).
 OBJECT_SCHEMA = pa.schema([pa.field("galaxy_id", pa.string())] + [_sweep_field(c) for c in SWEEP_COLUMNS_6]
                           + [pa.field(n, t) for n, t in _DERIVED_FIELDS])
-#: Candidate pairs: object columns + the lens index and the separation (arcsec).
+#: Candidate pairs: object columns + the lens index, the separation (arcsec) and the positive filters the
+#: object fails ("" = passes all; names joined by "," in filter order).
 CANDIDATE_SCHEMA = OBJECT_SCHEMA.append(pa.field("lens_index", pa.int64())).append(
-    pa.field("sep_arcsec", pa.float64()))
+    pa.field("sep_arcsec", pa.float64())).append(pa.field("filter_failed", pa.string()))
 
 
 def object_table(cols: Mapping[str, Any], sel: np.ndarray, st: Stage6Config, seed: int, sweep_file: str,
@@ -101,8 +109,11 @@ def process_columns(cols: Mapping[str, Any], lens_ra: np.ndarray, lens_dec: np.n
     n = ra.size
     il, io, sep = candidate_pairs(lens_ra, lens_dec, ra, dec, st.match_radius_arcsec)
     cand = object_table(cols, io, st, seed, sweep_file, classify_n2=False)
+    sub = {k: np.asarray(v)[io] for k, v in cols.items()}
+    pos_fails = filter_failures(sub, positive_filters(st.filters, st.positive_filters), np.zeros(0), np.zeros(0))
     cand = cand.append_column("lens_index", pa.array(il, pa.int64())).append_column(
-        "sep_arcsec", pa.array(sep, pa.float64()))
+        "sep_arcsec", pa.array(sep, pa.float64())).append_column(
+        "filter_failed", pa.array(failed_filter_names(pos_fails).tolist(), pa.string()))
     keep, failed, first = apply_filters(cols, st.filters, lens_ra, lens_dec)
     neg = object_table(cols, np.flatnonzero(keep), st, seed, sweep_file, classify_n2=True)
     summary = {"rows_read": int(n), "pool_rows": int(keep.sum()), "candidate_pairs": int(il.size),

@@ -92,6 +92,10 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
                  f"{c.get('unmatched', '?')}, duplicates {c.get('duplicate', '?')}. Negative pool: "
                  f"{c.get('pool', '?')} rows (N2 share {summary.get('n2_share', float('nan')):.3f}). Sample: "
                  f"{c.get('sample_negatives', '?')} negatives for {c.get('sample_positives', '?')} positives.")
+    if c.get("positives_rejected"):
+        why = ", ".join(f"{k} {v}" for k, v in c.get("positives_rejected_first_filter", {}).items() if v)
+        lines.append(f"Matched positives failing the pool's footprint/quality filters (kept out of the sample, "
+                     f"listed in _stage_config.json): {c['positives_rejected']} ({why}).")
     g = summary.get("gates", {})
     lines += ["", (f"Sampling gates: total reached {g.get('total_reached')}, N1 share "
               f"{g.get('n1_share', float('nan')):.3f} ok {g.get('n1_share_ok')}, every stratum represented "

@@ -8,13 +8,20 @@ Flow (pure logic in :mod:`dhs.reallens`; this module is the Spark wiring):
    negative-pool rows that pass the Paper IV filters (with derived columns, N2 category, HEALPix split and
    sampling hash) and a summary row (rows read, per-filter counts, read error);
 3. driver: resolve the crossmatch (nearest, deterministic ties and duplicates) → ``positives/`` (one row
-   per lens: matched, unmatched or duplicate); ``negatives/`` ← the pool;
-4. quotas per stratum from the matched positives and pool counts; negatives ranked by their 64-bit hash
+   per lens: matched, unmatched or duplicate, with ``passes_filters`` / ``filter_failed``: the pool filters
+   of ``stage6.positive_filters`` its object fails); ``negatives/`` ← the pool;
+4. quotas per stratum from the matched positives that pass the same filters as the negatives (the others
+   are counted and listed with their reasons in ``_stage_config.json``, never silently kept) and pool
+   counts; negatives ranked by their 64-bit hash
    within (stratum, pool) windows → ``sample/`` (matched positives + chosen negatives, ``label`` 1/0);
 5. cutouts of every sample row (coadd store or cutout service) with quality metrics and shortcut features
    → ``cutouts/``; failures are rows with ``cutout_ok = 0`` and ``error``;
 6. validation (shortcut audit, split proportions, disjointness) → ``validation/`` (audit table,
    ``_validation.json``, ``_report.md`` — underscore names so Parquet readers skip them).
+
+7. with ``stage6.hard_negatives.score_table`` set: the finder's highest-scoring non-lenses per stratum →
+   ``hard_negatives/`` (:mod:`dhs.stages.stage6_hard_negatives`). When the other outputs exist already, only
+   this step runs (again whenever its settings change).
 
 All outputs live under ``phase6/<variant>/<kind>/<experiment_id>/`` with ``_stage_config.json`` (written
 last) holding the counts of every step; each step's rows in = rows out (+ rows rejected, with reasons).
@@ -36,10 +43,10 @@ import pyarrow.compute as pc
 from dhs.config import RunConfig
 from dhs.io.paths import is_s3, join, read_bytes, to_spark_path, write_bytes
 from dhs.reallens.confusers import shares_from_counts
-from dhs.reallens.crossmatch import MATCHED, assign_tiers, resolve_matches
+from dhs.reallens.crossmatch import DUPLICATE, MATCHED, UNMATCHED, assign_tiers, resolve_matches
 from dhs.reallens.cutouts import CutoutServiceClient, cutout_columns, cutout_row
 from dhs.reallens.derived import hash_split, healpix_index
-from dhs.reallens.filters import FILTER_ORDER
+from dhs.reallens.filters import FILTER_ORDER, rejection_report
 from dhs.reallens.lenses import LensTable, lenscat_table, read_lens_table
 from dhs.reallens.sampling import gates, stratum_quotas
 from dhs.reallens.sweep_task import CANDIDATE_SCHEMA, OBJECT_SCHEMA, process_sweep
@@ -61,10 +68,12 @@ from dhs.stages.common import (
     stage_output_dir,
     write_parquet_atomically,
 )
+from dhs.stages.stage6_hard_negatives import check_score_table, hard_negatives_current, hard_negatives_step
 from dhs.stages.sweep_inputs import resolve_sweep_paths, sweep_read_tasks
 
 STAGE = "6"
 KINDS = ("positives", "negatives", "sample", "cutouts", "validation")
+HARD_KIND = "hard_negatives"
 
 _LENS_FIELDS = [("lens_id", pa.string()), ("lens_ra", pa.float64()), ("lens_dec", pa.float64()),
                 ("grade", pa.string()), ("reference", pa.string()), ("tier", pa.string()),
@@ -149,8 +158,11 @@ def _read_sweeps(spark: Any, cfg: RunConfig, lenses: LensTable) -> tuple[Any, li
 
 
 # ------------------------------------------------------------------------------------------ positives
-def positives_table(lenses: LensTable, cand: pa.Table, cfg: RunConfig) -> tuple[pa.Table, dict[str, int]]:
-    """One row per lens (lens columns + the matched object's columns, null when unmatched)."""
+def positives_table(lenses: LensTable, cand: pa.Table, cfg: RunConfig) -> tuple[pa.Table, dict[str, Any]]:
+    """One row per lens (lens columns + the matched object's columns, null when unmatched, + ``passes_filters``
+    1/0 and ``filter_failed``, the positive filters the object fails, both null without an object) and the
+    counts: lenses per match status and ``filters`` (:func:`dhs.reallens.filters.rejection_report` of the
+    matched lenses whose object fails a positive filter — they stay out of the sample)."""
     st = cfg.stage6
     res = resolve_matches(lenses.lens_id.tolist(), cand["lens_index"].to_numpy(zero_copy_only=False),
                           cand["galaxy_id"].to_pylist(), cand["sep_arcsec"].to_numpy(zero_copy_only=False))
@@ -183,7 +195,15 @@ def positives_table(lenses: LensTable, cand: pa.Table, cfg: RunConfig) -> tuple[
     out = obj
     for i, (name, typ) in enumerate(_LENS_FIELDS):
         out = out.add_column(i, name, pa.array(lens_vals[name], typ))
-    return out, res.counts()
+    failed = (cand["filter_failed"].take(take).to_pylist() if cand.num_rows else [None] * n)
+    failed = [f if h else None for f, h in zip(failed, has.tolist())]
+    out = out.append_column("passes_filters", pa.array([None if f is None else int(f == "") for f in failed],
+                                                       pa.int32()))
+    out = out.append_column("filter_failed", pa.array(failed, pa.string()))
+    matched = res.status == MATCHED
+    report = rejection_report(lenses.lens_id[matched].tolist(), [failed[i] for i in np.flatnonzero(matched)],
+                              res.object_key[matched].tolist())
+    return out, {**res.counts(), "filters": report}
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -193,8 +213,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     from pyspark.sql import functions as F
 
     dirs = {k: stage_output_dir(cfg, STAGE, k) for k in KINDS}
+    hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if cfg.stage6.hard_negatives.score_table else None
+    if hn_dir:
+        check_score_table(cfg, spark)
     if should_skip(cfg, list(dirs.values())):
-        return skipped_result(STAGE, dirs["sample"])
+        if hn_dir is None or hard_negatives_current(cfg, hn_dir, dirs["negatives"]):
+            return skipped_result(STAGE, dirs["sample"])
+        return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
     started = time.time()
     st = cfg.stage6
     lenses = load_lenses(cfg)
@@ -212,7 +237,10 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     # ---- positives
     cand_rows = raw.where(F.col("_kind") == "pos").drop("_kind", "_summary")
     cand = pa.Table.from_pylist([r.asDict() for r in cand_rows.collect()], schema=CANDIDATE_SCHEMA)
-    pos_tbl, match_counts = positives_table(lenses, cand, cfg)
+    pos_tbl, pos_report = positives_table(lenses, cand, cfg)
+    match_counts = {k: int(pos_report[k]) for k in (MATCHED, UNMATCHED, DUPLICATE)}
+    pos_rejected = pos_report["filters"]
+    n_pos_ok = match_counts[MATCHED] - pos_rejected["rejected"]
     pos_df = spark.createDataFrame(pos_tbl)
     write_parquet_atomically(pos_df.coalesce(1), dirs["positives"], partition_by=("region_split",))
     pos_written = spark.read.parquet(to_spark_path(dirs["positives"]))
@@ -235,7 +263,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                            f"({sum(first_failed.values())})")
 
     # ---- sample: quotas per stratum, rank by 64-bit hash within (stratum, pool)
-    matched = pos_written.where(F.col("match_status") == MATCHED)
+    matched = pos_written.where((F.col("match_status") == MATCHED) & (F.col("passes_filters") == 1))
     pos_counts = {r["stratum"]: int(r["count"]) for r in matched.groupBy("stratum").count().collect()}
     quotas = stratum_quotas(pos_counts, pool_counts, st.sampling)
     qrows = [(s, p, int(q[f"{p.lower()}_take"])) for s, q in quotas.items() for p in ("N1", "N2")]
@@ -268,7 +296,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
     # ---- validation
     summary = _validate(spark, cfg, dirs["cutouts"], samp)
-    summary["counts"] = {"lenses": len(lenses), **match_counts, "pool": n_pool,
+    summary["counts"] = {"lenses": len(lenses), **match_counts, "positives_rejected": pos_rejected["rejected"],
+                         "positives_rejected_first_filter": pos_rejected["rejected_first_filter"], "pool": n_pool,
                          "sample_positives": n_sample_pos, "sample_negatives": n_sample_neg}
     summary["n2_share"] = pool_shares["n2_share"]
     summary["gates"] = gate
@@ -286,10 +315,16 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                                                    "candidate_pairs")} for s in summaries]},
         "positives": {"rows_in": len(lenses), "rows_out": n_pos_rows, **match_counts,
                       "candidate_pairs": cand.num_rows, "match_radius_arcsec": st.match_radius_arcsec,
-                      "lens_source": lenses.source, "lens_columns": lenses.columns},
+                      "lens_source": lenses.source, "lens_columns": lenses.columns,
+                      "positive_filters": list(st.positive_filters), "in_sample": n_pos_ok,
+                      "rejected_by_filters": pos_rejected["rejected"],
+                      "rejected_first_filter": pos_rejected["rejected_first_filter"],
+                      "failed_each_filter": pos_rejected["failed_each_filter"],
+                      "rejected_lenses": [{"lens_id": r["key"], "galaxy_id": r["object"], "filters": r["filters"]}
+                                          for r in pos_rejected["rows"]]},
         "negatives": {"rows_in": rows_read, "rows_out": n_pool, "rejected": sum(first_failed.values()),
                       "rejected_first_filter": first_failed, "failed_each_filter": failed, "pool": pool_shares},
-        "sample": {"rows_in": int(match_counts[MATCHED]) + n_pool, "rows_out": n_sample,
+        "sample": {"rows_in": n_pos_ok + n_pool, "rows_out": n_sample,
                    "positives": n_sample_pos, "negatives": n_sample_neg, "not_selected": n_pool - n_sample_neg,
                    "quotas": quotas, "gates": gate},
         "cutouts": cut_counts,
@@ -302,8 +337,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         failures["unreadable_sweep"] = len(unreadable)
     result = StageResult(stage=STAGE, output_path=dirs["sample"], rows_in=n_sample, rows_out=cut_counts["rows_out"],
                          failures=failures, extra={"dirs": dirs, "counts": counts})
-    return finish_stage(cfg, result, list(dirs.values()), inputs=paths + [lenses.source, cfg.survey_root],
-                        counts=counts, started=started, extra={"dirs": dirs})
+    result = finish_stage(cfg, result, list(dirs.values()), inputs=paths + [lenses.source, cfg.survey_root],
+                          counts=counts, started=started, extra={"dirs": dirs})
+    if hn_dir:
+        hn = hard_negatives_step(spark, cfg, lenses, dirs, hn_dir)
+        result.extra["hard_negatives"] = hn.extra
+        result.extra["dirs"] = {**dirs, HARD_KIND: hn_dir}
+    return result
 
 
 # ------------------------------------------------------------------------------------------ cutouts

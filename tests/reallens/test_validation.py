@@ -62,3 +62,12 @@ def test_report_mentions_gates_and_flags():
                           "gates": {"passed": False, "n1_share": 0.8}, "audit": rows, "splits": {},
                           "disjointness": {"pixels": 4, "pixels_in_several_splits": 0}})
     assert "matched 2" in md and "FAIL" in md and "| f |" in md and "red" in md
+
+
+def test_report_names_positives_failing_the_filters():
+    base = {"lenses": 3, "matched": 3, "unmatched": 0, "duplicate": 0, "pool": 9, "sample_positives": 1,
+            "sample_negatives": 8}
+    md = report_markdown({"counts": {**base, "positives_rejected": 2,
+                                     "positives_rejected_first_filter": {"type": 1, "nobs": 1, "mag": 0}}})
+    assert "failing the pool's footprint/quality filters" in md and "2 (type 1, nobs 1)" in md
+    assert "failing" not in report_markdown({"counts": {**base, "positives_rejected": 0}})
