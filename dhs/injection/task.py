@@ -59,11 +59,11 @@ def _timed(timings: dict[str, float] | None, key: str):
     if timings is None:
         yield
         return
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         yield
     finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+        timings[key] = timings.get(key, 0.0) + time.process_time() - t0
 
 
 def _get(row: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -231,7 +231,7 @@ def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
     cutout : :class:`dhs.survey.coadd.Cutout` for the host (size = the row's ``stamp_size``).
     bank : an open COSMOS bank (needed only for ``source_mode = "cosmos"``) or None.
     settings : :class:`dhs.config.stage4c.Stage4cConfig`.
-    timings : optional dict accumulating seconds under "render", "metrics" and "encode".
+    timings : optional dict accumulating CPU seconds under "render", "metrics" and "encode".
 
     Returns
     -------

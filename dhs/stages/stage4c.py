@@ -86,7 +86,7 @@ def process_rows(rows: list[dict[str, Any]], store: Any, bank: Any, settings: An
     todo, cuts = [], []
     for i, row in enumerate(rows):
         size = int(row.get("stamp_size") or settings.default_stamp_size)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             cut = store.cutout(float(row["ra"]), float(row["dec"]), size=size, brickname=row.get("brickname"))
         except Exception as exc:  # noqa: BLE001 - a bad file must become a failure row, not a crash
@@ -94,7 +94,7 @@ def process_rows(rows: list[dict[str, Any]], store: Any, bank: Any, settings: An
             continue
         finally:
             if timings is not None:
-                timings["cutout"] = timings.get("cutout", 0.0) + time.perf_counter() - t0
+                timings["cutout"] = timings.get("cutout", 0.0) + time.process_time() - t0
         todo.append(i)
         cuts.append(cut)
     for i, res in zip(todo, inject_batch([rows[i] for i in todo], cuts, bank, settings, timings)):
