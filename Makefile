@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@bash scripts/check_java.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[reference,dev]'
+	$(PY) -m pip install --quiet -e '.[spark,reference,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,11 +35,14 @@ clean:
 
 # Executor packaging: the dhs wheel and a packed virtual environment (no pyspark: the cluster's Spark is used)
 #   spark-submit --archives dist/dhs-env.tar.gz#environment \
-#                --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python ...
+#                --conf spark.pyspark.python=./environment/bin/python ...
+# DIST / DIST_ENV move the outputs (tests/cluster builds into a temporary folder).
+DIST     ?= dist
+DIST_ENV ?= build/dist-env
 dist: $(STAMP)
-	rm -rf dist build/dist-env
-	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
-	$(PYTHON) -m venv build/dist-env
-	bash docker/install-dhs.sh build/dist-env/bin/python "$$(ls dist/dhs-*.whl)"
-	$(VENV)/bin/venv-pack --quiet -p build/dist-env -o dist/dhs-env.tar.gz
-	@ls -la dist
+	rm -rf $(DIST) $(DIST_ENV) build/lib   # build/lib: setuptools would pack stale copies of removed modules
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	$(PYTHON) -m venv $(DIST_ENV)
+	bash docker/install-dhs.sh $(DIST_ENV)/bin/python "$$(ls $(DIST)/dhs-*.whl)"
+	$(VENV)/bin/venv-pack --quiet -p $(DIST_ENV) -o $(DIST)/dhs-env.tar.gz
+	@ls -la $(DIST)

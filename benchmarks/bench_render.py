@@ -20,7 +20,9 @@ import dataclasses
 import math
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +37,8 @@ from dhs.core import (
 )
 from dhs.core.batch import render_lensed_batch
 from dhs.core.psf import KERNEL_FLUX_FRACTION, moffat_kernel_size
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cosmos_render.py
 
 PIX = 0.262
 SIZE = 64
@@ -219,6 +223,8 @@ def _breakdown(params, fwhm: float = BANDS_FWHM[1]) -> dict[str, float]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stamps", type=int, default=40, help="number of random 3-band stamps")
+    ap.add_argument("--catalog", default=None,
+                    help="GalSim RealGalaxyCatalog FITS for the COSMOS comparison (default: synthetic bank)")
     args = ap.parse_args(argv)
     params = _params(args.stamps)
 
@@ -310,6 +316,11 @@ def main(argv=None) -> None:
     )
     budget = t_len[0] / TARGET_RATIO
     floor = parts["rays"] + parts["source"] + parts["transform"]
+    from cosmos_render import run as run_cosmos
+
+    cosmos_ratio = run_cosmos(args.catalog, max(10, args.stamps // 2))
+    print(f"ratios vs lenstronomy: Sersic (shared + magnification) {t_len[0] / t_mu[0]:.1f}x | "
+          f"COSMOS INTERPOL (shared + magnification) {cosmos_ratio:.1f}x")
     print(
         f"issue #3 target {TARGET_RATIO:.0f}x: <= {budget:.2f} ms per 3-band stamp, {budget / 3:.2f} ms per band; "
         f"rays + source + transform of one band without any refinement: {floor:.2f} ms"

@@ -1,13 +1,13 @@
-"""The ``dhs`` command: ``synth``, ``run``, ``demo`` and ``cosmos-bank`` (DESIGN §4)."""
+"""The ``dhs`` command: ``synth``, ``run``, ``demo``, ``grids`` and ``cosmos-bank`` (DESIGN §4)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.resources
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,7 +15,8 @@ import yaml
 from dhs.config import ConfigError, RunConfig, config_from_dict, load_config
 
 STAGE_CHOICES = ("3", "4a", "4c", "4d", "6", "all")
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DEMO_CONFIG = "presets/debug.yaml"
+"""The demo's run configuration, package data of ``dhs`` (the repository's configs/debug.yaml)."""
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +48,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_grids(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("grids", help="list the named injection grids", description="List the named grids "
+                       "(stage4a.grid) with their number of configurations and axis values. Searched in order: "
+                       "--grids-dir, $DHS_GRIDS_DIR, the grids shipped in the dhs package.")
+    p.add_argument("--grids-dir", default=None, help="extra folder searched first (as stage4a.grids_dir)")
+    p.set_defaults(func=cmd_grids)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``dhs`` command."""
     parser = argparse.ArgumentParser(prog="dhs", description="Dark Halo Scope: lens-injection training and "
@@ -55,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_run(sub)
     _add_demo(sub)
+    _add_grids(sub)
     try:
         from dhs.cosmos.cli import add_parser as add_cosmos
     except ImportError:  # the COSMOS bank builder is optional until installed
@@ -72,6 +82,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"[dhs] synthetic sky: {len(sky.bricknames)} bricks, {sky.n_objects} objects, "
           f"{sky.n_lrg_like} LRG-like, {time.time() - t0:.1f} s -> {sky.survey_root}")
     return 0
+
+
+def _axis_text(values: tuple[float, ...]) -> str:
+    return f"{len(values)}: " + (f"{values[0]:g}" if len(values) == 1 else f"{min(values):g}..{max(values):g}")
+
+
+def cmd_grids(args: argparse.Namespace) -> int:
+    from dhs.sampling.grids import AXES, GridError, available_grids
+
+    grids = available_grids(args.grids_dir)
+    rows = [["grid", "configs", *AXES, "file"]]
+    errors = []
+    for g in grids:
+        if isinstance(g, GridError):
+            errors.append(str(g))
+            continue
+        rows.append([g.name, str(g.size), *(_axis_text(g.axes[a]) for a in AXES), g.source])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = [c.rjust(w) if i == 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        print("  ".join([*cells, r[-1]]).rstrip())
+    print("axis columns: number of values: min..max (theta_e, reff in arcsec; dmag in mag)")
+    for e in errors:
+        print(f"dhs grids: {e}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def ensure_survey(cfg: RunConfig) -> None:
@@ -93,18 +128,23 @@ def stage_list(stage: str) -> list[str]:
 
 def run_stages(cfg: RunConfig, stages: list[str]) -> list[Any]:
     """Run the given stages in order in one Spark session; returns their StageResults."""
+    from dhs.logs import ProgressMonitor, configure_logging
     from dhs.spark import get_spark
     from dhs.stages import STAGES
+    from dhs.stages.upstream import check_upstream
 
+    configure_logging(cfg.logging.level)
+    check_upstream(cfg, stages)
     ensure_survey(cfg)
-    spark = get_spark(cfg.spark)
+    spark = get_spark(cfg.spark, log_level=cfg.logging.spark_level)
     results = []
-    for st in stages:
-        try:
-            module = importlib.import_module(STAGES[st])
-        except ModuleNotFoundError as exc:
-            raise SystemExit(f"dhs: stage {st} is not available in this build ({exc})") from None
-        results.append(module.run(spark, cfg))
+    with ProgressMonitor(spark, cfg.logging.progress_seconds):
+        for st in stages:
+            try:
+                module = importlib.import_module(STAGES[st])
+            except ModuleNotFoundError as exc:
+                raise SystemExit(f"dhs: stage {st} is not available in this build ({exc})") from None
+            results.append(module.run(spark, cfg))
     return results
 
 
@@ -115,11 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def demo_config(out: str, overrides: list[str]) -> RunConfig:
-    """The demo run: configs/debug.yaml (when present) with paths under ``out``."""
-    base: dict[str, Any] = {}
-    debug = REPO_CONFIGS / "debug.yaml"
-    if debug.is_file():
-        base = yaml.safe_load(debug.read_text()) or {}
+    """The demo run: the debug tier shipped in the package (configs/debug.yaml) with paths under ``out``."""
+    debug = importlib.resources.files("dhs").joinpath(DEMO_CONFIG)
+    base: dict[str, Any] = yaml.safe_load(debug.read_text()) or {}
     base.update(survey_root=os.path.join(out, "sky"), output_root=os.path.join(out, "output"))
     base.setdefault("synth", {})
     base.setdefault("experiment_id", "demo")
@@ -151,10 +189,10 @@ def run_stage_job(stage: str, argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
+        run_stages(cfg, [stage])
     except ConfigError as exc:
         print(f"dhs: {exc}", file=sys.stderr)
         return 2
-    run_stages(cfg, [stage])
     return 0
 
 

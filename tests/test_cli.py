@@ -36,3 +36,22 @@ def test_run_reports_config_error(tmp_path, capsys):
 def test_console_script_installed():
     out = subprocess.run([sys.executable, "-m", "dhs.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "synth" in out.stdout
+
+
+def test_demo_config_is_package_data(tmp_path):
+    """`dhs demo` reads its run configuration from the installed package (configs/debug.yaml shipped as
+    dhs/presets/debug.yaml), not from a repository checkout."""
+    import importlib.resources
+    from pathlib import Path
+
+    import yaml
+
+    from dhs.cli import DEMO_CONFIG, demo_config
+
+    repo = Path(__file__).resolve().parent.parent
+    shipped = importlib.resources.files("dhs").joinpath(DEMO_CONFIG).read_text()
+    assert shipped == (repo / "configs" / "debug.yaml").read_text()
+    cfg = demo_config(str(tmp_path / "demo"), ["stage4c.supersample=2"])
+    debug = yaml.safe_load(shipped)
+    assert cfg.stage4a.theta_e_mode == debug["stage4a"]["theta_e_mode"] and cfg.stage3.region_max_bricks == 1
+    assert cfg.survey_root == str(tmp_path / "demo" / "sky") and cfg.stage4c.supersample == 2

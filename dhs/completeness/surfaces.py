@@ -11,8 +11,8 @@ sums the :func:`count_columns` over the key columns):
 
 Denominators: completeness uses injections only (``lens_model != "CONTROL"`` and ``is_control != 1``);
 false-positive rates use controls only. ``valid_all`` = ``cutout_ok == 1`` and every column the recovery
-definition needs is non-null and finite; ``valid_clean`` = ``valid_all`` and ``bad_pixel_frac <= max`` and
-``wise_brightmask_frac <= max``. A NULL anywhere makes a flag 0 — a row is never dropped: it always counts
+definition needs is non-null and finite; ``valid_clean`` = ``valid_all`` and ``bad_pixel_frac <= max`` (with
+the default 0.2 this is stage 4c's ``clean`` flag) and, beyond that flag, ``wise_brightmask_frac <= max``. A NULL anywhere makes a flag 0 — a row is never dropped: it always counts
 in ``n_attempt``.
 """
 
@@ -34,6 +34,7 @@ __all__ = [
     "add_intervals",
     "aggregate_counts",
     "assign_bins",
+    "clean_selection_text",
     "control_mask",
     "count_columns",
     "derive_rows",
@@ -132,6 +133,20 @@ def validity_flags(
         clean = ok & (finite_values(df, "bad_pixel_frac") <= max_bad_pixel_frac)
         clean &= finite_values(df, "wise_brightmask_frac") <= max_wise_brightmask_frac
     return _flag(ok), _flag(clean)
+
+
+def clean_selection_text(max_bad_pixel_frac: float, max_wise_brightmask_frac: float,
+                         clean_flag_cut: float | None = None) -> str:
+    """What the ``clean`` selection of the completeness tables requires, relative to stage 4c's ``clean`` flag
+    (``bad_pixel_frac`` ≤ ``clean_flag_cut``, the seed's 0.2)."""
+    wise = f"wise_brightmask_frac <= {max_wise_brightmask_frac:g}"
+    if clean_flag_cut is None:
+        return f"valid and bad_pixel_frac <= {max_bad_pixel_frac:g} and {wise}"
+    if max_bad_pixel_frac == clean_flag_cut:
+        return (f"stage 4c's clean flag (bad_pixel_frac <= {clean_flag_cut:g}) plus, added by stage 4d, {wise} "
+                "(the share of the stamp in the WISE bright-star mask)")
+    return (f"bad_pixel_frac <= {max_bad_pixel_frac:g} (stage 4c's clean flag uses {clean_flag_cut:g}) and, added "
+            f"by stage 4d, {wise}")
 
 
 def assign_bins(df: pd.DataFrame, bins: Sequence[BinDef]) -> pd.DataFrame:

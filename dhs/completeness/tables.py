@@ -59,7 +59,8 @@ def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", regio
 
     ``theta_e_over_psf`` = θE / PSF FWHM (dimensionless); ``depth_r_mag5`` = r-band 5σ depth (AB mag) from
     ``psfdepth_r_mag5`` or ``psfdepth_r`` (nanomaggy⁻²); ``src_mag_bin_value`` = ``src_mag_r_used`` else
-    ``src_mag_r`` (AB mag); ``target_snr_value`` = ``target_arc_snr_sum``; ``region_key`` = the region column
+    ``src_mag_r`` (AB mag); ``target_snr_value`` = ``target_snr`` (the stage 4a brightness target, r-band SNR of
+    ``target_snr_metric``); ``region_key`` = the region column
     as text; ``split_key`` = ``region_split``.
     """
     out = df.copy()
@@ -77,7 +78,7 @@ def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", regio
         out["depth_r_mag5"] = psfdepth_ivar_to_mag5(col("psfdepth_r"))
     used = col("src_mag_r_used")
     out["src_mag_bin_value"] = np.where(np.isfinite(used), used, col("src_mag_r"))
-    out["target_snr_value"] = col("target_arc_snr_sum")
+    out["target_snr_value"] = col("target_snr")
     out["psf_value"] = psf
     if region_column not in out.columns:
         raise KeyError(f"region column {region_column!r} is missing (have: {sorted(map(str, out.columns))})")

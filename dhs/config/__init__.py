@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "RunConfig",
     "SparkSettings",
+    "LoggingSettings",
     "S3Settings",
     "SynthSettings",
     "load_config",
@@ -50,7 +51,9 @@ class SparkSettings(StrictModel):
     app_name: str = "dhs"
     shuffle_partitions: int = Field(default=8, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
-    show_progress: bool = True
+    show_progress: bool | None = None
+    """Spark's console progress bar; None = only when standard error is a terminal (dhs logs its own
+    progress lines either way, see ``logging.progress_seconds``)."""
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -61,6 +64,37 @@ class SparkSettings(StrictModel):
                 k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, (int, float, bool)) else v
                 for k, v in value.items()
             }
+        return value
+
+
+SPARK_LOG_LEVELS: tuple[str, ...] = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+DHS_LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LoggingSettings(StrictModel):
+    """What a run prints: the ``dhs`` logger's level, Spark's own log level, the progress-line interval."""
+
+    level: str = "INFO"
+    spark_level: str = "WARN"
+    progress_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("level", "spark_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("level")
+    @classmethod
+    def _dhs_level(cls, value: str) -> str:
+        if value not in DHS_LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(DHS_LOG_LEVELS)}")
+        return value
+
+    @field_validator("spark_level")
+    @classmethod
+    def _spark_level(cls, value: str) -> str:
+        if value not in SPARK_LOG_LEVELS:
+            raise ValueError(f"expected one of Spark's log levels {', '.join(SPARK_LOG_LEVELS)}")
         return value
 
 
@@ -93,6 +127,7 @@ class RunConfig(StrictModel):
     force: bool = False
     spark: SparkSettings = Field(default_factory=SparkSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     synth: SynthSettings | None = None
     stage3: Stage3Config = Field(default_factory=Stage3Config)
     stage4a: Stage4aConfig = Field(default_factory=Stage4aConfig)

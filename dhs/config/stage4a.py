@@ -33,6 +33,24 @@ class KnownLensSettings(StrictModel):
         return self
 
 
+SNR_METRIC_NAMES = ("arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt")
+"""Stage 4c r-band SNR columns that brightness targeting can aim at (all linear in the source flux)."""
+
+
+class ResolvedSettings(StrictModel):
+    """What "resolved" means for stage 4a, and how many injections must be resolved.
+
+    An injection is resolved when θE / (host r-band Moffat FWHM from PSFSIZE_R) ≥ ``theta_e_over_psf_min``.
+    Stage 4a reports the resolved share (``_stage_config.json`` counts ``resolved_fraction``); stage 4d
+    reports it against the FWHM 4c applied (``psf_fwhm_used_r``).
+    """
+
+    theta_e_over_psf_min: float = Field(default=1.0, gt=0.0)
+    min_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Required share of resolved injections, checked on the θE/PSF prior when the config is loaded
+    (needs ``theta_e_mode: psf_ratio``); None = report only."""
+
+
 class Stage4aConfig(StrictModel):
     """Settings of stage 4a. Every field has a default, so `stage4a: {}` is valid.
 
@@ -68,7 +86,13 @@ class Stage4aConfig(StrictModel):
     src_mag_mode: Literal["relative", "absolute"] = "relative"
     """``relative``: src_mag_r = host mag_r + src_dmag; ``absolute``: src_mag_r drawn (priors only)."""
     brightness_targeting: bool = False
-    """Draw ``target_arc_snr_sum``; 4c scales the source flux to hit it (src_mag_r is then nominal)."""
+    """Draw ``target_snr`` from ``priors.target_snr`` (default: the seed's mix 0.8–2: 40 %, 2–8: 40 %,
+    8–20: 15 %, > 20: 5 %, stratified within each cell); 4c scales the source flux so that the r-band
+    ``target_snr_metric`` equals it (src_mag_r / src_dmag are then nominal; 4c records src_mag_r_used)."""
+    target_snr_metric: Literal["arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt"] = "arc_snr"
+    """Which stage 4c r-band SNR the targeting aims at: the peak per-pixel ``arc_snr`` (the seed's
+    targeting quantity), the seed's integrated ``arc_snr_sum``, its footprint variant or the matched filter."""
+    resolved: ResolvedSettings = Field(default_factory=ResolvedSettings)
     source_mode: Literal["sersic", "cosmos"] = "sersic"
     cosmos_match_reff: bool = True
     """COSMOS sources: ask 4c to scale templates to src_reff_arcsec (``src_hlr_target_arcsec``)."""
@@ -97,7 +121,23 @@ class Stage4aConfig(StrictModel):
                 raise ValueError("theta_e_mode: psf_ratio needs parameter_source: priors (grid θE are absolute)")
             if self.src_mag_mode == "absolute":
                 raise ValueError("src_mag_mode: absolute needs parameter_source: priors (grid gives src_dmag)")
+        if self.resolved.min_fraction is not None:
+            self._check_resolved_share()
         return self
+
+    def _check_resolved_share(self) -> None:
+        """The θE/PSF prior must give at least ``resolved.min_fraction`` of resolved injections."""
+        from dhs.sampling.priors import parse_priors
+
+        r = self.resolved
+        if self.parameter_source != "priors" or self.theta_e_mode != "psf_ratio":
+            raise ValueError("resolved.min_fraction needs parameter_source: priors and theta_e_mode: psf_ratio "
+                             "(with absolute θE the share depends on the hosts' PSF; stage 4a reports it as "
+                             "resolved_fraction)")
+        share = float(1.0 - parse_priors(self.priors)["theta_e_over_psf"].cdf(r.theta_e_over_psf_min))
+        if share < r.min_fraction:
+            raise ValueError(f"resolved.min_fraction = {r.min_fraction:g}: the priors.theta_e_over_psf prior gives "
+                             f"only {share:.3f} of injections with θE / PSF FWHM ≥ {r.theta_e_over_psf_min:g}")
 
     def effective_control_fraction(self) -> float:
         """The control fraction in force (configured or the tier default)."""

@@ -53,6 +53,9 @@ class Stage4cConfig(StrictModel):
     pixscale: float = Field(default=0.262, gt=0.0, description="arcsec per pixel")
     default_stamp_size: int = Field(default=64, ge=8, le=512,
                                     description="stamp side (pixels) when the manifest has no stamp_size")
+    clean_max_bad_pixel_frac: float = Field(
+        default=0.2, ge=0.0, le=1.0,
+        description="rows get clean = 1 when cutout_ok and bad_pixel_frac <= this (the seed's clean cut, 0.2)")
     bad_maskbits: list[str] | None = Field(
         default=None, description="MASKBITS names that make a pixel bad; default DEFAULT_BAD_BITS")
     cosmos_bank: str | None = Field(default=None, description="COSMOS bank HDF5 path (local or s3://)")

@@ -70,7 +70,9 @@ class Stage4dConfig(StrictModel):
     score >= threshold, thresholds given as scores and as target false-positive rates on valid controls.
     """
 
-    snr_column: Literal["arc_snr", "arc_snr_sum", "arc_snr_opt"] = "arc_snr"
+    snr_column: Literal["arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt"] = "arc_snr"
+    """r-band SNR of the recovery proxy (stage 4c columns): peak per pixel (``arc_snr``), the seed's integrated
+    ``arc_snr_sum`` (all good pixels), its footprint variant, or the matched filter ``arc_snr_opt``."""
     snr_min: float = 5.0
     resolution_min: float = Field(default=0.8, ge=0.0)
     psf_column: Literal["psf_fwhm_used_r", "psfsize_r"] = "psf_fwhm_used_r"
@@ -80,7 +82,9 @@ class Stage4dConfig(StrictModel):
     score_thresholds: list[float] = Field(default_factory=lambda: [0.5])
     target_fprs: list[float] = Field(default_factory=lambda: [0.01, 0.05])
     max_bad_pixel_frac: float = Field(default=0.2, ge=0.0, le=1.0)
+    """"clean" selection: bad_pixel_frac ≤ this (0.2 = stage 4c's ``clean`` flag) ..."""
     max_wise_brightmask_frac: float = Field(default=0.2, ge=0.0, le=1.0)
+    """... and, added by stage 4d, wise_brightmask_frac ≤ this."""
     confidence_levels: list[float] = Field(default_factory=lambda: [0.68, 0.95])
     theta_e_bins: BinSpec = Field(default_factory=lambda: BinSpec(width=0.05))
     """θE bins (arcsec)."""
@@ -93,7 +97,8 @@ class Stage4dConfig(StrictModel):
     src_mag_bins: BinSpec = Field(default_factory=lambda: BinSpec(width=0.5))
     """Source r magnitude bins (AB mag; ``src_mag_r_used`` from 4c, else ``src_mag_r``)."""
     target_snr_bins: BinSpec = Field(default_factory=lambda: BinSpec(edges=[0.8, 2.0, 8.0, 20.0]))
-    """Target ``arc_snr_sum`` bins (brightness targeting; the 4a target mix edges)."""
+    """Bins of the stage 4a target SNR ``target_snr`` (brightness targeting; default: the seed's target-mix
+    edges). With explicit edges the report also tabulates the achieved mix of the measured SNR."""
     snr_hist_width_dex: float = Field(default=0.1, gt=0.0)
     """Bin width of the arc-SNR distributions in the report (dex)."""
     region_column: str = "region_id"

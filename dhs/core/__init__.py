@@ -7,6 +7,7 @@ at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLI
 from .batch import render_lensed_batch
 from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
 from .metrics import (
+    SNR_METRICS,
     arc_snr_metrics,
     lensed_half_light_radius,
     lensed_total_flux,
@@ -19,6 +20,7 @@ from .sources import InterpolatedSource, SersicSource, sersic_b_n
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
+    "SNR_METRICS",
     "InterpolatedSource",
     "SIELens",
     "SersicSource",

@@ -11,6 +11,7 @@ from .lens import SIELens
 from .render import image_plane_half_width, lensed_grid_flux
 
 __all__ = [
+    "SNR_METRICS",
     "arc_snr_metrics",
     "lensed_half_light_radius",
     "lensed_total_flux",
@@ -18,8 +19,11 @@ __all__ = [
     "total_injected_flux",
 ]
 
-#: fraction of the arc's own maximum that defines its footprint for arc_snr_sum
+#: fraction of the arc's own maximum that defines its footprint for arc_snr_sum_footprint
 FOOTPRINT_FRACTION = 0.10
+
+#: the metrics returned by :func:`arc_snr_metrics` (all scale linearly with the arc's flux)
+SNR_METRICS: tuple[str, ...] = ("arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt")
 
 
 def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> dict[str, float | None]:
@@ -32,12 +36,16 @@ def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> di
             or non-finite values are never used.
 
     Returns:
-        dict with
-        ``arc_snr``: peak per-pixel SNR, max over good pixels of s * sqrt(invvar);
-        ``arc_snr_sum``: sum(s) / sqrt(sum(sigma^2)) over the footprint, i.e. good pixels with
-        s >= 10 % of the arc's own maximum (the maximum over the whole stamp);
-        ``arc_snr_opt``: matched-filter SNR sqrt(sum(s^2 * invvar)) over good pixels.
-        All three are None when no good pixel carries arc flux (s > 0).
+        dict with (``s`` the arc, ``sigma = 1/sqrt(invvar)``, sums over the usable pixels)
+        ``arc_snr``: peak per-pixel SNR, max over usable pixels of s / sigma;
+        ``arc_snr_sum``: integrated SNR as the seed system defined it, sum(s) / sqrt(sum(sigma^2)) over
+        every usable pixel of the stamp (it falls as the stamp grows: the noise of arc-free pixels counts);
+        ``arc_snr_sum_footprint``: the same ratio over the arc's footprint only, the usable pixels with
+        s >= 10 % of the arc's own maximum (the maximum over the whole stamp); it does not depend on the
+        stamp size;
+        ``arc_snr_opt``: matched-filter SNR sqrt(sum(s^2 / sigma^2)) over usable pixels.
+        All are None when no usable pixel carries arc flux (s > 0). All are dimensionless and proportional
+        to the arc's flux.
     """
     arc = np.asarray(arc, dtype=np.float64)
     invvar = np.asarray(invvar, dtype=np.float64)
@@ -48,20 +56,22 @@ def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> di
         )
     usable = good & np.isfinite(invvar) & (invvar > 0) & np.isfinite(arc)
     carrying = usable & (arc > 0)
-    none: dict[str, float | None] = {"arc_snr": None, "arc_snr_sum": None, "arc_snr_opt": None}
+    none: dict[str, float | None] = dict.fromkeys(SNR_METRICS)
     if not carrying.any():
         return none
     s = arc[carrying]
     iv = invvar[carrying]
-    arc_snr = float(np.max(s * np.sqrt(iv)))
-    arc_snr_opt = float(math.sqrt(np.sum(s * s * iv)))
+    out: dict[str, float | None] = {
+        "arc_snr": float(np.max(s * np.sqrt(iv))),
+        "arc_snr_sum": float(np.sum(arc[usable]) / math.sqrt(np.sum(1.0 / invvar[usable]))),
+        "arc_snr_sum_footprint": None,
+        "arc_snr_opt": float(math.sqrt(np.sum(s * s * iv))),
+    }
     peak = float(np.max(np.where(np.isfinite(arc), arc, -np.inf)))
     foot = carrying & (arc >= FOOTPRINT_FRACTION * peak)
     if foot.any():
-        arc_snr_sum = float(np.sum(arc[foot]) / math.sqrt(np.sum(1.0 / invvar[foot])))
-    else:
-        arc_snr_sum = None
-    return {"arc_snr": arc_snr, "arc_snr_sum": arc_snr_sum, "arc_snr_opt": arc_snr_opt}
+        out["arc_snr_sum_footprint"] = float(np.sum(arc[foot]) / math.sqrt(np.sum(1.0 / invvar[foot])))
+    return out
 
 
 def total_injected_flux(arcs: np.ndarray) -> np.ndarray:

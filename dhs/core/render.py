@@ -548,6 +548,12 @@ def lensed_grid_flux(
     2x2 levels, default refine_levels(h, source)).  Cells where the boolean (rows, cols) mask ``skip`` is True
     are not refined and return 0.
     """
+    band_limited = getattr(source, "band_limited_grid_flux", None)
+    if band_limited is not None and max_levels is None:
+        # smooth templates: per-ray footprint filtering, no refinement (dhs.core.template_render)
+        w = band_limited(lens, x1, y1, h, skip)
+        if w is not None:
+            return w
     if max_levels is None:
         max_levels = refine_levels(h, source)
     xg = np.broadcast_to(x1[None, :], (y1.size, x1.size))

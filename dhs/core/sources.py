@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage, special
 
 from .scratch import scratch_array
@@ -758,6 +759,72 @@ class InterpolatedSource:
         # spares building the wide pre-filter levels that only such coarse cells would ask for
         skip = flags if flags.any() else None
         return self.surface_brightness(bx, by, cell=h if cell is None else cell, skip=skip), flags
+
+    # --- band-limited templates (dhs.core.template_render) --------------------------------------------
+    @property
+    def band_limited(self) -> bool:
+        """True when the template has no structure at its pixel scale (template_render.is_band_limited):
+        its lensed cell fluxes then come from dhs.core.template_render, without adaptive refinement."""
+        flag = self._levels.get("band_limited")
+        if flag is None:
+            from .template_render import is_band_limited
+
+            flag = is_band_limited(self.template)
+            self._levels["band_limited"] = flag
+        return flag
+
+    def band_limited_grid_flux(self, lens, x1: np.ndarray, y1: np.ndarray, h: float, skip=None):
+        """Cell fluxes of dhs.core.template_render.band_limited_grid_flux, or None when the template is
+        not band-limited (the renderer then refines adaptively)."""
+        if not self.band_limited or self.pixel_size > h:
+            # (templates coarser than the cells need levels finer than their pixels: adaptive renderer)
+            return None
+        from .template_render import band_limited_grid_flux
+
+        return band_limited_grid_flux(lens, self, x1, y1, h, skip)
+
+    def light_radius_pixels(self) -> float:
+        """Distance (template pixels) from the template centre to its farthest non-zero pixel."""
+        r = self._levels.get("light_radius")
+        if r is None:
+            rows, cols = np.nonzero(self.template)
+            ny, nx = self.template.shape
+            r = float(np.hypot(rows - 0.5 * (ny - 1), cols - 0.5 * (nx - 1)).max()) if rows.size else 0.0
+            self._levels["light_radius"] = r
+        return r
+
+    def band_limited_levels(self, top: int) -> np.ndarray:
+        """(n_levels, H, W) float32 unit-sum template on a zero border, smoothed by the Gaussians of
+        template_render.LEVEL_SIGMAS (template pixels; the continuous bilinear surface convolved with each,
+        sampled at the pixel centres); levels 0..``top`` are built (on first use, one inverse FFT each, and
+        shared by with_flux copies)."""
+        from .template_render import LEVEL_SIGMAS
+
+        store = self._levels
+        stack = store.get("bl_stack")
+        if stack is None:
+            border = 2 + math.ceil(4.0 * LEVEL_SIGMAS[-1])
+            ny, nx = self.template.shape
+            shape = (ny + 2 * border, nx + 2 * border)
+            padded = np.zeros(shape, dtype=np.float64)
+            padded[border:-border, border:-border] = self.template / self.template.sum()
+            stack = np.empty((len(LEVEL_SIGMAS),) + shape, dtype=np.float32)
+            stack[0] = padded
+            store["bl_stack"] = stack
+            store["bl_spec"] = sfft.rfft2(padded)
+            store["bl_built"] = 0
+        shape = stack.shape[1:]
+        for k in range(store["bl_built"] + 1, top + 1):
+            taps = _hat_gaussian_taps(LEVEL_SIGMAS[k], steps=1)
+            m = (taps.size - 1) // 2
+            ty = np.zeros(shape[0])
+            tx = np.zeros(shape[1])
+            np.add.at(ty, np.arange(-m, m + 1) % shape[0], taps)
+            np.add.at(tx, np.arange(-m, m + 1) % shape[1], taps)
+            spec = store["bl_spec"] * (sfft.fft(ty)[:, None] * sfft.rfft(tx)[None, :])
+            stack[k] = sfft.irfft2(spec, s=shape)
+            store["bl_built"] = k
+        return stack
 
     # --- pre-filtered levels ---------------------------------------------------------------------
     def _level_stack(self, dtype, k_lo: int, k_hi: int) -> np.ndarray:

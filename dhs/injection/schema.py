@@ -25,12 +25,15 @@ def _band(prefix: str, typ: pa.DataType) -> list[pa.Field]:
 #: (theta_e_arcsec, lens_model, cosmos_index) the 4c value and type replace it.
 RESULT_FIELDS: tuple[pa.Field, ...] = tuple(
     [pa.field("cutout_ok", pa.int32()), pa.field("error", pa.string()),
+     pa.field("quality_notes", pa.string()),    # non-fatal conditions, ';'-separated; null = none
      pa.field("theta_e_arcsec", pa.float64()), pa.field("lens_model", pa.string()),
      pa.field("arc_snr", pa.float64()), pa.field("arc_snr_sum", pa.float64()),
+     pa.field("arc_snr_sum_footprint", pa.float64()),
      pa.field("arc_snr_opt", pa.float64()), pa.field("magnification", pa.float64())]
     + _band("total_injected_flux", pa.float64())
     + [pa.field("lensed_hlr_arcsec", pa.float64()), pa.field("bad_pixel_frac", pa.float64()),
-       pa.field("wise_brightmask_frac", pa.float64())]
+       pa.field("wise_brightmask_frac", pa.float64()),
+       pa.field("clean", pa.int32())]               # 1: cutout_ok and bad_pixel_frac <= the clean cut
     + _band("psfsize_map", pa.float64())        # psfsize map at the host pixel (NaN = unusable), arcsec
     + _band("psfsize_used", pa.float64())       # PSFSIZE chosen (arcsec)
     + _band("psf_fwhm_used", pa.float64())      # Moffat FWHM applied (arcsec)

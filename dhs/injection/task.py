@@ -12,9 +12,17 @@ Random draws come from ``task_seed`` only: the COSMOS template, rotation and fli
 with xxhash64(task_seed, "arc_noise"); switching one option does not change the other draws.
 
 Metrics (DESIGN §5) are computed on the noiseless arc, r band, over good pixels (invvar > 0 and none of
-the bad MASKBITS): ``arc_snr``, ``arc_snr_sum``, ``arc_snr_opt``; ``magnification`` is the lensed/unlensed
-flux of the source, not limited by the stamp; ``total_injected_flux_<b>`` the noiseless arc flux inside
-the stamp; ``lensed_hlr_arcsec`` the half-light radius of the r-band arc about the lens centre.
+the bad MASKBITS): ``arc_snr`` (peak per pixel), ``arc_snr_sum`` (the seed's Σ arc / sqrt(Σ σ²) over every
+good pixel), ``arc_snr_sum_footprint`` (the same over the arc's footprint), ``arc_snr_opt`` (matched
+filter), see :func:`dhs.core.arc_snr_metrics`; ``magnification`` is the lensed/unlensed flux of the source,
+not limited by the stamp; ``total_injected_flux_<b>`` the noiseless arc flux inside the stamp;
+``lensed_hlr_arcsec`` the half-light radius of the r-band arc about the lens centre. ``clean`` is 1 when
+the cutout is usable and ``bad_pixel_frac`` ≤ ``stage4c.clean_max_bad_pixel_frac`` (the seed's 0.2).
+
+Brightness targeting: a manifest row with ``target_snr`` gets its source flux (all bands, colours kept)
+scaled so that the metric named by ``target_snr_metric`` (default ``arc_snr``) equals ``target_snr``
+exactly (a hand-made manifest may use ``target_<metric>`` columns instead, see :func:`brightness_target`);
+every SNR is linear in the flux, so one render suffices.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dhs.core import (
+    SNR_METRICS,
     SersicSource,
     SIELens,
     arc_snr_metrics,
@@ -106,7 +115,13 @@ def failure_row(row: Mapping[str, Any], reason: str, arrays: tuple[str, ...] = A
     out = _blank(row, arrays)
     out["cutout_ok"] = 0
     out["error"] = reason
+    out["clean"] = 0
     return out
+
+
+def is_clean(bad_pixel_frac: float | None, max_bad_pixel_frac: float) -> int:
+    """1 when ``bad_pixel_frac`` (fraction of stamp pixels bad in any band) is ≤ the cut, else 0."""
+    return int(bad_pixel_frac is not None and np.isfinite(bad_pixel_frac) and bad_pixel_frac <= max_bad_pixel_frac)
 
 
 def add_arc(image: np.ndarray, arc: np.ndarray) -> np.ndarray:
@@ -140,11 +155,12 @@ def _bad_mask(settings: Any) -> int:
     return mask_of(names) if names is not None else mask_of(DEFAULT_BAD_BITS)
 
 
-def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float, float | None]:
-    """(good r-band pixels, bad-pixel fraction over all bands, WISE bright-star mask fraction or None).
+def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float | None, float | None]:
+    """(good r-band pixels, bad-pixel fraction over all bands or None, WISE bright-star mask fraction or None).
 
     A pixel is good in a band if its invvar > 0 and it has none of the bad MASKBITS; ``bad_pixel_frac``
-    counts pixels bad in any band.  The WISE fraction uses the WISEMASK HDUs, else the WISEM1/2 MASKBITS."""
+    counts pixels bad in any band and is None when the maskbits file is missing (the good pixels then
+    follow invvar alone).  The WISE fraction uses the WISEMASK HDUs, else the WISEM1/2 MASKBITS."""
     mb = cutout.maskbits
     ok_bits = np.ones(cutout.invvar.shape[1:], dtype=bool) if mb is None else (np.asarray(mb) & bad_mask) == 0
     good_all = ok_bits & (cutout.invvar > 0).all(axis=0)
@@ -155,7 +171,23 @@ def pixel_masks(cutout: Any, bad_mask: int) -> tuple[np.ndarray, float, float | 
         wise = float(np.mean((np.asarray(mb) & WISE_MASK) != 0))
     else:
         wise = None
-    return good_r, float(1.0 - good_all.mean()), wise
+    return good_r, (None if mb is None else float(1.0 - good_all.mean())), wise
+
+
+PSF_SOURCE_NOTE = {1: "catalogue", 2: "r_band"}
+"""``psf_source`` code → the word used in ``quality_notes`` (0, the psfsize map, is the normal case)."""
+
+
+def quality_notes(cutout: Any, psf: PsfChoice | None) -> str | None:
+    """Non-fatal conditions of a row, ``;``-separated (None when there is nothing to say): the cutout's
+    notes (``maskbits_missing``, ``psfsize_missing:<band>``, ``wisemask_missing``, ``from_neighbour_of:<brick>``)
+    and PSF fallbacks, e.g. ``psf_fallback:g=catalogue,z=r_band``."""
+    notes = [str(n) for n in getattr(cutout, "notes", ())]
+    if psf is not None:
+        fb = [f"{b}={PSF_SOURCE_NOTE[int(s)]}" for b, s in zip(BANDS, psf.source) if int(s) in PSF_SOURCE_NOTE]
+        if fb:
+            notes.append("psf_fallback:" + ",".join(fb))
+    return ";".join(dict.fromkeys(notes)) or None
 
 
 def _psf(row: Mapping[str, Any], cutout: Any, settings: Any) -> PsfChoice:
@@ -181,6 +213,22 @@ def _source_fluxes(row: Mapping[str, Any], gr: float | None, rz: float | None, t
         return band_fluxes(mag_r, gr, rz, _fnum(row, "src_mag_g"), _fnum(row, "src_mag_z"))
     except ValueError as exc:
         raise TaskFailure(f"bad_manifest:{exc}") from None
+
+
+def brightness_target(row: Mapping[str, Any]) -> tuple[float | None, str, str]:
+    """(target SNR or None, SNR metric it applies to, column it came from) of a manifest row.
+
+    Stage 4a writes ``target_snr`` with ``target_snr_metric`` (default ``arc_snr``); a manifest may instead
+    carry one ``target_<metric>`` column per metric (e.g. ``target_arc_snr_sum``), which names its metric.
+    """
+    value = _fnum(row, "target_snr")
+    if value is not None:
+        return value, str(_get(row, "target_snr_metric", "arc_snr")), "target_snr"
+    for metric in SNR_METRICS:
+        value = _fnum(row, f"target_{metric}")
+        if value is not None:
+            return value, metric, f"target_{metric}"
+    return None, "arc_snr", "target_snr"
 
 
 def _sersic(row: Mapping[str, Any], flux_r: float) -> SersicSource:
@@ -297,6 +345,7 @@ class _Pending:
     fluxes: SourceFluxes
     fwhm: list[float]
     target: float | None
+    metric: str
 
 
 def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arrays: tuple[str, ...],
@@ -308,6 +357,7 @@ def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arra
     control = is_control(row)
     out["arc_noise"] = None if control else settings.arc_noise
     good_r, out["bad_pixel_frac"], out["wise_brightmask_frac"] = pixel_masks(cutout, _bad_mask(settings))
+    out["clean"] = is_clean(out["bad_pixel_frac"], settings.clean_max_bad_pixel_frac)
     dx, dy = (float(v) for v in cutout.offset_pix)
     out["host_dx_pix"], out["host_dy_pix"] = dx, dy
     try:
@@ -318,15 +368,18 @@ def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arra
             raise TaskFailure(f"psf_unavailable:{exc}") from None
         psf = None
     _record_psf(out, cutout, psf)
+    out["quality_notes"] = quality_notes(cutout, psf)
     if control:
         return _encoded(out, np.asarray(cutout.image, dtype=np.float32).copy(), None, cutout, arrays, timings)
     theta_e = _fnum(row, "theta_e_arcsec")
     if theta_e is None or theta_e < 0:
         raise TaskFailure(f"bad_manifest:theta_e_arcsec={row.get('theta_e_arcsec')!r}")
-    target = _fnum(row, "target_arc_snr_sum")
+    target, metric, column = brightness_target(row)
     targeting = target is not None
-    if targeting and not target > 0:
-        raise TaskFailure(f"bad_manifest:target_arc_snr_sum={target!r}")
+    if targeting and not (target > 0 and math.isfinite(target)):
+        raise TaskFailure(f"bad_manifest:{column}={target!r}")
+    if targeting and metric not in SNR_METRICS:
+        raise TaskFailure(f"bad_manifest:target_snr_metric={metric!r} (expected one of {list(SNR_METRICS)})")
     with _timed(timings, "render"):
         lens = SIELens(theta_e, _fnum(row, "lens_e1", 0.0), _fnum(row, "lens_e2", 0.0),
                        _fnum(row, "gamma1", 0.0), _fnum(row, "gamma2", 0.0))
@@ -341,7 +394,7 @@ def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arra
         else:
             raise TaskFailure(f"bad_manifest:source_mode={mode!r}")
     return _Pending(row, cutout, out, good_r, size, (dx, dy), lens, src, fl, [float(f) for f in psf.fwhm],
-                    target)
+                    target, metric)
 
 
 def _render_pending(pending: list[_Pending], settings: Any) -> list[tuple[np.ndarray, float] | Exception]:
@@ -399,7 +452,7 @@ def _finish(p: _Pending, arc: np.ndarray, mu: float, settings: Any, arrays: tupl
             timings: dict[str, float] | None) -> dict[str, Any]:
     """Metrics, optional arc noise, the injected stamp and the encoded arrays of a rendered row."""
     row, cutout, out, good_r, size, offset = p.row, p.cutout, p.out, p.good_r, p.size, p.offset
-    fl, src, target = p.fluxes, p.source, p.target
+    fl, src, target, metric = p.fluxes, p.source, p.target, p.metric
     arc = np.asarray(arc, dtype=np.float64)
     if not np.isfinite(arc).all():
         bands = "".join(b for i, b in enumerate(BANDS) if not np.isfinite(arc[i]).all())
@@ -407,15 +460,15 @@ def _finish(p: _Pending, arc: np.ndarray, mu: float, settings: Any, arrays: tupl
     with _timed(timings, "metrics"):
         invvar_r = np.asarray(cutout.invvar[R], dtype=np.float64)
         if target is not None:
-            snr = arc_snr_metrics(arc[R], invvar_r, good_r).get("arc_snr_sum")
+            snr = arc_snr_metrics(arc[R], invvar_r, good_r).get(metric)
             if snr is None or not np.isfinite(snr) or snr <= 0:
-                raise TaskFailure("target_unreachable:no arc flux on good r-band pixels")
+                raise TaskFailure(f"target_unreachable:{metric}: no arc flux on good r-band pixels")
             k = float(target) / float(snr)
             arc *= k
             fl = fl.scaled(k)
             src = src.with_flux(float(fl.flux[R]))
         snr_all = arc_snr_metrics(arc[R], invvar_r, good_r)
-        for key in ("arc_snr", "arc_snr_sum", "arc_snr_opt"):
+        for key in SNR_METRICS:
             v = snr_all.get(key)
             out[key] = None if v is None else float(v)
         out["magnification"] = float(mu)

@@ -65,10 +65,12 @@ def build_report(
     gallery_options: dict[str, Any] | None = None,
     snr_column: str = "arc_snr",
     snr_hist_width_dex: float = 0.1,
+    targeting: pd.DataFrame | None = None,
 ) -> str:
     """Write the PNGs and ``index.html`` into ``report_dir``; returns the path of ``index.html``.
 
-    ``meta``: run facts shown at the top (variant, experiment_id, input paths, counts, ...).
+    ``meta``: run facts shown at the top (variant, experiment_id, input paths, counts, ...);
+    ``targeting``: the brightness-targeting mix of :func:`dhs.completeness.targeting.mix_table` (optional).
     """
     os.makedirs(report_dir, exist_ok=True)
     comp = tables["completeness"]
@@ -91,8 +93,8 @@ def build_report(
                      "when its arc is bright and resolved enough by the stated cuts. Use a model-score table "
                      "(<code>stage4d.scores_path</code>) for the completeness of an actual classifier.</p>")
     parts.append("<p>Denominators: injections only (<code>lens_model != \"CONTROL\"</code>). <b>all</b>: cutout_ok "
-                 "and the definition's inputs present; <b>clean</b>: also bad_pixel_frac and wise_brightmask_frac "
-                 "below the configured limits. Intervals: Wilson and Jeffreys (Beta(½,½)), 68 % and 95 %. Bins are "
+                 "and the definition's inputs present; <b>clean</b>: also the "
+                 "<i>clean selection</i> listed above. Intervals: Wilson and Jeffreys (Beta(½,½)), 68 % and 95 %. Bins are "
                  "labelled by their lower edge (floor(value / width)); resolution bins use explicit edges.</p>")
 
     for d in definitions:
@@ -126,6 +128,14 @@ def build_report(
 
     png = plot_snr_distributions(snr_hist, snr_column, snr_hist_width_dex, os.path.join(report_dir, "snr_by_theta_e.png"))
     parts.append("<h2>Arc SNR distributions by θE</h2>" + _img(os.path.basename(png), "arc SNR by theta_E"))
+    if targeting is not None and len(targeting):
+        metric = html.escape(str(targeting["metric"].iloc[0]))
+        parts.append(f"<h2>Brightness targeting</h2><p>Stage 4a drew a target r-band SNR (<code>target_snr</code>) "
+                     f"for each injection and stage 4c scaled the source flux so that the measured <code>{metric}"
+                     "</code> equals it. Shares of the targeted valid injections per SNR bin, asked for and "
+                     "achieved:</p>")
+        parts.append(_table(targeting, ["bin", "n_target", "frac_target", "n_achieved", "frac_achieved",
+                                        "frac_diff"], "{:.4f}"))
 
     parts.append("<h2>Shortcut audit</h2><p>ROC AUC of trivial features between valid injections and valid "
                  "controls with a bootstrap interval. A feature is flagged when the lower bound of "

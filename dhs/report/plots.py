@@ -21,7 +21,7 @@ AXIS_LABELS = {
     "psf": "PSF FWHM bin (lower edge, arcsec)",
     "depth": "r 5σ depth bin (lower edge, AB mag)",
     "src_mag": "source r mag bin (lower edge, AB mag)",
-    "target_snr": "target arc_snr_sum",
+    "target_snr": "target r-band SNR (stage 4a brightness targeting)",
     "region": "region",
     "split": "split",
 }

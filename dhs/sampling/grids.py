@@ -37,7 +37,9 @@ _AXIS_MIN = {"theta_e_arcsec": (0.0, False), "src_dmag": (-math.inf, True), "src
              "src_e": (0.0, True), "shear": (0.0, True)}
 _AXIS_MAX = {"src_e": 1.0, "shear": 1.0}
 
-BUILTIN_GRIDS: tuple[str, ...] = ("grid_small", "grid_medium", "grid_full", "grid_sota", "v4_sota")
+BUILTIN_GRIDS: tuple[str, ...] = ("grid_small", "grid_medium", "grid_full", "grid_wide", "grid_sota", "v4_sota")
+"""Grids shipped in ``dhs/grids``: ``grid_small`` and ``grid_sota``/``v4_sota`` hold the seed system's values
+(its documents' tables); ``grid_medium``, ``grid_full`` and ``grid_wide`` are dhs's own."""
 
 
 class GridError(ValueError):
@@ -201,3 +203,20 @@ def load_grid(name_or_path: str, grids_dir: str | os.PathLike[str] | None = None
     if Path(name_or_path).suffix not in (".yaml", ".yml") and grid.name != name_or_path:
         raise GridError(f"{path}: name: {grid.name!r} differs from the file's grid name {name_or_path!r}")
     return grid
+
+
+def available_grids(grids_dir: str | os.PathLike[str] | None = None) -> list[Grid | GridError]:
+    """Every named grid that :func:`load_grid` would find, sorted by name (first folder of
+    :func:`grid_search_dirs` wins); a file that does not load is returned as its :class:`GridError`."""
+    found: dict[str, Path] = {}
+    for d in grid_search_dirs(grids_dir):
+        if d.is_dir():
+            for path in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+                found.setdefault(path.stem, path)
+    out: list[Grid | GridError] = []
+    for name in sorted(found):
+        try:
+            out.append(load_grid(name, grids_dir))
+        except GridError as exc:
+            out.append(exc)
+    return out

@@ -24,7 +24,9 @@ Procedure (every choice ordered by xxhash64, never by input order or partitionin
    a paired control is the injection's own host without the lens.
 5. ``task_id`` = ``<experiment_id>/<galaxy_id>/<config_id>/r<replicate>`` for injections and
    ``<task_id of its positive>/ctl<j>`` for controls; ``task_seed`` = xxhash64(task_id, seed=run seed) as a
-   signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds.
+   signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds;
+   with brightness targeting, ``target_snr`` is stratified over the cell's injection rows, so each cell
+   meets the target mix to within one row per bin.
 
 :func:`build_manifest` runs all steps in one process; stage 4a runs them with Spark (cells in parallel).
 """
@@ -79,7 +81,7 @@ TASK_FIELDS: dict[str, pa.DataType] = {
     "src_x_arcsec": pa.float64(), "src_y_arcsec": pa.float64(), "src_reff_arcsec": pa.float64(),
     "src_n_sersic": pa.float64(), "src_e1": pa.float64(), "src_e2": pa.float64(),
     "src_dmag": pa.float64(), "src_mag_r": pa.float64(), "src_mag_g": pa.float64(), "src_mag_z": pa.float64(),
-    "src_gr": pa.float64(), "src_rz": pa.float64(), "target_arc_snr_sum": pa.float64(),
+    "src_gr": pa.float64(), "src_rz": pa.float64(), "target_snr": pa.float64(), "target_snr_metric": pa.string(),
     "source_mode": pa.string(), "cosmos_index": pa.int64(), "src_hlr_target_arcsec": pa.float64(),
     "psf_bin": pa.int32(), "depth_bin": pa.int32(), "stamp_size": pa.int32(),
     "psfdepth_r_mag5": pa.float64(), "psf_fwhm_r_arcsec": pa.float64(), "theta_e_over_psf": pa.float64(),
@@ -93,7 +95,7 @@ COLUMN_ORDER: tuple[str, ...] = (
     "stamp_size",
     # extras (INTERFACES.md "Manifest")
     "psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_g", "psfdepth_r", "psfdepth_z", "psfdepth_r_mag5",
-    "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_arc_snr_sum", "src_mag_g",
+    "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_snr", "target_snr_metric", "src_mag_g",
     "src_mag_z", "lens_pa_rad", "src_hlr_target_arcsec",
     # further extras
     "region_id", "grid_name", "psf_fwhm_r_arcsec", "theta_e_over_psf",
@@ -347,7 +349,8 @@ def build_cell(
 def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings: Stage4aConfig, *,
                      n_input: int, dropped: dict[str, int], n_cfg: int) -> dict[str, Any]:
     """Counts for ``_stage_config.json``; ``rows`` holds, per (region_split, is_control), the keys
-    ``region_split``, ``is_control``, ``n`` (rows) and ``hosts`` (distinct galaxy_ids)."""
+    ``region_split``, ``is_control``, ``n`` (rows), ``hosts`` (distinct galaxy_ids) and optionally
+    ``resolved`` (rows with θE / host r-band Moffat FWHM ≥ ``settings.resolved.theta_e_over_psf_min``)."""
     per_split: dict[str, dict[str, Any]] = {}
     for s in sorted({c.split for c in cells}):
         cs = [c for c in cells if c.split == s]
@@ -362,6 +365,7 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
             "rows_control": n_ctl,
             "controls_missing": int(sum(c.n_controls for c in cs) - n_ctl),
             "control_fraction": (n_ctl / (n_pos + n_ctl)) if (n_pos + n_ctl) else 0.0,
+            "rows_positive_resolved": int(got[0].get("resolved", 0)) if 0 in got else 0,
             "cells": len(cs),
         }
     tot_pos = sum(v["rows_positive"] for v in per_split.values())
@@ -378,6 +382,9 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
         "rows_positive": int(tot_pos),
         "rows_control": int(tot_ctl),
         "rows_out": int(tot_pos + tot_ctl),
+        "resolved_theta_e_over_psf_min": settings.resolved.theta_e_over_psf_min,
+        "resolved_fraction": (sum(v["rows_positive_resolved"] for v in per_split.values()) / tot_pos
+                              if tot_pos else None),
         "per_split": per_split,
         "per_tier": {tier: {"rows_positive": int(tot_pos), "rows_control": int(tot_ctl),
                             "per_split": {s: v["rows_positive"] + v["rows_control"] for s, v in per_split.items()}}},
@@ -386,18 +393,20 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
     }
 
 
-def count_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Per (region_split, is_control): rows and distinct hosts of a manifest table."""
+def count_rows(table: pa.Table, theta_e_over_psf_min: float = 1.0) -> list[dict[str, Any]]:
+    """Per (region_split, is_control): rows, distinct hosts and resolved rows (θE / FWHM_r ≥ the minimum)."""
     split = _column(table, "region_split").astype(object)
     ctl = _column(table, "is_control")
     gid = _column(table, "galaxy_id").astype(object)
+    ratio = np.nan_to_num(_column(table, "theta_e_over_psf").astype(np.float64), nan=-1.0)
     out = []
     for s in sorted(set(split.tolist())):
         for c in (0, 1):
             sel = (split == s) & (ctl == c)
             if sel.any():
                 out.append({"region_split": s, "is_control": c, "n": int(sel.sum()),
-                            "hosts": len(set(gid[sel].tolist()))})
+                            "hosts": len(set(gid[sel].tolist())),
+                            "resolved": int(np.sum(sel & (ratio >= theta_e_over_psf_min)))})
     return out
 
 
@@ -449,7 +458,8 @@ def build_manifest(
                         seed=seed, grid=grid, priors=priors, schema=schema) for c in cells]
     table = pa.concat_tables(parts)
     table = table.take(pc.sort_indices(table, sort_keys=[("task_id", "ascending")]))
-    counts = summarize_counts(cells, count_rows(table), settings, n_input=hosts.num_rows, dropped=dropped,
+    counts = summarize_counts(cells, count_rows(table, settings.resolved.theta_e_over_psf_min), settings,
+                              n_input=hosts.num_rows, dropped=dropped,
                               n_cfg=n_cfg)
     return ManifestResult(table=table, counts=counts, bin_edges=edges, dropped=dropped, cells=cells)
 
@@ -457,7 +467,9 @@ def build_manifest(
 def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, cid, tid, seeds, fwhm_r,
                       experiment_id) -> dict[str, Any]:
     n = len(host)
-    d = draw_priors(seeds, priors) if n else {k: np.zeros(0) for k in priors.dists}
+    targeting = settings.brightness_targeting
+    d = draw_priors(seeds, priors, stratify=("target_snr",) if targeting else ()) if n else \
+        {k: np.zeros(0) for k in priors.dists}
     fwhm = fwhm_r[host]
     if configs:
         arr = {a: np.array([getattr(c, a) for c in configs], dtype=np.float64)[cfg_idx]
@@ -488,7 +500,8 @@ def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, ci
         "src_reff_arcsec": arr["src_reff_arcsec"], "src_n_sersic": d["src_n_sersic"], "src_e1": se1,
         "src_e2": se2, "src_dmag": dmag, "src_mag_r": mag_r, "src_mag_g": pa.nulls(n, pa.float64()),
         "src_mag_z": pa.nulls(n, pa.float64()), "src_gr": d["src_gr"], "src_rz": d["src_rz"],
-        "target_arc_snr_sum": d["target_arc_snr_sum"] if settings.brightness_targeting else pa.nulls(n, pa.float64()),
+        "target_snr": d["target_snr"] if targeting else pa.nulls(n, pa.float64()),
+        "target_snr_metric": [settings.target_snr_metric] * n if targeting else pa.nulls(n, pa.string()),
         "source_mode": [settings.source_mode] * n, "cosmos_index": np.full(n, -1, dtype=np.int64),
         "src_hlr_target_arcsec": (arr["src_reff_arcsec"] if cosmos and settings.cosmos_match_reff
                                   else pa.nulls(n, pa.float64())),
@@ -502,7 +515,8 @@ def _control_columns(t, settings, grid, host, control_of, tid, seeds, rep, fwhm_
     nulls = {k: pa.nulls(n, TASK_FIELDS[k]) for k in (
         "lens_e1", "lens_e2", "lens_pa_rad", "gamma1", "gamma2", "src_x_arcsec", "src_y_arcsec",
         "src_reff_arcsec", "src_n_sersic", "src_e1", "src_e2", "src_dmag", "src_mag_r", "src_mag_g",
-        "src_mag_z", "src_gr", "src_rz", "target_arc_snr_sum", "source_mode", "src_hlr_target_arcsec")}
+        "src_mag_z", "src_gr", "src_rz", "target_snr", "target_snr_metric", "source_mode",
+        "src_hlr_target_arcsec")}
     return {
         "task_id": tid, "task_seed": seeds, "experiment_id": [experiment_id] * n, "tier": [settings.tier] * n,
         "is_control": np.ones(n, dtype=np.int32), "control_of": control_of, "config_id": [CONTROL_CONFIG_ID] * n,

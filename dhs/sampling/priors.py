@@ -9,7 +9,7 @@ meaning ``fixed``)::
     lens_e:           {dist: truncnormal, mean: 0.15, sigma: 0.1, low: 0.0, high: 0.5}
     src_n_sersic:     1.0                                            # fixed
     src_offset_frac:  {dist: area_uniform, max: 0.5}                 # r/θE, area-uniform disc
-    target_arc_snr_sum:
+    target_snr:                                                      # peak r-band arc_snr by default
       dist: mixture
       components:
         - {weight: 0.4, dist: log_uniform, low: 0.8, high: 2.0}
@@ -24,6 +24,12 @@ stream distinct from the one 4c derives from the same ``task_seed``) and draws a
 parameter ``PARAMETERS[i]`` uses uniforms ``2i`` and ``2i+1`` by inverse-CDF transform. The draws of a
 task therefore depend only on its ``task_seed``, never on which other tasks share its partition, and adding
 a parameter at the end of :data:`PARAMETERS` leaves all earlier draws unchanged.
+
+Stratified parameters (``draw_priors(..., stratify=...)``; stage 4a stratifies ``target_snr`` within each
+stratification cell): the first uniform of the parameter is replaced by (rank + u) / n, rank being the
+task's place among the n tasks drawn together in ``task_seed`` order. Each task's value is still uniform
+in distribution, but a mixture's component fractions are met to within one task per cell instead of
+binomial scatter; the draw then depends on which tasks share the cell (never on partitioning).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ PARAMETERS: tuple[str, ...] = (
     "src_n_sersic",        # Sersic index
     "src_gr",              # source g − r colour (mag)
     "src_rz",              # source r − z colour (mag)
-    "target_arc_snr_sum",  # brightness targeting: target integrated r-band arc SNR
+    "target_snr",          # brightness targeting: target r-band arc SNR (stage4a.target_snr_metric)
 )
 """Prior parameters, in the fixed order of their random-number slots (append only)."""
 
@@ -67,7 +73,14 @@ SLOTS_PER_PARAMETER = 2
 
 DEFAULT_PRIORS: dict[str, Any] = {
     "theta_e_arcsec": {"dist": "uniform", "low": 0.3, "high": 2.5},
-    "theta_e_over_psf": {"dist": "uniform", "low": 0.5, "high": 2.5},
+    # θE / host r-band Moffat FWHM (theta_e_mode: psf_ratio): 95 % resolved (1–2.5), 5 % marginal (0.5–1).
+    "theta_e_over_psf": {
+        "dist": "mixture",
+        "components": [
+            {"weight": 0.95, "dist": "uniform", "low": 1.0, "high": 2.5},
+            {"weight": 0.05, "dist": "uniform", "low": 0.5, "high": 1.0},
+        ],
+    },
     "src_dmag": {"dist": "uniform", "low": 0.5, "high": 3.0},
     "src_mag_r": {"dist": "uniform", "low": 23.0, "high": 26.0},
     "src_reff_arcsec": {"dist": "log_uniform", "low": 0.05, "high": 0.5},
@@ -83,8 +96,9 @@ DEFAULT_PRIORS: dict[str, Any] = {
     # Observed colours of real DR10 lensed arcs.
     "src_gr": {"dist": "normal", "mean": 1.15, "sigma": 0.30},
     "src_rz": {"dist": "normal", "mean": 0.85, "sigma": 0.20},
-    # The seed review's target mix: 40 % in 0.8–2, 40 % in 2–8, 15 % in 8–20, 5 % above 20 (capped at 100).
-    "target_arc_snr_sum": {
+    # The seed's target mix on the peak r-band arc_snr: 40 % in 0.8–2, 40 % in 2–8, 15 % in 8–20,
+    # 5 % above 20 (capped at 100), log-uniform within each bin.
+    "target_snr": {
         "dist": "mixture",
         "components": [
             {"weight": 0.40, "dist": "log_uniform", "low": 0.8, "high": 2.0},
@@ -106,7 +120,7 @@ _RANGE: dict[str, tuple[float, float, bool]] = {
     "shear": (0.0, 1.0, True),
     "src_offset_frac": (0.0, math.inf, True),
     "src_n_sersic": (0.0, math.inf, False),
-    "target_arc_snr_sum": (0.0, math.inf, False),
+    "target_snr": (0.0, math.inf, False),
 }
 
 _KINDS = ("uniform", "log_uniform", "normal", "truncnormal", "fixed", "area_uniform", "mixture")
@@ -316,12 +330,38 @@ def task_uniforms(task_seeds: np.ndarray, n_parameters: int = len(PARAMETERS)) -
     return out
 
 
-def draw_priors(task_seeds: np.ndarray, priors: Priors) -> dict[str, np.ndarray]:
-    """Draw every parameter of :data:`PARAMETERS` for each task; returns name → float64 array."""
+def stratified_uniforms(u: np.ndarray, task_seeds: np.ndarray) -> np.ndarray:
+    """(rank + u) / n with rank = each task's place in unsigned ``task_seed`` order (ties by position).
+
+    Values stay in [0, 1) and each is uniform in distribution, but exactly one falls in each of the n
+    equal-width strata, so the fraction below any q is within 1/n of q.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    n = u.size
+    if n == 0:
+        return u.copy()
+    order = np.argsort(np.asarray(task_seeds, dtype=np.int64).view(np.uint64), kind="stable")
+    rank = np.empty(n, dtype=np.float64)
+    rank[order] = np.arange(n, dtype=np.float64)
+    return np.minimum((rank + u) / n, np.nextafter(1.0, 0.0))
+
+
+def draw_priors(task_seeds: np.ndarray, priors: Priors, stratify: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Draw every parameter of :data:`PARAMETERS` for each task; returns name → float64 array.
+
+    Parameters named in ``stratify`` use :func:`stratified_uniforms` over the tasks of this call for their
+    first uniform (the one that picks a mixture component or the quantile of a simple distribution).
+    """
+    unknown = set(stratify) - set(PARAMETERS)
+    if unknown:
+        raise ValueError(f"draw_priors: cannot stratify unknown parameter(s) {sorted(unknown)}")
     u = task_uniforms(task_seeds)
     out = {}
     for i, name in enumerate(PARAMETERS):
-        out[name] = priors[name].ppf(u[:, SLOTS_PER_PARAMETER * i], u[:, SLOTS_PER_PARAMETER * i + 1])
+        u1 = u[:, SLOTS_PER_PARAMETER * i]
+        if name in stratify:
+            u1 = stratified_uniforms(u1, task_seeds)
+        out[name] = priors[name].ppf(u1, u[:, SLOTS_PER_PARAMETER * i + 1])
     return out
 
 

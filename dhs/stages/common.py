@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from dhs.io.outputs import PHASE_DIR, stage_output_dir  # noqa: F401  (re-export
 from dhs.io.paths import is_s3, to_spark_path
 from dhs.io.stage_meta import output_complete as _output_complete
 from dhs.io.stage_meta import stage_config_document, write_stage_config_file
+from dhs.logs import ensure_logging, log
 
 
 @dataclass
@@ -110,14 +110,15 @@ def skipped_result(stage: str, output_path: str) -> StageResult:
 def print_summary(result: StageResult) -> None:
     """One line per stage: rows in, rows out, failures by reason, seconds, where the output is."""
     if result.skipped:
-        line = f"[dhs] stage {result.stage}: skipped (output exists; set force: true to rewrite) -> {result.output_path}"
+        line = f"stage {result.stage}: skipped (output exists; set force: true to rewrite) -> {result.output_path}"
     else:
         fails = ", ".join(f"{k}={v}" for k, v in sorted(result.failures.items())) or "none"
         line = (
-            f"[dhs] stage {result.stage}: rows in {result.rows_in}, rows out {result.rows_out}, "
+            f"stage {result.stage}: rows in {result.rows_in}, rows out {result.rows_out}, "
             f"failures: {fails}, {result.seconds:.1f} s -> {result.output_path}"
         )
-    print(line, file=sys.stdout, flush=True)
+    ensure_logging()
+    log.info(line)
 
 
 def spark_schema(arrow_schema: Any) -> Any:

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from dhs.config import RunConfig
 from dhs.io.paths import S3Options, read_bytes
+from dhs.logs import StageSteps
 from dhs.sampling.lrg import LRGVariant, evaluate_cuts, resolve_variants
 from dhs.sampling.ranking import ScoreParams, SelectionSpec, region_scores, selection_sets_per_region
 from dhs.sampling.regions import QualityCuts, brick_area_deg2, brick_quality, grow_regions, region_metrics
@@ -359,6 +360,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         return skipped_result(STAGE, parent_dir)
     st = cfg.stage3
     s3 = cfg.s3.options()
+    steps = StageSteps(STAGE, spark)
     variants = resolve_variants(st.variants, st.custom_variants)
     names = [v.name for v in variants]
     if cfg.variant not in names:
@@ -366,6 +368,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     paths = resolve_sweep_paths(cfg)
     summary_path = st.brick_summary or brick_summary_path(cfg.survey_root)
     brick_summary = load_brick_summary(summary_path, st.brick_psfdepth_unit, s3)
+    steps.done("inputs", sweep_files=len(paths), bricks_in_summary=len(brick_summary["brickname"]))
 
     schema = parent_schema(variants).append(pa.field("_summary", pa.string()))
     parent_rule, run_variant = st.parent_rule, cfg.variant
@@ -389,6 +392,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     raw = tasks_df.mapInArrow(task, spark_schema(schema)).persist()
     summaries = [json.loads(r[0]) for r in raw.where(F.col("_summary").isNotNull()).select("_summary").collect()]
     summaries.sort(key=lambda s: (s["path"], s["rows"] or [-1]))
+    steps.done("read sweeps", read_tasks=len(tasks), rows_read=sum(s["rows_read"] for s in summaries),
+               unreadable=sum(1 for s in summaries if s["error"]))
     unreadable = sorted({s["path"]: s["error"] for s in summaries if s["error"]}.items())
     if unreadable and not st.allow_missing_sweeps:
         raw.unpersist()
@@ -408,6 +413,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     per_brick = {r[0]: int(r[1]) for r in parents.groupBy("brickname").count().collect()}
     bricks = build_brick_table(brick_counts, names, brick_summary)
     metrics, info = plan_regions(cfg, bricks, names, per_brick)
+    steps.done("regions", bricks=len(bricks["brickname"]), regions=len(metrics["region_id"]))
 
     brick_map = spark.createDataFrame(
         list(zip(bricks["brickname"].tolist(), bricks["region_id"].astype(int).tolist())),
@@ -425,6 +431,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     parent_out = parent_out.repartition(n_parts, "galaxy_id").sortWithinPartitions("galaxy_id")
     write_parquet_atomically(parent_out, parent_dir, partition_by=("region_split",))
     raw.unpersist()
+    steps.done("write parent", parent_rows_before_brick_cut=sum(per_brick.values()))
 
     regions_tbl = _regions_arrow(metrics)
     regions_schema = spark_schema(regions_tbl.schema)

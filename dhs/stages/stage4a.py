@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from dhs.config import RunConfig
 from dhs.io.paths import to_spark_path
+from dhs.logs import StageSteps
 from dhs.sampling.grids import load_grid
 from dhs.sampling.known_lenses import lenscat_lenses, near_known_lens, read_known_lenses
 from dhs.sampling.manifest import (
@@ -115,6 +116,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     if should_skip(cfg, [out_dir]):
         return skipped_result(STAGE, out_dir)
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     parent_dir = stage_output_dir(cfg, "3", "parent")
     if not output_complete(cfg, parent_dir):
         raise FileNotFoundError(f"stage 4a: the stage 3 parent table is missing or incomplete at {parent_dir} "
@@ -162,6 +164,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"])): int(r["count"])
                  for r in binned.groupBy("region_split", "psf_bin", "depth_bin").count().collect()}
         cells = plan_cells(sizes, settings, n_cfg)
+        steps.done("hosts and cells", parent_rows=rows_in, hosts=n_hosts_in, dropped=sum(dropped.values()),
+                   cells=len(cells), configs=n_cfg)
         plans = {c.label: c for c in cells}
         schema = manifest_schema(binned_schema)
         experiment_id, seed = cfg.experiment_id, cfg.seed
@@ -174,14 +178,18 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
         manifest = binned.groupBy("region_split", "psf_bin", "depth_bin").applyInArrow(cell_rows, spark_schema(schema))
         write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
+        steps.done("write manifest", injection_rows=sum(c.n_pos_rows for c in cells),
+                   control_rows_planned=sum(c.n_controls for c in cells))
     finally:
         flagged.unpersist()
 
     written = spark.read.parquet(to_spark_path(out_dir))
+    resolved = (F.col("theta_e_over_psf") >= F.lit(settings.resolved.theta_e_over_psf_min)).cast("long")
     agg = [{"region_split": r["region_split"], "is_control": int(r["is_control"]), "n": int(r["n"]),
-            "hosts": int(r["hosts"])}
+            "hosts": int(r["hosts"]), "resolved": int(r["resolved"] or 0)}
            for r in written.groupBy("region_split", "is_control")
-           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts")).collect()]
+           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts"),
+                F.sum(resolved).alias("resolved")).collect()]
     counts = summarize_counts(cells, agg, settings, n_input=n_hosts_in, dropped=dropped, n_cfg=n_cfg)
     counts["parent_rows"] = int(rows_in)
     if kl_info.get("enabled"):

@@ -26,6 +26,7 @@ from dhs.config import RunConfig
 from dhs.injection.schema import ARRAY_COLUMNS, output_schema
 from dhs.injection.task import failure_row, inject_batch
 from dhs.io.paths import exists, to_spark_path
+from dhs.logs import StageSteps
 from dhs.stages.common import (
     StageResult,
     finish_stage,
@@ -111,8 +112,9 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBat
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def make_mapper(cfg: RunConfig, schema: pa.Schema):
-    """The ``mapInArrow`` function (closes over plain, picklable values only)."""
+def make_mapper(cfg: RunConfig, schema: pa.Schema, rows_done: Any = None):
+    """The ``mapInArrow`` function (closes over plain, picklable values only; ``rows_done``: an optional
+    Spark accumulator counting the rows processed)."""
     settings = cfg.stage4c
     root = cfg.survey_root
     endpoint, region = cfg.s3.endpoint_url, cfg.s3.region
@@ -124,6 +126,8 @@ def make_mapper(cfg: RunConfig, schema: pa.Schema):
         bank = executor_bank(bank_path, endpoint, region)
         for batch in batches:
             rows = process_rows(batch.to_pylist(), store, bank, settings)
+            if rows_done is not None:
+                rows_done.add(len(rows))
             yield rows_to_batch(rows, schema)
 
     return mapper
@@ -156,6 +160,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     if should_skip(cfg, [stamps_dir, metrics_dir]):
         return skipped_result(STAGE, stamps_dir)
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     src = manifest_path(cfg)
     opts = cfg.s3.options()
     if not exists(src, opts):
@@ -170,13 +175,16 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     schema = output_schema(arrow_in, settings.keep_arrays, settings.stamp_npz)
     n_part = settings.partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.arrow_batch_rows))
+    rows_in = manifest.count()
+    steps.done("manifest", rows=rows_in, partitions=n_part)
 
     spark_schema = from_arrow_schema(schema)
     df = (manifest.repartition(n_part, "brickname")
           .sortWithinPartitions("brickname", "task_id")
-          .mapInArrow(make_mapper(cfg, schema), spark_schema))
+          .mapInArrow(make_mapper(cfg, schema, steps.count_rows(rows_in)), spark_schema))
     write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),
                              max_records_per_file=settings.records_per_file())
+    steps.done("inject + write stamps", rows=rows_in)
 
     # metrics/ = stamps/ without the arrays (column pruning: the arrays are not read back)
     written = spark.read.schema(spark_schema).parquet(to_spark_path(stamps_dir))
@@ -184,8 +192,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
 
     m = spark.read.schema(metrics.schema).parquet(to_spark_path(metrics_dir))
-    agg = m.groupBy("region_split", "cutout_ok", "error").count().collect()     # one small job
-    rows_in = manifest.count()
+    agg = m.groupBy("region_split", "cutout_ok", "error", "clean").count().collect()     # one small job
+    steps.done("write metrics")
     rows_out = int(sum(r["count"] for r in agg))
     failures: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -199,7 +207,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
     if rows_out != rows_in:
         raise RuntimeError(f"stage 4c: rows out ({rows_out}) != rows in ({rows_in}) for {src}")
+    n_clean = int(sum(r["count"] for r in agg if r["clean"] == 1))
     counts = {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
+              "clean": n_clean, "clean_max_bad_pixel_frac": settings.clean_max_bad_pixel_frac,
               "failures_by_kind": failures, "failures_by_reason": dict(sorted(reasons.items())),
               "rows_per_split": per_split}
     result = StageResult(stage=STAGE, output_path=stamps_dir, rows_in=rows_in, rows_out=rows_out,

@@ -9,6 +9,8 @@ Output: ``phase4d/<variant>/completeness/<experiment_id>/`` holding
 * ``fpr.parquet`` — false-positive rates on valid controls (only with a score table);
 * ``region_aggregate.parquet``, ``snr_hist.parquet``, ``shortcut_audit.parquet``, ``psf_provenance.parquet``,
   ``failures.parquet``, ``recovery_definitions.json``;
+* ``brightness_targeting.parquet`` — per SNR bin, the share of targeted injections asked for (``target_snr``)
+  and achieved (the measured ``target_snr_metric``), see :mod:`dhs.completeness.targeting`;
 * ``report/index.html`` with its PNGs; ``_stage_config.json`` (written last: marks the folder complete).
 
 Spark does the per-row work (one ``mapInPandas`` calling :func:`dhs.completeness.tables.derive_batch`) and
@@ -33,7 +35,7 @@ import pandas as pd
 
 from dhs.completeness.audit import shortcut_audit, shortcut_features
 from dhs.completeness.recovery import RecoveryDefinition
-from dhs.completeness.surfaces import POP_COL, count_columns
+from dhs.completeness.surfaces import POP_COL, clean_selection_text, count_columns
 from dhs.completeness.tables import (
     bin_defs,
     derive_batch,
@@ -43,9 +45,12 @@ from dhs.completeness.tables import (
     surface_tables,
     valid_control_scores,
 )
+from dhs.completeness.targeting import add_summaries, injection_summary, mix_table, summary_columns
 from dhs.config import RunConfig
+from dhs.core import SNR_METRICS
 from dhs.io.paths import exists, is_s3, join, to_spark_path, write_bytes
 from dhs.io.stamps import decode
+from dhs.logs import StageSteps
 from dhs.stages.common import StageResult, finish_stage, should_skip, skipped_result, stage_output_dir
 
 STAGE = "4d"
@@ -55,7 +60,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "cutout_ok", "theta_e_arcsec", "
                                      "wise_brightmask_frac", "region_split")
 #: Optional columns shipped to the per-row function when present.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("lens_model", "is_control", "psfdepth_r_mag5", "psfdepth_r", "src_mag_r_used",
-                                     "src_mag_r", "target_arc_snr_sum", "psfsize_r", "score")
+                                     "src_mag_r", "target_snr", "psfsize_r", "score")
 
 
 def _check_columns(columns: list[str], path: str, settings: Any) -> None:
@@ -160,6 +165,28 @@ def _audit(spark: Any, cfg: RunConfig, stamps_dir: str, n_ok: dict[int, int]) ->
     return rows, {"audit_n_pos": len(pos), "audit_n_neg": len(neg)}
 
 
+def _injection_summary(cfg: RunConfig, m: Any) -> tuple[dict[str, int], str]:
+    """Brightness-targeting mix and resolved share of the valid injections (one small Spark job)."""
+    s = cfg.stage4d
+    edges = list(s.target_snr_bins.edges or [])
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
+    cols = [c for c in ("cutout_ok", "lens_model", "is_control", "theta_e_arcsec", "psf_fwhm_used_r", "target_snr",
+                        "target_snr_metric", *SNR_METRICS) if c in m.columns]
+    metric = cfg.stage4a.target_snr_metric
+
+    def summarize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for b in batches:
+            yield injection_summary(b, edges, metric, "psf_fwhm_used_r", thr)
+
+    schema = ", ".join(f"`{c}` long" for c in summary_columns(len(edges)))
+    parts = m.select(*cols).mapInPandas(summarize, schema).toPandas()
+    if "target_snr_metric" in m.columns:
+        used = [r[0] for r in m.select("target_snr_metric").where("target_snr_metric IS NOT NULL").distinct()
+                .limit(5).collect()]
+        metric = ", ".join(sorted(used)) or metric
+    return add_summaries(parts) if len(parts) else dict.fromkeys(summary_columns(len(edges)), 0), metric
+
+
 def _pop_expr(columns: list[str]) -> Any:
     from pyspark.sql import functions as F
 
@@ -230,6 +257,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         r.extra["report"] = join(out_dir, "report", "index.html")
         return r
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     opts = cfg.s3.options()
     metrics_dir = stage_output_dir(cfg, "4c", "metrics")
     stamps_dir = stage_output_dir(cfg, "4c", "stamps")
@@ -269,6 +297,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     snr_hist = (derived.filter((F.col(POP_COL) == 0) & (F.col(f"`nv__{first}__all`") == 1))
                 .groupBy("b_theta_e_lo", "snr_log_bin").count().withColumnRenamed("count", "n").toPandas())
     derived.unpersist()
+    steps.done("counts", rows=int(counts["n_attempt"].sum()), cells=len(counts))
 
     rows_out = int(counts["n_attempt"].sum())
     tables = surface_tables(counts, bins, defs, tuple(s.confidence_levels), s.region_min_count)
@@ -296,14 +325,24 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         audit_rows, audit_counts = _audit(spark, cfg, stamps_dir, n_ok)
         inputs.append(stamps_dir)
     pairs = _gallery(spark, cfg, m, stamps_dir) if (s.gallery.enabled and have_stamps) else []
+    steps.done("audit and gallery", audit_rows=len(audit_rows), gallery_pairs=len(pairs))
 
+    inj_sum, target_metric = _injection_summary(cfg, m)
+    targeting = mix_table(inj_sum, s.target_snr_bins.edges or [], target_metric)
+    thr = cfg.stage4a.resolved.theta_e_over_psf_min
     n_inj = int(counts.loc[counts[POP_COL] == 0, "n_attempt"].sum())
     meta = {
         "variant": cfg.variant, "experiment_id": cfg.experiment_id, "input (4c metrics)": metrics_dir,
         "tasks": rows_in, "injections": n_inj, "controls": rows_in - n_inj,
         "valid injections (proxy inputs, all)": int(counts.loc[counts[POP_COL] == 0, f"nv__{first}__all"].sum()),
         "score table": s.scores_path or "none (proxy only)",
-        "clean cuts": f"bad_pixel_frac <= {s.max_bad_pixel_frac:g}, wise_brightmask_frac <= {s.max_wise_brightmask_frac:g}",
+        f"resolved injections (θE / psf_fwhm_used_r ≥ {thr:g})": (
+            f"{inj_sum['n_resolved'] / inj_sum['n_valid']:.1%} ({inj_sum['n_resolved']} of {inj_sum['n_valid']} "
+            "valid injections)" if inj_sum["n_valid"] else "no valid injection"),
+        "brightness targeting": (f"{inj_sum['n_targeted']} injections targeted on r-band {target_metric}"
+                                 if inj_sum["n_targeted"] else "off (source magnitudes from the manifest)"),
+        "clean selection": clean_selection_text(s.max_bad_pixel_frac, s.max_wise_brightmask_frac,
+                                                cfg.stage4c.clean_max_bad_pixel_frac),
     }
     files: dict[str, bytes] = {
         "counts.parquet": _parquet_bytes(counts),
@@ -313,6 +352,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         "psf_provenance.parquet": _parquet_bytes(provenance),
         "failures.parquet": _parquet_bytes(failures),
         "shortcut_audit.parquet": _parquet_bytes(pd.DataFrame(audit_rows)),
+        "brightness_targeting.parquet": _parquet_bytes(targeting),
         "recovery_definitions.json": json.dumps(
             [{"name": d.name, "kind": d.kind, "required": list(d.required), "params": d.params,
               "description": d.description} for d in defs], indent=2).encode(),
@@ -327,11 +367,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             build_report(os.path.join(tmp, "report"), meta=meta, definitions=defs, tables=tables, snr_hist=snr_hist,
                          audit_rows=audit_rows, audit_limit=s.audit.auc_limit, provenance=provenance,
                          failures=failures, gallery_pairs=pairs, gallery_options=s.gallery.model_dump(),
-                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex)
+                         snr_column=s.snr_column, snr_hist_width_dex=s.snr_hist_width_dex,
+                         targeting=targeting)
         for name, data in files.items():
             with open(os.path.join(tmp, name), "wb") as fh:
                 fh.write(data)
         _publish(tmp, out_dir, opts)
+    steps.done("tables and report", files=len(files))
 
     report = join(out_dir, "report", "index.html") if s.report else None
     flagged = [r["feature"] for r in audit_rows if r["flagged"]]
@@ -340,9 +382,11 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     counts_doc = {"rows_in": rows_in, "rows_counted": rows_out, "injections": n_inj, "controls": rows_in - n_inj,
                   "valid_ok_by_population": {"injection": n_ok[0], "control": n_ok[1]},
                   "recovery_definitions": [d.name for d in defs], "audit_flagged": flagged, **audit_counts,
+                  "injections_resolved": inj_sum["n_resolved"], "injections_targeted": inj_sum["n_targeted"],
                   "gallery_pairs": len(pairs)}
     return finish_stage(cfg, result, [out_dir], inputs=inputs, counts=counts_doc, started=started,
-                        extra={"thresholds": {d.name: d.params for d in defs}})
+                        extra={"thresholds": {d.name: d.params for d in defs},
+                               "clean_selection": meta["clean selection"]})
 
 
 def _publish(tmp: str, out_dir: str, opts: Any) -> None:

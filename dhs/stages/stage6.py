@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from dhs.config import RunConfig
 from dhs.io.paths import is_s3, join, read_bytes, to_spark_path, write_bytes
+from dhs.logs import StageSteps
 from dhs.reallens.confusers import shares_from_counts
 from dhs.reallens.crossmatch import DUPLICATE, MATCHED, UNMATCHED, assign_tiers, resolve_matches
 from dhs.reallens.cutouts import CutoutServiceClient, cutout_columns, cutout_row
@@ -221,6 +222,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             return skipped_result(STAGE, dirs["sample"])
         return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
     started = time.time()
+    steps = StageSteps(STAGE, spark)
     st = cfg.stage6
     lenses = load_lenses(cfg)
     raw, summaries, paths = _read_sweeps(spark, cfg, lenses)
@@ -231,6 +233,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                            "stage3.allow_missing_sweeps: true to skip them): "
                            + "; ".join(f"{p}: {e}" for p, e in unreadable))
     rows_read = sum(s["rows_read"] for s in summaries)
+    steps.done("read sweeps", files=len(paths), rows_read=rows_read, lenses=len(lenses))
     failed = {k: sum(s["failed"][k] for s in summaries) for k in FILTER_ORDER}
     first_failed = {k: sum(s["first_failed"][k] for s in summaries) for k in FILTER_ORDER}
 
@@ -290,9 +293,11 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     n_sample_neg = sum(sel_counts.values())
     n_sample = n_sample_pos + n_sample_neg
     gate = gates(quotas, sel_counts, st.sampling)
+    steps.done("positives, pool and sample", positives=n_pos_rows, pool=n_pool, sample=n_sample)
 
     # ---- cutouts
     cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"], n_sample)
+    steps.done("cutouts", rows=n_sample)
 
     # ---- validation
     summary = _validate(spark, cfg, dirs["cutouts"], samp)

@@ -6,8 +6,10 @@ HDU3 WISEMASK_W2). ``.fits.fz`` images keep their data in HDU1.
 
 Planes are read whole (S3 objects are downloaded to a per-process temporary folder, read, and the copy
 deleted) and kept in a per-process LRU cache bounded in bytes. A missing file is remembered as missing
-and reported per product and band in :attr:`Cutout.available`; a file that exists but cannot be read
-gives ``ok=False`` with ``reason = "read_error:<file>: <message>"``. Nothing here raises for bad data.
+and reported per product and band in :attr:`Cutout.available`; a file that exists but cannot be read, or
+whose image HDU is not a 2-D array, gives ``ok=False`` with ``reason = "read_error:<file>: <message>"``;
+a brick name that is not of the DR10 form gives ``reason = "bad_brickname:<name>"``. Nothing here raises
+for bad data.
 
 Cutouts copy coadd pixels bit for bit (no resampling). The host's pixel position comes from the
 image file's own header WCS (astropy, 0-based pixels); the stamp is centred on the nearest pixel, and
@@ -35,7 +37,7 @@ from dhs.survey.bricks import PIXSCALE_ARCSEC, brick_at, bricknames_at, validate
 from dhs.survey.s3access import FileAccess, RemoteFileMissing
 
 # Severity order of failure reasons (first one found becomes Cutout.reason).
-_REASON_ORDER = ("read_error", "brick_missing", "wcs_mismatch", "off_image", "band_missing", "no_data",
+_REASON_ORDER = ("bad_brickname", "read_error", "brick_missing", "wcs_mismatch", "off_image", "band_missing", "no_data",
                  "nan_pixels")
 
 
@@ -130,12 +132,21 @@ def _read_plane(local: str, product: str) -> _Plane:
     return plane
 
 
+def _image_2d(hdul: fits.HDUList) -> Any:
+    """The image HDU (:func:`_image_hdu`); ValueError unless it holds a 2-D array."""
+    h = _image_hdu(hdul)
+    if h.data.ndim != 2:
+        raise ValueError(f"HDU {hdul.index_of(h)} holds a {h.data.ndim}-D array of shape {h.data.shape}; "
+                         "expected a 2-D image")
+    return h
+
+
 def _decode(local: str, product: str) -> _Plane:
     with fits.open(local, memmap=False) as hdul:
         if product != "maskbits":
-            h = _image_hdu(hdul)
+            h = _image_2d(hdul)
             return _Plane(_native(h.data), h.header.copy())
-        h = _image_hdu(hdul)
+        h = _image_2d(hdul)
         mask = _native(h.data)
         wise: list[np.ndarray | None] = []
         for i in (2, 3):
@@ -250,7 +261,10 @@ class CoaddStore:
             raise ValueError(f"cutout size must be a positive number of pixels, got {size}")
         if brickname is None:
             brickname = brick_at(ra, dec).brickname
-        validate_brickname(brickname)
+        try:
+            validate_brickname(brickname)
+        except ValueError:
+            return self._failed(f"bad_brickname:{brickname!r}", str(brickname), size)
         cut = self._cutout_from(ra, dec, size, brickname)
         if not self.neighbour_fallback or cut.reason != "off_image":
             return cut
@@ -260,6 +274,15 @@ class CoaddStore:
                 alt.notes.append(f"from_neighbour_of:{brickname}")
                 return alt
         return cut
+
+    def _failed(self, reason: str, brickname: str, size: int) -> Cutout:
+        """A cutout with ``ok=False`` and no pixels."""
+        nb = len(self.bands)
+        return Cutout(ok=False, reason=reason, brickname=brickname, size=size, bands=self.bands,
+                      image=np.zeros((nb, size, size), dtype=np.float32),
+                      invvar=np.zeros((nb, size, size), dtype=np.float32), maskbits=None, wisemask=None,
+                      psfsize_at_host=np.full(nb, np.nan), offset_pix=(math.nan, math.nan), x0=0, y0=0,
+                      available={}, problems=[reason])
 
     def _neighbours(self, ra: float, dec: float, size: int, brickname: str) -> list[str]:
         """Bricks (other than ``brickname``) under the stamp's centre, corners and edge midpoints."""

@@ -1,29 +1,114 @@
-"""Fixtures for the cluster tests: the packed executor environment built as `make dist` builds it."""
+"""Fixtures for the cluster tests, built once per test session:
+
+* ``dist`` — ``make dist`` into a temporary folder (the wheel and ``dhs-env.tar.gz``), the archive unpacked;
+* ``cluster`` — a standalone cluster (2 worker JVMs on 127.0.0.1) on a copy of Spark outside the repository;
+* ``emr_run`` — stages 3, 4a, 4c, 4d run as the EMR steps of ``scripts/emr/submit.py`` (archive mode): every
+  step's spark-submit arguments as planned, from a fresh working directory holding only ``environment``.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+
+from .emr_plan import load_submit
+from .standalone import emr_step_args, fresh_workdir, spark_home_copy, spark_submit, standalone_cluster
 
 REPO = Path(__file__).resolve().parents[2]
+EMR_STAGES = ("3", "4a", "4c", "4d")
+
+
+@dataclass
+class Dist:
+    folder: Path        # what `make dist` wrote: dhs-<version>-py3-none-any.whl, dhs-env.tar.gz
+    wheel: Path
+    archive: Path
+    env_dir: Path       # the archive unpacked (what --archives ...#environment gives a container)
+    seconds: float
 
 
 @pytest.fixture(scope="session")
-def packed_env(tmp_path_factory) -> Path:
-    """dhs wheel + a fresh venv filled by docker/install-dhs.sh (the Dockerfile's install step), venv-packed."""
-    work = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(work), str(REPO)],
-                   check=True)
-    wheel = next(work.glob("dhs-*.whl"))
-    env_dir = work / "env"
-    base_python = Path(sys.base_prefix) / "bin" / "python3"
-    subprocess.run([str(base_python), "-m", "venv", str(env_dir)], check=True)
-    subprocess.run(["bash", str(REPO / "docker" / "install-dhs.sh"), str(env_dir / "bin" / "python"), str(wheel)],
-                   check=True)
-    archive = work / "dhs-env.tar.gz"
-    subprocess.run([str(Path(sys.executable).parent / "venv-pack"), "--quiet", "--compress-level", "1",
-                    "-p", str(env_dir), "-o", str(archive)], check=True)
-    return archive
+def dist(tmp_path_factory) -> Dist:
+    """`make dist` with DIST / DIST_ENV in a temporary folder (the venv of this test run is not rebuilt)."""
+    work = tmp_path_factory.mktemp("make-dist")
+    venv = Path(sys.executable).parent.parent
+    t0 = time.time()
+    subprocess.run(["make", "-C", str(REPO), "-o", f"{venv}/.dhs-installed", "dist", f"VENV={venv}",
+                    f"DIST={work / 'dist'}", f"DIST_ENV={work / 'dist-env'}"], check=True, capture_output=True)
+    seconds = time.time() - t0
+    folder = work / "dist"
+    archive = folder / "dhs-env.tar.gz"
+    env_dir = work / "unpacked"
+    with tarfile.open(archive) as tf:
+        tf.extractall(env_dir, filter="tar")
+    shutil.rmtree(work / "dist-env")          # only the archive is used from here on
+    return Dist(folder, next(folder.glob("dhs-*.whl")), archive, env_dir, seconds)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("standalone")
+    with standalone_cluster(base / "cluster", spark_home_copy(base / "spark")) as c:
+        yield c
+
+
+def write_run_config(cfg, path: Path, **changes) -> Path:
+    """``cfg`` as a run YAML with ``changes`` (dotted keys) applied; grids stay named (stage4a.grid)."""
+    data = cfg.resolved_dict()
+    data.update(force=False, synth=None)
+    for key, value in changes.items():
+        node = data
+        *head, last = key.split(".")
+        for h in head:
+            node = node[h]
+        node[last] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@dataclass
+class EmrRun:
+    out: Path
+    plan: dict
+    logs: dict[str, str]
+    workdirs: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def emr_run(cluster, dist, debug_config, tmp_path_factory) -> EmrRun:
+    submit = load_submit()
+    work = tmp_path_factory.mktemp("emr")
+    out = work / "out"
+    run_yaml = write_run_config(debug_config, work / "run.yaml", output_root=str(out))
+    assert yaml.safe_load(run_yaml.read_text())["stage4a"]["grid"] == "grid_small"
+    args = submit.build_parser().parse_args(
+        ["--config", str(run_yaml), "--s3-prefix", "s3://code-bucket/dhs/run1", "--dist", str(dist.folder),
+         "--stages", ",".join(EMR_STAGES), "--set", "logging.progress_seconds=5", "--dry-run"])
+    plan = submit.submit(args, out=io.StringIO())
+    s3_to_local: dict[str, Path] = {}
+    for item in plan["uploads"]:                 # the uploads, to a local "bucket"
+        dst = work / "bucket" / item["to"][len("s3://"):]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(item["from"], dst)
+        except OSError:
+            shutil.copy2(item["from"], dst)
+        s3_to_local[item["to"]] = dst
+    logs, workdirs = {}, {}
+    for stage, step in zip(EMR_STAGES, plan["AddJobFlowSteps"]["Steps"]):
+        wd = fresh_workdir(work / f"container-{stage}", dist.env_dir)
+        log = work / f"step-{stage}.log"
+        spark_submit(cluster, emr_step_args(step, cluster, s3_to_local), wd, log)
+        logs[stage] = log.read_text(errors="replace")
+        workdirs[stage] = wd
+    return EmrRun(out, plan, logs, workdirs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -12,17 +11,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 from botocore.validate import validate_parameters
 
+from .emr_plan import load_submit
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_submit():
-    spec = importlib.util.spec_from_file_location("emr_submit", REPO / "scripts" / "emr" / "submit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-submit = _load_submit()
+submit = load_submit()
 
 
 @pytest.fixture()

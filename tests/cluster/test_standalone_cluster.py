@@ -1,70 +1,91 @@
-"""Every stage through spark-submit on a standalone cluster (2 worker JVMs on 127.0.0.1) with the packed
-environment: outputs identical to the local-mode run; a worker killed during stage 4c changes nothing."""
+"""Every stage through spark-submit on a standalone cluster (2 worker JVMs on 127.0.0.1), run the way an
+EMR step runs it: from a fresh empty working directory, driver and executors on the environment that
+`make dist` packs, the run config naming its grid. Outputs equal the local-mode run; nothing is read from
+the repository; the step logs are readable; a worker killed during stage 4c changes nothing; a stage
+started before its input exists stops before any Spark work."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dhs.io.outputs import STAGE_OUTPUT_KINDS, stage_output_dir
+from dhs.sampling.grids import BUILTIN_GRIDS
 
 from .compare import assert_same_output, read_output
-from .standalone import spark_submit, standalone_cluster
-
-REPO = Path(__file__).resolve().parents[2]
-JOBS = {"3": "stage3_parent.py", "4a": "stage4a_manifest.py", "4c": "stage4c_inject.py",
-        "4d": "stage4d_completeness.py"}
+from .conftest import EMR_STAGES, write_run_config
+from .standalone import REPO, client_mode_args, fresh_workdir, spark_submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
+JOBS = {"3": "stage3_parent.py", "4a": "stage4a_manifest.py", "4c": "stage4c_inject.py",
+        "4d": "stage4d_completeness.py"}
 
-def test_install_step_gives_dhs_without_pyspark(packed_env):
-    """The Dockerfile's install step (docker/install-dhs.sh) yields a working dhs without its own PySpark."""
-    py = packed_env.parent / "env" / "bin" / "python"
+
+def _outside_repo(path: str) -> bool:
+    return not Path(path).resolve().is_relative_to(REPO)
+
+
+def _uploaded_job(tmp: Path, job: str) -> Path:
+    """The job script as a user uploads it (a copy outside the repository)."""
+    code = tmp / "code"
+    code.mkdir(exist_ok=True)
+    return Path(shutil.copy2(REPO / "jobs" / job, code / job))
+
+
+def test_make_dist_ships_package_data_and_no_pyspark(dist):
+    """The wheel holds the named grids and the demo config; pyspark is only the `spark` extra; the packed
+    environment has dhs (from the wheel) and no PySpark of its own."""
+    with zipfile.ZipFile(dist.wheel) as zf:
+        names = set(zf.namelist())
+        assert {f"dhs/grids/{g}.yaml" for g in BUILTIN_GRIDS} <= names
+        assert zf.read("dhs/presets/debug.yaml") == (REPO / "configs" / "debug.yaml").read_bytes()
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    spark_reqs = [line for line in meta.splitlines() if line.startswith("Requires-Dist: pyspark")]
+    assert spark_reqs and all('extra == "spark"' in line for line in spark_reqs), spark_reqs
+    py = dist.env_dir / "bin" / "python"
     code = ("import importlib.util as u, dhs.config, dhs.core, numpy, scipy, astropy, h5py, xxhash; "
-            "print(u.find_spec('pyspark') is None, u.find_spec('py4j') is None)")
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
-    assert packed_env.stat().st_size > 1_000_000
+            "print(u.find_spec('pyspark') is None, u.find_spec('py4j') is None, dhs.__file__)")
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True, cwd=dist.env_dir)
+    none_spark, none_py4j, dhs_file = out.stdout.split()
+    assert (none_spark, none_py4j) == ("True", "True")
+    assert Path(dhs_file).is_relative_to(dist.env_dir)
+    grids = subprocess.run([str(py), "-m", "dhs.cli", "grids"], capture_output=True, text=True, check=True,
+                           cwd=dist.env_dir)
+    assert re.search(r"^grid_small\s+48\s", grids.stdout, re.M) and str(dist.env_dir) in grids.stdout
+    assert dist.archive.stat().st_size > 1_000_000
 
 
-def _write_config(cfg, out_root: Path, path: Path) -> Path:
-    data = cfg.resolved_dict()
-    data["output_root"] = str(out_root)
-    data["force"] = False
-    data["synth"] = None
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with standalone_cluster(tmp_path_factory.mktemp("standalone")) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def cluster_run(cluster, packed_env, debug_config, stage4d_result, tmp_path_factory):
-    """All pipeline stages submitted to the cluster; the local run (conftest fixtures) is the reference."""
-    work = tmp_path_factory.mktemp("cluster-run")
-    out = work / "out"
-    cfg_path = _write_config(debug_config, out, work / "run.yaml")
-    for st, job in JOBS.items():
-        spark_submit(cluster, str(REPO / "jobs" / job), ["--config", str(cfg_path)], packed_env,
-                     work / f"submit-{st}.log")
-    return out, cfg_path
+def test_driver_and_executors_read_nothing_from_the_repository(cluster, dist, tmp_path):
+    wd = fresh_workdir(tmp_path / "container", dist.env_dir)
+    log = tmp_path / "probe.log"
+    probe = Path(shutil.copy2(Path(__file__).with_name("probe_imports.py"), tmp_path / "probe_imports.py"))
+    spark_submit(cluster, client_mode_args(cluster, dist.archive, probe, []), wd, log)
+    text = log.read_text()
+    found = json.loads(next(line for line in text.splitlines() if line.startswith("PROBE "))[6:])
+    assert len(found["executors"]) >= 1
+    for where in [found["driver"], *found["executors"]]:
+        assert "/environment/" in where["dhs"] and "/environment/" in where["python"], where["dhs"]
+        for key in ("dhs", "grid_small", "demo_config", "cwd", "python", "pyspark"):
+            assert _outside_repo(where[key]), (key, where[key])
+        assert Path(where["grid_small"]).parent.parent == Path(where["dhs"]).parent  # dhs/grids in the package
+        inside = [p for p in where["sys_path"] + where["module_files"] if p and not _outside_repo(p)]
+        assert not inside, inside
+    assert found["driver"]["cwd"] == str(wd)
+    assert str(REPO) not in text
 
 
 @pytest.mark.parametrize("stage", list(JOBS))
-def test_cluster_outputs_equal_local(stage, cluster_run, debug_config):
-    out, _ = cluster_run
+def test_cluster_outputs_equal_local(stage, emr_run, debug_config, stage4d_result):
     local = debug_config
-    cluster_cfg = local.model_copy(update={"output_root": str(out)})
+    cluster_cfg = local.model_copy(update={"output_root": str(emr_run.out)})
     for kind in STAGE_OUTPUT_KINDS[stage]:
         a = Path(stage_output_dir(local, stage, kind))
         b = Path(stage_output_dir(cluster_cfg, stage, kind))
@@ -78,16 +99,66 @@ def test_cluster_outputs_equal_local(stage, cluster_run, debug_config):
             assert assert_same_output(a, b, kind) > 0
 
 
-def test_worker_killed_during_stage4c(cluster, cluster_run, packed_env, debug_config, tmp_path):
+def test_named_grid_read_from_the_packed_environment(emr_run, debug_config):
+    cfg = debug_config.model_copy(update={"output_root": str(emr_run.out)})
+    doc = json.loads((Path(stage_output_dir(cfg, "4a", "manifests")) / "_stage_config.json").read_text())
+    source = doc["grid"]["source"]
+    assert doc["config"]["stage4a"]["grid"] == "grid_small" and doc["grid"]["size"] == 48
+    assert source.startswith(str(emr_run.workdirs["4a"] / "environment" / "lib")), source
+    assert source.endswith("/site-packages/dhs/grids/grid_small.yaml")
+
+
+def test_step_logs_are_readable(emr_run, cluster):
+    """No Spark INFO lines after the SparkContext's first three (version, OS, Java: printed before a job
+    can set a level); one dhs line per step with counts and seconds; progress lines during 4c; no path of
+    the repository in any step or executor log."""
+    startup = re.compile(r" INFO SparkContext: (Running Spark version|OS info|Java version) ")
+    for stage in EMR_STAGES:
+        text = emr_run.logs[stage]
+        spark_info = [line for line in text.splitlines()
+                      if re.search(r" INFO (?!dhs: )", line) and not startup.search(line)]
+        assert not spark_info, (stage, spark_info[:5])
+        assert re.search(rf"^\S+ \S+ INFO dhs: stage {stage}: rows in \d+, rows out \d+, ", text, re.M), text[-3000:]
+        assert str(REPO) not in text, stage
+    c4 = emr_run.logs["4c"]
+    assert re.search(r"INFO dhs: stage 4c: manifest: rows=\d+, partitions=4 \(\d+\.\d s\)", c4), c4[-3000:]
+    assert re.search(r"INFO dhs: stage 4c: inject \+ write stamps: rows=\d+ \(\d+\.\d s\)", c4)
+    progress = re.findall(r"INFO dhs: stage 4c: in progress: rows (\d+)/(\d+) \(\d+ %\), tasks \d+/\d+, \d+ s", c4)
+    assert progress, c4[-3000:]
+    assert all(int(a) <= int(b) for a, b in progress)
+    assert re.search(r"INFO dhs: stage 3: read sweeps: read_tasks=\d+, rows_read=\d+, unreadable=0", emr_run.logs["3"])
+    logs = cluster.executor_logs()
+    assert logs
+    for p in logs:
+        assert str(REPO) not in p.read_text(errors="replace"), p
+
+
+def test_stage_before_its_input_stops_before_spark_work(cluster, dist, debug_config, tmp_path):
+    cfg_path = write_run_config(debug_config, tmp_path / "run.yaml", output_root=str(tmp_path / "empty-out"))
+    apps_before = len(cluster.state().get("completedapps", [])) + len(cluster.state().get("activeapps", []))
+    wd = fresh_workdir(tmp_path / "container", dist.env_dir)
+    log = tmp_path / "submit.log"
+    proc = spark_submit(cluster, client_mode_args(cluster, dist.archive, _uploaded_job(tmp_path, JOBS["4d"]),
+                                                  ["--config", str(cfg_path)]), wd, log, check=False)
+    assert proc.returncode == 2, log.read_text()[-3000:]
+    missing = tmp_path / "empty-out" / "phase4c" / "v2_baseline_dr10" / "metrics" / "debug"
+    assert (f"dhs: stage 4d: input folder {missing} does not exist; it is written by stage 4c: run stage 4c first"
+            in log.read_text().splitlines())
+    state = cluster.state()
+    assert len(state.get("completedapps", [])) + len(state.get("activeapps", [])) == apps_before  # no SparkContext
+
+
+def test_worker_killed_during_stage4c(cluster, dist, emr_run, debug_config, tmp_path):
     """Kill one worker (JVM, executors, Python workers) while 4c runs: no lost or duplicated task, same stamps."""
-    out_ok, _ = cluster_run
     out = tmp_path / "out"
     manifest_rel = Path(stage_output_dir(debug_config.model_copy(update={"output_root": "."}), "4a", "manifests"))
-    shutil.copytree(out_ok / manifest_rel, out / manifest_rel)
-    cfg_path = _write_config(debug_config, out, tmp_path / "run.yaml")
+    shutil.copytree(emr_run.out / manifest_rel, out / manifest_rel)
+    cfg_path = write_run_config(debug_config, tmp_path / "run.yaml", output_root=str(out))
     log = tmp_path / "submit-4c.log"
-    proc = spark_submit(cluster, str(REPO / "jobs" / JOBS["4c"]), ["--config", str(cfg_path),
-                        "--set", "stage4c.partitions=16"], packed_env, log, wait=False)
+    wd = fresh_workdir(tmp_path / "container", dist.env_dir)
+    args = client_mode_args(cluster, dist.archive, _uploaded_job(tmp_path, JOBS["4c"]),
+                            ["--config", str(cfg_path), "--set", "stage4c.partitions=16"])
+    proc = spark_submit(cluster, args, wd, log, wait=False)
     deadline = time.time() + 600
     killed = False
     stamps_dir = Path(stage_output_dir(debug_config.model_copy(update={"output_root": str(out)}), "4c", "stamps"))
@@ -109,3 +180,4 @@ def test_worker_killed_during_stage4c(cluster, cluster_run, packed_env, debug_co
         ids = got.column("task_id").to_pylist()
         assert len(ids) == len(set(ids)), "duplicated task_id after executor loss"
         assert_same_output(Path(stage_output_dir(ref_cfg, "4c", kind)), Path(stage_output_dir(got_cfg, "4c", kind)), kind)
+    cluster.restart_worker(1)

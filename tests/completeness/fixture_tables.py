@@ -62,7 +62,8 @@ def metrics_table(n_pos: int = 400, n_ctrl: int = 200, seed: int = 7, stamps: bo
         "psf_source_r": rng.choice([0, 1], n, p=[0.9, 0.1]),
         "psf_source_z": np.zeros(n, int),
         "arc_snr": snr,
-        "arc_snr_sum": snr * 3.0,
+        "arc_snr_sum": snr * 0.6,             # seed definition: all good pixels of a 64² stamp dilute it
+        "arc_snr_sum_footprint": snr * 3.0,
         "src_mag_r": np.r_[rng.uniform(22, 26, n_pos), np.full(n_ctrl, np.nan)],
         "cutout_ok": ok,
         "error": np.where(ok == 1, None, "off_image"),
@@ -73,7 +74,7 @@ def metrics_table(n_pos: int = 400, n_ctrl: int = 200, seed: int = 7, stamps: bo
         "stamp_size": size,
     })
     df["region_id"] = df["region_id"].astype("int64")
-    df.loc[ok == 0, ["arc_snr", "arc_snr_sum", "bad_pixel_frac"]] = np.nan
+    df.loc[ok == 0, ["arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "bad_pixel_frac"]] = np.nan
     null_snr = (rng.uniform(size=n) < 0.03) & (is_ctrl == 0)
     df.loc[null_snr, "arc_snr"] = np.nan
     df["arc_snr"] = df["arc_snr"].astype("Float64")  # nullable, like Parquet nulls

@@ -35,3 +35,12 @@ def test_missing_scores_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="stage4d.scores_path: file not found"):
         config_from_dict({"survey_root": str(tmp_path), "output_root": "out",
                           "stage4d": {"scores_path": str(tmp_path / "nope.parquet")}})
+
+
+@pytest.mark.parametrize("column", ["arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt"])
+def test_every_4c_snr_column_can_drive_the_proxy(column):
+    assert _cfg({"snr_column": column}).stage4d.snr_column == column
+
+
+def test_target_snr_bins_default_to_the_seed_mix_edges():
+    assert Stage4dConfig().target_snr_bins.edges == [0.8, 2.0, 8.0, 20.0]

@@ -46,7 +46,7 @@ def test_every_surface_accounts_for_every_injection():
         assert sub["n_attempt"].sum() == n_inj, surface
         tot = comp[(comp["surface"] == "total") & (comp["selection"] == sel)]
         assert sub["n_valid"].sum() == tot["n_valid"].item() and sub["n_recovered"].sum() == tot["n_recovered"].item()
-    # target_arc_snr_sum is absent in this table: every injection sits in the "nan" bin, none is lost
+    # target_snr is absent in this table: every injection sits in the "nan" bin, none is lost
     ts = comp[(comp["surface"] == "target_snr") & (comp["selection"] == "all")]
     assert list(ts["bin1"]) == ["nan"]
     # the numeric order of bins follows the lower edges (resolution "<0.4" first)

@@ -27,7 +27,9 @@ def test_snr_definitions_on_a_hand_computed_stamp():
     good[0, 0] = False
     m = arc_snr_metrics(arc, invvar, good)
     assert m["arc_snr"] == pytest.approx(10.0 * 2.0)
-    assert m["arc_snr_sum"] == pytest.approx((10.0 + 4.0) / math.sqrt(0.25 + 1.0))
+    # seed definition: every good pixel of the stamp (24 of 25; 23 with sigma^2 = 0.25, one with 1)
+    assert m["arc_snr_sum"] == pytest.approx((10.0 + 4.0 + 0.5) / math.sqrt(23 * 0.25 + 1.0))
+    assert m["arc_snr_sum_footprint"] == pytest.approx((10.0 + 4.0) / math.sqrt(0.25 + 1.0))
     assert m["arc_snr_opt"] == pytest.approx(math.sqrt(100 * 4 + 16 * 1 + 0.25 * 4))
 
 
@@ -40,17 +42,35 @@ def test_snr_footprint_uses_the_arcs_own_maximum_even_if_masked():
     good = np.ones((4, 4), bool)
     good[0, 0] = False
     m = arc_snr_metrics(arc, invvar, good)
-    assert m["arc_snr_sum"] == pytest.approx(20.0)
+    assert m["arc_snr_sum_footprint"] == pytest.approx(20.0)
     assert m["arc_snr"] == pytest.approx(20.0)
+    assert m["arc_snr_sum"] == pytest.approx(25.0 / math.sqrt(15.0))  # 15 good pixels, sigma = 1
 
 
-def test_snr_sum_does_not_grow_with_stamp_size():
+def test_snr_sum_is_diluted_by_the_stamp_but_the_footprint_sum_is_not():
+    """Seed arc_snr_sum over all good pixels: with (almost) all the arc flux inside both stamps, it scales
+    as 1/sqrt(number of pixels) (48² → 96² pixels: a factor 2); the footprint variant stays put."""
     lens, src = SIELens(1.0), SersicSource(5.0, 0.2, x=0.2)
     small = render_arc(lens, src, psf_fwhm_arcsec=1.2, size=48)
     big = render_arc(lens, src, psf_fwhm_arcsec=1.2, size=96)
     m_small = arc_snr_metrics(small, np.full(small.shape, 100.0), np.ones(small.shape, bool))
     m_big = arc_snr_metrics(big, np.full(big.shape, 100.0), np.ones(big.shape, bool))
-    assert m_big["arc_snr_sum"] == pytest.approx(m_small["arc_snr_sum"], rel=1e-3)
+    assert m_big["arc_snr_sum_footprint"] == pytest.approx(m_small["arc_snr_sum_footprint"], rel=1e-3)
+    flux_ratio = big.sum() / small.sum()
+    assert m_big["arc_snr_sum"] == pytest.approx(m_small["arc_snr_sum"] * flux_ratio / 2.0, rel=1e-9)
+    assert m_small["arc_snr_sum"] == pytest.approx(small.sum() / math.sqrt(48 * 48 / 100.0), rel=1e-12)
+    assert m_big["arc_snr"] == pytest.approx(m_small["arc_snr"], rel=1e-3)   # the peak is the peak
+
+
+def test_every_snr_scales_linearly_with_flux():
+    """Brightness targeting relies on it: scaling the arc by k scales each metric by k."""
+    rng = np.random.default_rng(3)
+    arc = render_arc(SIELens(1.2), SersicSource(1.0, 0.15, x=0.1), psf_fwhm_arcsec=1.0, size=32)
+    invvar = rng.uniform(50.0, 150.0, arc.shape)
+    good = rng.uniform(size=arc.shape) > 0.1
+    m1, m3 = arc_snr_metrics(arc, invvar, good), arc_snr_metrics(3.7 * arc, invvar, good)
+    for k in m1:
+        assert m3[k] == pytest.approx(3.7 * m1[k], rel=1e-12), k
 
 
 @pytest.mark.parametrize(
@@ -62,7 +82,8 @@ def test_snr_sum_does_not_grow_with_stamp_size():
     ],
 )
 def test_snr_is_none_when_no_good_pixel_carries_flux(arc, invvar, good):
-    assert arc_snr_metrics(arc, invvar, good) == {"arc_snr": None, "arc_snr_sum": None, "arc_snr_opt": None}
+    assert arc_snr_metrics(arc, invvar, good) == {"arc_snr": None, "arc_snr_sum": None,
+                                                  "arc_snr_sum_footprint": None, "arc_snr_opt": None}
 
 
 def test_snr_shape_mismatch_is_an_error():

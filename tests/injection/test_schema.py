@@ -4,7 +4,8 @@ import pyarrow as pa
 
 from dhs.injection.schema import RESULT_NAMES, metrics_schema, output_schema
 
-DESIGN_COLUMNS = ["cutout_ok", "error", "stamp", "arc_snr", "arc_snr_sum", "arc_snr_opt", "magnification",
+DESIGN_COLUMNS = ["cutout_ok", "error", "stamp", "arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt",
+                  "magnification", "clean",
                   "total_injected_flux_g", "total_injected_flux_r", "total_injected_flux_z", "lensed_hlr_arcsec",
                   "bad_pixel_frac", "wise_brightmask_frac", "psf_fwhm_used_g", "psf_fwhm_used_r",
                   "psf_fwhm_used_z", "psf_source_g", "psf_source_r", "psf_source_z", "cosmos_index",

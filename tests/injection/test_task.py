@@ -19,7 +19,7 @@ from dhs.survey.photometry import mag_to_flux, psfsize_to_moffat_fwhm
 from tests.injection import tiny_sky
 from tests.injection.tiny_sky import MANIFEST_SCHEMA, make_row
 
-ARC_METRICS = ("arc_snr", "arc_snr_sum", "arc_snr_opt", "magnification", "total_injected_flux_g",
+ARC_METRICS = ("arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt", "magnification", "total_injected_flux_g",
                "total_injected_flux_r", "total_injected_flux_z", "lensed_hlr_arcsec")
 
 
@@ -62,9 +62,12 @@ def test_arc_snr_metrics_match_design_definitions(brick, store, settings):
     arc = decode(out["arc"], size=64)[1].astype(np.float64)
     iv = cut.invvar[1].astype(np.float64)
     good = (iv > 0) & ((cut.maskbits & task_mod._bad_mask(settings)) == 0)
-    foot = good & (arc >= 0.1 * arc[good].max())
-    snr_sum = arc[foot].sum() / np.sqrt((1.0 / iv[foot]).sum())
-    assert out["arc_snr_sum"] == pytest.approx(snr_sum, rel=1e-4)
+    foot = good & (arc >= 0.1 * arc.max())
+    snr_foot = arc[foot].sum() / np.sqrt((1.0 / iv[foot]).sum())
+    assert out["arc_snr_sum_footprint"] == pytest.approx(snr_foot, rel=1e-4)
+    # the seed's integrated SNR: every good pixel of the stamp, whether or not it holds arc flux
+    assert out["arc_snr_sum"] == pytest.approx(arc[good].sum() / np.sqrt((1.0 / iv[good]).sum()), rel=1e-4)
+    assert out["arc_snr_sum"] < out["arc_snr_sum_footprint"]
     assert out["arc_snr_opt"] == pytest.approx(np.sqrt((arc[good] ** 2 * iv[good]).sum()), rel=1e-4)
     assert out["arc_snr"] == pytest.approx((arc[good] * np.sqrt(iv[good])).max(), rel=1e-4)
 
@@ -131,17 +134,49 @@ def test_psfsize_hole_falls_back(brick, store, settings):
     assert out["psf_fwhm_used_g"] > 0 and out["cutout_ok"] == 1
 
 
-def test_brightness_targeting(brick, store, settings):
-    _, out = _run(store, make_row(brick[1], target_arc_snr_sum=7.5, src_mag_r=None), settings)
+@pytest.mark.parametrize("metric", [None, "arc_snr", "arc_snr_sum", "arc_snr_sum_footprint", "arc_snr_opt"])
+def test_brightness_targeting(brick, store, settings, metric):
+    """The source flux is scaled so that the named metric (default: peak arc_snr) hits the target."""
+    key = metric or "arc_snr"
+    _, out = _run(store, make_row(brick[1], target_snr=7.5, target_snr_metric=metric, src_mag_r=None), settings)
     assert out["cutout_ok"] == 1
-    assert out["arc_snr_sum"] == pytest.approx(7.5, rel=1e-9)
+    assert out[key] == pytest.approx(7.5, rel=1e-9)
     m = out["src_mag_r_used"]
     assert out["src_flux_r"] == pytest.approx(mag_to_flux(m), rel=1e-9)
     assert out["src_flux_g"] / out["src_flux_r"] == pytest.approx(10 ** (-0.4 * 1.15))
     # rendering that magnitude directly reproduces the target
     _, again = _run(store, make_row(brick[1], src_mag_r=m), settings)
-    assert again["arc_snr_sum"] == pytest.approx(7.5, rel=1e-6)
+    assert again[key] == pytest.approx(7.5, rel=1e-6)
     assert again["stamp"] is not None
+
+
+@pytest.mark.parametrize("metric", ["arc_snr", "arc_snr_sum"])
+def test_targeting_by_a_named_target_column(brick, store, settings, metric):
+    """A hand-made manifest may say ``target_<metric>`` instead of target_snr + target_snr_metric."""
+    _, out = _run(store, dict(make_row(brick[1], src_mag_r=None), **{f"target_{metric}": 3.0}), settings)
+    assert out["cutout_ok"] == 1 and out[metric] == pytest.approx(3.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("target,metric,reason", [(-1.0, None, "bad_manifest:target_snr"),
+                                                  (float("inf"), None, "bad_manifest:target_snr"),
+                                                  (5.0, "arc_snr_peak", "bad_manifest:target_snr_metric")])
+def test_bad_targets_are_failure_rows(brick, store, settings, target, metric, reason):
+    _, out = _run(store, make_row(brick[1], target_snr=target, target_snr_metric=metric), settings)
+    assert out["cutout_ok"] == 0 and out["error"].startswith(reason) and out["clean"] == 0
+
+
+def test_clean_flag_follows_bad_pixel_frac(brick, store, settings):
+    row = make_row(brick[1], x=34.2, y=33.8)          # the stamp holds the 10x10 BRIGHT box
+    _, out = _run(store, row, settings)
+    frac = out["bad_pixel_frac"]
+    assert frac == pytest.approx(100 / 64**2)
+    assert out["clean"] == int(frac <= 0.2)
+    strict = settings.model_copy(update={"clean_max_bad_pixel_frac": frac * 0.99})
+    loose = settings.model_copy(update={"clean_max_bad_pixel_frac": frac})
+    assert _run(store, row, strict)[1]["clean"] == 0
+    assert _run(store, row, loose)[1]["clean"] == 1
+    ctl = _run(store, dict(row, is_control=1, lens_model="CONTROL", theta_e_arcsec=None), loose)[1]
+    assert ctl["clean"] == 1                      # controls carry the flag too
 
 
 def test_poisson_arc_noise(brick, store, settings):

@@ -70,7 +70,8 @@ MANIFEST_TYPES = {
     "src_e2": pa.float64(), "src_dmag": pa.float64(), "src_mag_r": pa.float64(), "src_gr": pa.float64(),
     "src_rz": pa.float64(), "source_mode": pa.string(), "cosmos_index": pa.int64(), "psf_bin": pa.int32(),
     "depth_bin": pa.int32(), "stamp_size": pa.int32(), "psfsize_g": pa.float64(), "psfsize_r": pa.float64(),
-    "psfsize_z": pa.float64(), "target_arc_snr_sum": pa.float64(), "src_mag_g": pa.float64(),
+    "psfsize_z": pa.float64(), "target_snr": pa.float64(), "target_snr_metric": pa.string(),
+    "src_mag_g": pa.float64(),
     "src_mag_z": pa.float64(), "src_hlr_target_arcsec": pa.float64(),
 }
 MANIFEST_SCHEMA = pa.schema(list(MANIFEST_TYPES.items()))

@@ -9,19 +9,24 @@ import pytest
 
 from dhs.sampling.grids import AXES, BUILTIN_GRIDS, GridError, config_id, grid_from_dict, load_grid
 
-# The axis values exactly as issue #5 lists them.
+SEED_SOTA = ([0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5], [0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
+             [0.1, 0.2, 0.3, 0.5], [0.2, 0.4, 0.6], [0.0, 0.05, 0.1])
+"""The seed system's sota grid (θE 0.5 → 2.5 step 0.25, Δmag 0.5 → 3.0 step 0.5, ...), as its documents list it."""
+
+# Every named grid's values, written out (grid_small and the sota grids are the seed's; the rest dhs's).
 EXPECTED = {
     "grid_small": ([0.3, 0.6, 1.0], [1.0, 2.0], [0.08, 0.15], [0.0, 0.3], [0.0, 0.03]),
     "grid_medium": ([0.25, 0.35, 0.5, 0.8, 1.2], [0.5, 1.0, 1.5, 2.0], [0.05, 0.10, 0.20], [0.0, 0.2, 0.4],
                     [0.0, 0.03]),
     "grid_full": ([0.2, 0.25, 0.3, 0.4, 0.6, 0.8, 1.2, 1.6], [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5],
                   [0.04, 0.06, 0.08, 0.12, 0.18, 0.25], [0.0, 0.2, 0.4], [0.0, 0.02, 0.04]),
-    "grid_sota": ([0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5], [0.5, 1.0, 1.5, 2.0], [0.06, 0.10, 0.15, 0.20],
+    "grid_wide": ([0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5], [0.5, 1.0, 1.5, 2.0], [0.06, 0.10, 0.15, 0.20],
                   [0.0, 0.2, 0.4], [0.0, 0.02, 0.04]),
-    "v4_sota": ([0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5], [0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
-                [0.1, 0.2, 0.3, 0.5], [0.2, 0.4, 0.6], [0.0, 0.05, 0.1]),
+    "grid_sota": SEED_SOTA,
+    "v4_sota": SEED_SOTA,
 }
-SIZES = {"grid_small": 48, "grid_medium": 360, "grid_full": 3024, "grid_sota": 1008, "v4_sota": 1944}
+SIZES = {"grid_small": 48, "grid_medium": 360, "grid_full": 3024, "grid_wide": 1008, "grid_sota": 1944,
+         "v4_sota": 1944}
 ID_RE = re.compile(r"^te([0-9.]+)_dm(-?[0-9.]+)_re([0-9.]+)_e([0-9.]+)_sh([0-9.]+)$")
 
 
@@ -35,7 +40,17 @@ def test_builtin_grid_sizes_and_values(name):
 
 
 def test_builtin_list_matches_files():
+    from dhs.sampling.grids import packaged_grids_dir
+
     assert set(BUILTIN_GRIDS) == set(SIZES)
+    assert {p.stem for p in packaged_grids_dir().glob("*.yaml")} == set(SIZES)
+
+
+def test_grid_sota_is_the_seed_sota_grid():
+    """Same name, same values as the seed: 9 θE (1.75 and 2.25 included) × 6 Δmag × 4 × 3 × 3."""
+    assert load_grid("grid_sota").config_ids() == load_grid("v4_sota").config_ids()
+    assert 1.75 in load_grid("grid_sota").axes["theta_e_arcsec"]
+    assert 2.25 in load_grid("grid_sota").axes["theta_e_arcsec"]
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))

@@ -23,7 +23,8 @@ DESIGN_COLUMNS = [
     "src_mag_r", "src_gr", "src_rz", "source_mode", "cosmos_index", "psf_bin", "depth_bin", "stamp_size"]
 INTERFACE_EXTRAS = [
     "psfsize_g", "psfsize_r", "psfsize_z", "psfdepth_g", "psfdepth_r", "psfdepth_z", "psfdepth_r_mag5", "ebv",
-    "mag_r", "type", "selection_sets", "tier", "replicate", "target_arc_snr_sum", "src_mag_g", "src_mag_z",
+    "mag_r", "type", "selection_sets", "tier", "replicate", "target_snr", "target_snr_metric", "src_mag_g",
+    "src_mag_z",
     "lens_pa_rad", "cosmos_index", "src_hlr_target_arcsec"]
 
 GRID = load_grid("grid_small")
@@ -134,7 +135,7 @@ def test_columns_contract(hosts):
     df = t.to_pandas()
     assert (df.cosmos_index == -1).all() and (df.stamp_size == 64).all()
     assert set(df.lens_model) == {"SIE", "CONTROL"}
-    assert df.target_arc_snr_sum.isna().all() and df.src_hlr_target_arcsec.isna().all()
+    assert df.target_snr.isna().all() and df.target_snr_metric.isna().all() and df.src_hlr_target_arcsec.isna().all()
     assert df.src_mag_g.isna().all() and df.src_mag_z.isna().all()
     assert list(df.selection_sets.iloc[0]) in (["topk_density_k100"], ["topk_density_k100", "strat_psf_weighted"])
 
@@ -171,7 +172,9 @@ def test_priors_absolute_magnitude_cosmos_and_targeting(hosts):
     assert (pos.config_id == "prior").all() and pos.grid_name.isna().all()
     assert (pos.source_mode == "cosmos").all()
     np.testing.assert_allclose(pos.src_hlr_target_arcsec, pos.src_reff_arcsec)
-    assert (pos.target_arc_snr_sum >= 0.8).all()
+    assert (pos.target_snr >= 0.8).all() and (pos.target_snr_metric == "arc_snr").all()
+    ctl = df[df.is_control == 1]
+    assert ctl.target_snr.isna().all() and ctl.target_snr_metric.isna().all()
 
 
 def test_ineligible_hosts_dropped_and_counted(hosts):

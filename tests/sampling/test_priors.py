@@ -116,11 +116,47 @@ def test_source_offsets_are_area_uniform_inside_fraction_of_theta_e(default_draw
     assert stats.chisquare(counts).pvalue > 0.01
 
 
+SEED_SNR_BINS = ((0.8, 2), (2, 8), (8, 20), (20, np.inf))
+SEED_SNR_SHARES = [0.40, 0.40, 0.15, 0.05]
+
+
 def test_brightness_target_mix(default_draws):
-    t = default_draws["target_arc_snr_sum"]
-    shares = [np.mean((t >= lo) & (t < hi)) for lo, hi in ((0.8, 2), (2, 8), (8, 20), (20, np.inf))]
-    assert shares == pytest.approx([0.40, 0.40, 0.15, 0.05], abs=0.01)
-    assert t.min() >= 0.8
+    t = default_draws["target_snr"]
+    shares = [np.mean((t >= lo) & (t < hi)) for lo, hi in SEED_SNR_BINS]
+    assert shares == pytest.approx(SEED_SNR_SHARES, abs=0.01)
+    assert t.min() >= 0.8 and t.max() <= 100.0
+
+
+def test_stratified_target_mix_is_exact_for_small_groups(seeds):
+    """Stratified over a group of n tasks, each bin holds its share of n to within one task."""
+    pri = parse_priors()
+    for n in (7, 48, 500):
+        t = draw_priors(seeds[:n], pri, stratify=("target_snr",))["target_snr"]
+        counts = [np.sum((t >= lo) & (t < hi)) for lo, hi in SEED_SNR_BINS]
+        assert np.all(np.abs(np.array(counts) - n * np.array(SEED_SNR_SHARES)) < 1.0 + 1e-9), (n, counts)
+    # other parameters are untouched, and the stratified draw is a function of the group only
+    a = draw_priors(seeds[:500], pri, stratify=("target_snr",))
+    b = draw_priors(seeds[:500][::-1], pri, stratify=("target_snr",))
+    plain = draw_priors(seeds[:500], pri)
+    np.testing.assert_array_equal(a["target_snr"], b["target_snr"][::-1])
+    np.testing.assert_array_equal(a["src_gr"], plain["src_gr"])
+    with pytest.raises(ValueError, match="unknown"):
+        draw_priors(seeds[:5], pri, stratify=("target_arc_snr",))
+
+
+def test_stratified_uniforms_are_uniform_in_distribution(seeds):
+    from dhs.sampling.priors import stratified_uniforms
+
+    u = task_uniforms(seeds[:20_000])[:, 0]
+    v = np.concatenate([stratified_uniforms(u[i:i + 50], seeds[i:i + 50]) for i in range(0, 20_000, 50)])
+    assert stats.kstest(v, "uniform").pvalue > 0.01
+    assert v.min() >= 0.0 and v.max() < 1.0
+
+
+def test_default_theta_e_over_psf_is_95_percent_resolved(default_draws):
+    r = default_draws["theta_e_over_psf"]
+    assert np.mean(r >= 1.0) == pytest.approx(0.95, abs=0.005)
+    assert r.min() >= 0.5 and r.max() <= 2.5
 
 
 def test_draws_depend_only_on_the_task_seed(seeds):
@@ -147,7 +183,7 @@ def test_prior_stream_differs_from_stage4c_stream(seeds):
     ({"src_reff_arcsec": {"dist": "log_uniform", "low": 0, "high": 1}}, "low"),
     ({"src_reff_arcsec": {"dist": "normal", "mean": 0.2, "sigma": 0.1}}, "stage4a.priors.src_reff_arcsec"),
     ({"lens_e": {"dist": "uniform", "low": 0.0, "high": 1.5}}, "lens_e"),
-    ({"target_arc_snr_sum": {"dist": "mixture", "components": [{"dist": "uniform", "low": 1, "high": 2}]}},
+    ({"target_snr": {"dist": "mixture", "components": [{"dist": "uniform", "low": 1, "high": 2}]}},
      "weight"),
     ({"src_n_sersic": "four"}, "src_n_sersic"),
 ])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -72,14 +71,12 @@ def test_physics_on_output(stage4c_result, debug_config):
         stamp = decode(r["stamp"], size=r["stamp_size"])
         diff = stamp.astype(np.float64) - cut.image
         assert np.all(np.abs(diff - decode(r["arc"], size=r["stamp_size"])) <= np.spacing(np.abs(stamp)))
-    # the flux landing in the stamp per unit source flux rises with theta_E
-    per_te = defaultdict(list)
+    # the flux landing in the stamp per unit source flux is the total magnification (measured over the whole
+    # image plane, independently of the stamp): θE ≤ 3″ arcs fit in a 64-pixel stamp but for PSF wings
     for r in inj:
-        per_te[round(r["theta_e_arcsec"], 4)].append(r["total_injected_flux_r"] / r["src_flux_r"])
-    tes = sorted(per_te)
-    assert len(tes) >= 2
-    means = [np.mean(per_te[k]) for k in tes]
-    assert all(b > a for a, b in itertools.pairwise(means)), dict(zip(tes, means))
+        ratio = r["total_injected_flux_r"] / r["src_flux_r"] / r["magnification"]
+        assert 0.99 <= ratio <= 1.0 + 1e-6, (r["task_id"], r["theta_e_arcsec"], ratio)
+    assert len({round(r["theta_e_arcsec"], 4) for r in inj}) >= 2
     # total magnification >= 1 (sources inside the caustic and, for kappa >= 0 lenses, everywhere)
     inside = [r for r in inj if np.hypot(r["src_x_arcsec"], r["src_y_arcsec"]) < 0.5 * r["theta_e_arcsec"]]
     assert inside and all(r["magnification"] >= 1.0 for r in inside)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -55,3 +56,28 @@ def test_stage4d_on_synthetic_sky(stage4d_result, stage4c_result, debug_config):
         else:
             assert row["auc_lo"] - 0.05 <= auc <= row["auc_hi"] + 0.05
         assert bool(row["flagged"]) == bool(row["separation_lo"] > a.auc_limit)
+
+
+def test_debug_run_injects_resolved_targeted_lenses_without_a_core_shortcut(stage4d_result, stage4c_result,
+                                                                             debug_config):
+    """configs/debug.yaml (the demo): ≥ 90 % of the valid injections have θE / psf_fwhm_used_r ≥ 1, the
+    achieved peak arc_snr mix is the seed's, 4c's clean flag is bad_pixel_frac ≤ 0.2, and the core-brightness
+    features raise no red flag."""
+    out = Path(stage4d_result.output_path)
+    m = pq.read_table(stage4c_result.extra["metrics_path"]).to_pandas()
+    inj = m[(m["lens_model"] != "CONTROL") & (m["cutout_ok"] == 1)]
+    share = float(np.mean(inj["theta_e_arcsec"] / inj["psf_fwhm_used_r"] >= 1.0))
+    assert share >= 0.9
+    counts = json.loads((out / "_stage_config.json").read_text())
+    assert counts["counts"]["injections_resolved"] == int(round(share * len(inj)))
+    assert "wise_brightmask_frac <= 0.2" in counts["clean_selection"]
+    np.testing.assert_allclose(inj["arc_snr"], inj["target_snr"], rtol=1e-9)
+    mix = pd.read_parquet(out / "brightness_targeting.parquet").set_index("bin")
+    assert mix.loc[["0.8-2", "2-8", "8-20", ">=20"], "frac_achieved"].to_numpy() == pytest.approx(
+        [0.40, 0.40, 0.15, 0.05], abs=0.02)
+    ok = m[m["cutout_ok"] == 1]
+    assert (ok["clean"] == (ok["bad_pixel_frac"] <= 0.2).astype(int)).all()
+    assert (m.loc[m["cutout_ok"] == 0, "clean"] == 0).all()
+    audit = pd.read_parquet(out / "shortcut_audit.parquet").set_index("feature")
+    for f in ("central_flux_g", "central_flux_r", "central_flux_z"):
+        assert audit.loc[f, "flag"] != "red", audit.loc[f].to_dict()
