@@ -325,12 +325,24 @@ def ray_shoot_grid(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source-plane positions of the rays of the grid x1 (columns) x y1 (rows), arcsec.
 
-    Same result as ``lens.ray_shoot`` on the broadcast grid (to float32 rounding), faster: see
-    LensBatch.ray_shoot_grids.  Inputs are 1-D arcsec arrays from the lens centre, computed in float32.
-    Returns two (y1.size, x1.size) float32 arrays (written into ``out`` when given, e.g. scratch arrays).
+    Same result as ``lens.ray_shoot`` on the broadcast grid (to float32 rounding), faster for float32 axes
+    (LensBatch.ray_shoot_grids).  Inputs are 1-D arcsec arrays from the lens centre; float32 axes give
+    float32 rays, others float64 (lens.ray_shoot).  Returns two (y1.size, x1.size) arrays (written into
+    ``out`` when given, e.g. scratch arrays).
     """
-    x1 = np.asarray(x1, dtype=np.float32).reshape(1, -1)
-    y1 = np.asarray(y1, dtype=np.float32).reshape(1, -1)
+    x1 = np.asarray(x1)
+    y1 = np.asarray(y1)
+    if not (x1.dtype == np.float32 and y1.dtype == np.float32):
+        # float64 (or mixed) axes: the exact float64 deflection on the broadcast grid
+        xg, yg = np.broadcast_arrays(x1.astype(np.float64)[None, :], y1.astype(np.float64)[:, None])
+        bx, by = lens.ray_shoot(np.array(xg), np.array(yg))
+        if out is not None:
+            out[0][...] = bx
+            out[1][...] = by
+            return out
+        return bx, by
+    x1 = x1.reshape(1, -1)
+    y1 = y1.reshape(1, -1)
     if out is not None:
         out = (out[0].reshape((1,) + out[0].shape), out[1].reshape((1,) + out[1].shape))
     bx, by = LensBatch.from_lenses([lens]).ray_shoot_grids(x1, y1, out)
