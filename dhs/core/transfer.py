@@ -69,22 +69,26 @@ def _otf_many(fr: np.ndarray, alphas: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.ndarray:
-    """Moffat OTF x pixel / cell-box transfer (as the Moffat OTF x pixel / cell-box transfer) per PSF: (P, 2u-1, u) float32.
-
-    Frequencies at or beyond a PSF's own ``keep`` (its row's pruned spectrum size) are zero.
-    """
+@functools.lru_cache(maxsize=256)
+def _transfer_half(fwhm: float, beta: float, u: int, big: int, h: float, p: float) -> np.ndarray:
+    """Moffat OTF x pixel / cell-box transfer of one PSF on the (u, u) non-negative frequencies: float32,
+    read-only, cached (bands and stamps that share a PSF reuse it)."""
     fx = np.arange(u, dtype=np.float64) / (big * h)
     fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2).astype(np.float32)
     box = (np.sinc(fx * p) / np.sinc(fx * h)).astype(np.float32)
-    half = np.empty((len(fwhm), u, u), dtype=np.float32)
-    alphas = np.array([moffat_alpha(f, b) for f, b in zip(fwhm, beta)])
-    betas = np.asarray(beta, dtype=np.float64)
-    for b in np.unique(betas):
-        sel = np.flatnonzero(betas == b)
-        half[sel] = _otf_many(fr, alphas[sel], float(b))
-    half *= box[None, :, None]
-    half *= box[None, None, :]
+    half = _otf_many(fr, np.array([moffat_alpha(fwhm, beta)]), beta)[0]
+    half *= box[:, None]
+    half *= box[None, :]
+    half.setflags(write=False)
+    return half
+
+
+def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.ndarray:
+    """Moffat OTF x pixel / cell-box transfer per PSF: (P, 2u-1, u) float32, rows by signed y-frequency.
+
+    Frequencies at or beyond a PSF's own ``keep`` (its row's pruned spectrum size) are zero.
+    """
+    half = np.stack([_transfer_half(float(f), float(b), u, big, h, p) for f, b in zip(fwhm, beta)])
     cut = np.arange(u)[None, :] >= np.asarray(keep)[:, None]  # (P, u)
     if cut.any():
         half[cut[:, :, None] | cut[:, None, :]] = 0.0
