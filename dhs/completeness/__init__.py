@@ -1,7 +1,16 @@
 """Selection-function tools (pure numpy/pandas, no Spark): binomial intervals, binning, recovery
 definitions, completeness surfaces and the shortcut audit. Used by stage 4d and stage 6."""
 
-from dhs.completeness.audit import bootstrap_auc, flag_level, roc_auc, shortcut_audit, shortcut_features
+from dhs.completeness.audit import (
+    audit_features,
+    bootstrap_auc,
+    centre_masked_features,
+    flag_level,
+    null_audit_selection,
+    roc_auc,
+    shortcut_audit,
+    shortcut_features,
+)
 from dhs.completeness.binning import edge_bin, edge_bin_index, edge_bin_labels, floor_bin
 from dhs.completeness.intervals import binomial_interval, jeffreys_interval, wilson_interval
 from dhs.completeness.recovery import (
@@ -16,13 +25,24 @@ from dhs.completeness.surfaces import (
     aggregate_counts,
     control_mask,
     derive_rows,
+    no_fallback_mask,
+    null_mask,
+    population_code,
     rate_table,
     region_aggregate,
+    selection_flags,
     validity_flags,
 )
 
 __all__ = [
     "BinDef",
+    "audit_features",
+    "centre_masked_features",
+    "no_fallback_mask",
+    "null_audit_selection",
+    "null_mask",
+    "population_code",
+    "selection_flags",
     "RecoveryDefinition",
     "aggregate_counts",
     "binomial_interval",

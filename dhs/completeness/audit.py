@@ -8,6 +8,13 @@ interval bound above a limit. Reused by stage 6 (real lenses vs non-lenses).
 
 Stamps are (N, bands, H, W) float arrays in nanomaggies per pixel, band order g, r, z; the centre is pixel
 (H // 2, W // 2) (the stamp's central pixel, as for cutouts).
+
+Two feature sets: the *full* features (:func:`shortcut_features`) and a *centre-masked* variant
+(:func:`centre_masked_features`) computed with the host's core (distance < ``mask_radius_pix``) removed, which
+shows how much of the separability lives outside the core. The *null-injection audit* compares null
+injections (the injection path with zero source flux) with their matched controls on both sets
+(:func:`null_audit_selection` picks the rows): any AUC away from 0.5 there is a label leak of the pipeline
+itself (host selection, cut-outs, validity), not of the arcs.
 """
 
 from __future__ import annotations
@@ -15,12 +22,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from dhs.sampling.hashing import rng_from_seed, stable_hash64
+from dhs.sampling.hashing import hash64_array, rng_from_seed, stable_hash64
 
-__all__ = ["bootstrap_auc", "flag_level", "radial_distance", "roc_auc", "shortcut_audit", "shortcut_features"]
+__all__ = [
+    "CENTRE_MASKED",
+    "FULL",
+    "audit_features",
+    "bootstrap_auc",
+    "centre_masked_features",
+    "flag_level",
+    "null_audit_selection",
+    "radial_distance",
+    "roc_auc",
+    "shortcut_audit",
+    "shortcut_features",
+]
+
+FULL = "full"
+CENTRE_MASKED = "centre_masked"
 
 
 def radial_distance(h: int, w: int) -> np.ndarray:
@@ -69,6 +92,116 @@ def shortcut_features(
     pix = a[:, nb_r][:, ann]  # (N, n_ann)
     out[f"outer_noise_mad_{bands[nb_r]}"] = stats.median_abs_deviation(pix, axis=1, scale="normal", nan_policy="omit")
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def centre_masked_features(
+    stamps: np.ndarray,
+    bands: Sequence[str] = ("g", "r", "z"),
+    mask_radius_pix: float = 4.0,
+    annulus_inner_frac: float = 0.75,
+) -> dict[str, np.ndarray]:
+    """The audit features with the host's core masked (pixels at distance < ``mask_radius_pix`` dropped).
+
+    - ``masked_flux_<band>``: sum of the pixels with ``mask_radius_pix`` ≤ distance < ``annulus_inner_frac`` · R
+      (R = min(H, W) / 2): the ring around the core where arcs of θE ≳ 1″ land (nanomaggies);
+    - ``masked_total_flux``: sum over every band of all pixels outside the mask (nanomaggies);
+    - ``masked_g_minus_r``: −2.5 log10(masked g / masked r) (mag; NaN if either is ≤ 0).
+    The outer-annulus noise feature of :func:`shortcut_features` already excludes the core.
+    """
+    a = np.asarray(stamps, dtype=np.float64)
+    if a.ndim != 4 or a.shape[1] != len(bands):
+        raise ValueError(f"stamps must have shape (N, {len(bands)}, H, W) for bands {tuple(bands)}, got {a.shape}")
+    n, _, h, w = a.shape
+    r = radial_distance(h, w)
+    outer = annulus_inner_frac * min(h, w) / 2.0
+    if not (0 < mask_radius_pix < outer):
+        raise ValueError(f"need 0 < mask_radius_pix < annulus_inner_frac * min(H, W) / 2 = {outer:g}, "
+                         f"got {mask_radius_pix}")
+    ring = (r >= mask_radius_pix) & (r < outer)
+    rest = r >= mask_radius_pix
+    flux = np.nansum(a[:, :, ring], axis=2)
+    flux = np.where(np.any(np.isfinite(a[:, :, ring]), axis=2), flux, np.nan)
+    out: dict[str, np.ndarray] = {f"masked_flux_{b}": flux[:, i] for i, b in enumerate(bands)}
+    pix = a[:, :, rest].reshape(n, -1)
+    out["masked_total_flux"] = np.where(np.any(np.isfinite(pix), axis=1), np.nansum(pix, axis=1), np.nan)
+    if "g" in bands and "r" in bands:
+        fg, fr = flux[:, list(bands).index("g")], flux[:, list(bands).index("r")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["masked_g_minus_r"] = np.where((fg > 0) & (fr > 0), -2.5 * np.log10(fg / fr), np.nan)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def audit_features(
+    stamps: np.ndarray,
+    bands: Sequence[str] = ("g", "r", "z"),
+    core_radius_pix: float = 4.0,
+    annulus_inner_frac: float = 0.75,
+    mask_radius_pix: float | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Full and centre-masked features of each stamp, and the variant (``full`` / ``centre_masked``) of each
+    feature name. ``mask_radius_pix`` defaults to ``core_radius_pix`` (the masked core is the core the
+    central-flux features measure)."""
+    full = shortcut_features(stamps, bands, core_radius_pix, annulus_inner_frac)
+    masked = centre_masked_features(stamps, bands, core_radius_pix if mask_radius_pix is None else mask_radius_pix,
+                                    annulus_inner_frac)
+    variants = {**{k: FULL for k in full}, **{k: CENTRE_MASKED for k in masked}}
+    return {**full, **masked}, variants
+
+
+NULL_AUDIT_CELL_COLUMNS = ("selection_set_id", "region_split", "psf_bin", "depth_bin")
+"""Columns of the stratification cell (stage 4a) the null audit balances over, when present."""
+
+
+def null_audit_selection(rows: pd.DataFrame, n_max: int, seed: int) -> pd.DataFrame:
+    """The rows of the null-injection audit: valid null injections with a valid matched control, and those
+    controls; one row per host and class (null rows on one host have identical stamps, as do controls
+    reusing a host), and in every stratification cell (:data:`NULL_AUDIT_CELL_COLUMNS` present in ``rows``)
+    as many null hosts as control hosts — a matched comparison: the two classes have the same mix of cells,
+    so only a difference within cells (a leak) moves the AUC. At most ``n_max`` hosts per class.
+
+    ``rows`` needs ``task_id``, ``population`` (2 null injection, 1 control; others ignored), ``control_of``
+    (the task a control is matched to), ``galaxy_id`` and ``cutout_ok``. Choices follow xxhash64 of the
+    task_id with ``seed``, so they do not depend on row order. Returns ``task_id``, ``population``,
+    ``galaxy_id`` of the chosen rows, sorted by population then task_id.
+    """
+    need = ("task_id", "population", "control_of", "galaxy_id", "cutout_ok")
+    missing = [c for c in need if c not in rows.columns]
+    if missing:
+        raise KeyError(f"null audit: missing column(s) {missing}")
+    ok = pd.to_numeric(rows["cutout_ok"], errors="coerce").fillna(0).to_numpy() == 1
+    pop = pd.to_numeric(rows["population"], errors="coerce").fillna(-1).to_numpy()
+    nulls = rows[ok & (pop == 2)]
+    ctrls = rows[ok & (pop == 1) & rows["control_of"].notna().to_numpy()]
+    ctrls = ctrls[ctrls["control_of"].isin(set(nulls["task_id"]))]
+    nulls = nulls[nulls["task_id"].isin(set(ctrls["control_of"]))]
+    cell_cols = [c for c in NULL_AUDIT_CELL_COLUMNS if c in rows.columns]
+    cell_of = {t: "|".join(map(str, k)) for t, k in zip(nulls["task_id"], zip(*(nulls[c] for c in cell_cols)))} \
+        if cell_cols else {t: "" for t in nulls["task_id"]}
+    nulls = nulls.assign(_cell=[cell_of[t] for t in nulls["task_id"]])
+    ctrls = ctrls.assign(_cell=[cell_of[t] for t in ctrls["control_of"]])
+
+    def hosts_in_hash_order(df: pd.DataFrame) -> pd.DataFrame:
+        h = hash64_array([str(t) for t in df["task_id"]], seed).view(np.uint64) if len(df) else np.zeros(0, np.uint64)
+        d = df.assign(_h=h).sort_values(["_h", "task_id"], kind="stable")
+        return d.drop_duplicates(["_cell", "galaxy_id"], keep="first")
+
+    n_h, c_h = hosts_in_hash_order(nulls), hosts_in_hash_order(ctrls)
+    # a host in two cells (several selection sets) counts once per class
+    n_h = n_h.drop_duplicates("galaxy_id", keep="first")
+    c_h = c_h.drop_duplicates("galaxy_id", keep="first")
+    n_h = n_h.assign(_r=n_h.groupby("_cell").cumcount())
+    c_h = c_h.assign(_r=c_h.groupby("_cell").cumcount())
+    k = pd.concat([n_h.groupby("_cell").size(), c_h.groupby("_cell").size()], axis=1).fillna(0).min(axis=1)
+    n_h = n_h[n_h["_r"] < n_h["_cell"].map(k).fillna(0)]
+    c_h = c_h[c_h["_r"] < c_h["_cell"].map(k).fillna(0)]
+    if len(n_h) > n_max:   # keep whole ranks across cells, so the cap preserves the balance
+        order = n_h.sort_values(["_r", "_h", "task_id"], kind="stable").head(int(n_max))
+        keep = order.groupby("_cell").size()
+        n_h = order
+        c_h = c_h[c_h["_r"] < c_h["_cell"].map(keep).fillna(0)]
+    out = pd.concat([n_h, c_h], ignore_index=True)[["task_id", "population", "galaxy_id"]]
+    out["population"] = out["population"].astype(np.int64)
+    return out.sort_values(["population", "task_id"], kind="stable").reset_index(drop=True)
 
 
 def _clean(x: ArrayLike) -> np.ndarray:
@@ -141,8 +274,11 @@ def shortcut_audit(
     cl: float = 0.95,
     limit: float = 0.6,
     red_limit: float = 0.75,
+    variants: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """AUC per feature present in both mappings, with bootstrap interval and flag.
+
+    ``variants`` (feature → ``full`` / ``centre_masked``) adds a ``variant`` field to each result.
 
     Each result: ``feature``, ``n_pos``, ``n_neg``, ``median_pos``, ``median_neg``, ``auc``, ``auc_lo``,
     ``auc_hi`` (AUC > 0.5 means the feature is larger for positives), ``separation`` = max(AUC, 1 − AUC)
@@ -161,6 +297,7 @@ def shortcut_audit(
             sep, s_lo, s_hi = auc, lo, hi
         results.append({
             "feature": name,
+            **({"variant": variants.get(name, FULL)} if variants is not None else {}),
             "n_pos": int(p.size),
             "n_neg": int(q.size),
             "median_pos": float(np.median(p)) if p.size else float("nan"),

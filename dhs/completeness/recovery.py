@@ -12,8 +12,10 @@ must be present (non-null, finite) for a row to count as valid under it. NULLs n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -94,14 +96,53 @@ def proxy_definition(
     )
 
 
-def fraction_flagged(scores: ArrayLike, threshold: float) -> float:
+class ScoreCounts(Protocol):
+    """What a threshold from a target false-positive rate needs to know about the valid control scores
+    (finite values only): implemented over a numpy array (:class:`ArrayScores`) and, in stage 4d, over a
+    Spark column, so the scores never have to be held in one place."""
+
+    n: int
+
+    def count_ge(self, threshold: float) -> int:
+        """Number of scores >= ``threshold``."""
+
+    def value_at_rank(self, rank: int) -> float:
+        """The score at 0-based ``rank`` of the ascending order."""
+
+    def min_above(self, value: float) -> float | None:
+        """The smallest score > ``value`` (None if there is none)."""
+
+
+class ArrayScores:
+    """:class:`ScoreCounts` of an in-memory array (NaNs dropped)."""
+
+    def __init__(self, scores: ArrayLike):
+        s = np.asarray(scores, dtype=np.float64)
+        self.sorted = np.sort(s[np.isfinite(s)])
+        self.n = int(self.sorted.size)
+
+    def count_ge(self, threshold: float) -> int:
+        return int(self.n - np.searchsorted(self.sorted, threshold, side="left"))
+
+    def value_at_rank(self, rank: int) -> float:
+        return float(self.sorted[rank])
+
+    def min_above(self, value: float) -> float | None:
+        i = int(np.searchsorted(self.sorted, value, side="right"))
+        return float(self.sorted[i]) if i < self.n else None
+
+
+def _as_counts(scores: ArrayLike | ScoreCounts) -> ScoreCounts:
+    return scores if hasattr(scores, "count_ge") else ArrayScores(scores)  # type: ignore[return-value]
+
+
+def fraction_flagged(scores: ArrayLike | ScoreCounts, threshold: float) -> float:
     """Fraction of finite ``scores`` with score >= threshold (NaN if there are none)."""
-    s = np.asarray(scores, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    return float(np.mean(s >= threshold)) if s.size else float("nan")
+    c = _as_counts(scores)
+    return c.count_ge(threshold) / c.n if c.n else float("nan")
 
 
-def threshold_for_fpr(control_scores: ArrayLike, target_fpr: float) -> tuple[float, float]:
+def threshold_for_fpr(control_scores: ArrayLike | ScoreCounts, target_fpr: float) -> tuple[float, float]:
     """Score threshold at which at most ``target_fpr`` of the valid controls are flagged (score >= t).
 
     The threshold is the smallest control score value t with fraction(controls >= t) <= target_fpr (the
@@ -110,7 +151,8 @@ def threshold_for_fpr(control_scores: ArrayLike, target_fpr: float) -> tuple[flo
 
     Parameters
     ----------
-    control_scores : scores of valid controls (NaN ignored); at least one finite value required.
+    control_scores : scores of valid controls (NaN ignored; an array or a :class:`ScoreCounts`); at least
+        one finite value required.
     target_fpr : target false-positive rate in [0, 1].
 
     Returns
@@ -119,18 +161,22 @@ def threshold_for_fpr(control_scores: ArrayLike, target_fpr: float) -> tuple[flo
     """
     if not (0.0 <= float(target_fpr) <= 1.0):
         raise ValueError(f"target false-positive rate must be in [0, 1], got {target_fpr!r}")
-    s = np.asarray(control_scores, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
+    c = _as_counts(control_scores)
+    n = c.n
+    if n == 0:
         raise ValueError("cannot set a threshold from a target false-positive rate: no valid control scores")
-    uniq, counts = np.unique(s, return_counts=True)  # ascending
-    n_ge = np.cumsum(counts[::-1])[::-1]  # number of controls >= uniq[j]
-    fpr = n_ge / s.size
-    ok = np.flatnonzero(fpr <= float(target_fpr) + 1e-12)
-    if ok.size == 0:
-        return float(np.nextafter(uniq[-1], np.inf)), 0.0
-    j = int(ok[0])
-    return float(uniq[j]), float(fpr[j])
+    limit = float(target_fpr) + 1e-12
+    m = min(n, int(math.floor(limit * n)) + 1)      # the most controls that may be flagged: m / n <= limit
+    while m > 0 and not (m / n <= limit):
+        m -= 1
+    if m >= n:
+        t = c.value_at_rank(0)
+        return t, c.count_ge(t) / n
+    # the (m+1)-th largest score flags too many; the smallest score above it flags at most m
+    above = c.min_above(c.value_at_rank(n - 1 - m))
+    if above is None:
+        return float(np.nextafter(c.value_at_rank(n - 1), np.inf)), 0.0
+    return above, c.count_ge(above) / n
 
 
 def _fmt(x: float) -> str:
@@ -140,7 +186,7 @@ def _fmt(x: float) -> str:
 def score_definitions(
     score_thresholds: Sequence[float],
     target_fprs: Sequence[float],
-    control_scores: ArrayLike | None,
+    control_scores: ArrayLike | ScoreCounts | None,
 ) -> list[RecoveryDefinition]:
     """Recovery definitions for model scores: one per score threshold and one per target FPR.
 

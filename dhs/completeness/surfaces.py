@@ -9,11 +9,16 @@ sums the :func:`count_columns` over the key columns):
 3. :func:`rate_table` — marginalise onto any group of keys and attach Wilson and Jeffreys intervals;
    :func:`region_aggregate` — per-region mean/std and pooled completeness.
 
-Denominators: completeness uses injections only (``lens_model != "CONTROL"`` and ``is_control != 1``);
-false-positive rates use controls only. ``valid_all`` = ``cutout_ok == 1`` and every column the recovery
-definition needs is non-null and finite; ``valid_clean`` = ``valid_all`` and ``bad_pixel_frac <= max`` (with
-the default 0.2 this is stage 4c's ``clean`` flag) and, beyond that flag, ``wise_brightmask_frac <= max``. A NULL anywhere makes a flag 0 — a row is never dropped: it always counts
-in ``n_attempt``.
+Populations (``is_control_row``): 0 injection, 1 control (``lens_model == "CONTROL"`` or ``is_control == 1``),
+2 null injection (``lens_model == "NULL"``, the audit rows with zero source flux). Completeness uses
+injections only; false-positive rates use controls only; null injections are counted in no rate (only in
+``n_attempt`` totals, so that rows in = rows counted).
+
+Selections: ``valid_all`` = ``cutout_ok == 1`` and every column the recovery definition needs is non-null and
+finite; ``clean`` = ``valid_all`` and ``bad_pixel_frac <= max`` (with the default 0.2 this is stage 4c's
+``clean`` flag) and, beyond that flag, ``wise_brightmask_frac <= max``; ``no_fallback`` = ``valid_all`` and
+the PSF came from the psfsize map in every band (``psf_source_g/r/z`` all 0). A NULL anywhere makes a flag
+0 — a row is never dropped: it always counts in ``n_attempt``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from dhs.completeness.intervals import jeffreys_interval, wilson_interval
 from dhs.completeness.recovery import RecoveryDefinition, finite_values
 
 __all__ = [
+    "POP_CONTROL",
+    "POP_INJECTION",
+    "POP_NULL",
     "SELECTIONS",
     "BinDef",
     "add_intervals",
@@ -38,13 +46,23 @@ __all__ = [
     "control_mask",
     "count_columns",
     "derive_rows",
+    "no_fallback_mask",
+    "null_mask",
+    "population_code",
     "rate_table",
     "region_aggregate",
+    "selection_flags",
     "validity_flags",
 ]
 
-SELECTIONS = ("all", "clean")
+SELECTIONS = ("all", "clean", "no_fallback")
+"""Row selections every rate is computed for (see the module docstring)."""
 POP_COL = "is_control_row"
+"""Population code per row: 0 injection, 1 control, 2 null injection."""
+POP_INJECTION, POP_CONTROL, POP_NULL = 0, 1, 2
+NULL_LENS_MODEL = "NULL"
+PSF_SOURCE_COLUMNS = ("psf_source_g", "psf_source_r", "psf_source_z")
+"""Per-band PSF provenance (0 = psfsize map at the host pixel) used by the ``no_fallback`` selection."""
 SURFACE_SEP = "_by_"
 """Joins dimension names into a 2-D surface name, e.g. ``theta_e_by_psf``."""
 
@@ -112,6 +130,53 @@ def control_mask(df: pd.DataFrame) -> np.ndarray:
         tid = df["task_id"].iloc[i] if "task_id" in df.columns else f"row {i}"
         raise ValueError(f"task {tid!r}: is_control is null and there is no lens_model column")
     return ic == 1
+
+
+def null_mask(df: pd.DataFrame) -> np.ndarray:
+    """True for null injections (``lens_model == "NULL"``); False everywhere without a lens_model column.
+
+    Raises ValueError naming the task when a null row says ``is_control == 1``."""
+    if "lens_model" not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    out = (df["lens_model"].astype("string").str.upper() == NULL_LENS_MODEL).fillna(False).to_numpy(bool)
+    if out.any() and "is_control" in df.columns:
+        ic = pd.to_numeric(df["is_control"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        bad = out & (ic == 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            tid = df["task_id"].iloc[i] if "task_id" in df.columns else f"row {i}"
+            raise ValueError(f"task {tid!r}: lens_model is 'NULL' (null injection) but is_control is 1")
+    return out
+
+
+def population_code(df: pd.DataFrame) -> np.ndarray:
+    """Per row: 0 injection, 1 control, 2 null injection (int64)."""
+    ctrl = control_mask(df)
+    code = np.where(ctrl, POP_CONTROL, POP_INJECTION).astype(np.int64)
+    code[null_mask(df) & ~ctrl] = POP_NULL
+    return code
+
+
+def no_fallback_mask(df: pd.DataFrame) -> np.ndarray:
+    """True where the PSF came from the psfsize map in every band (``psf_source_g/r/z`` all 0); False where
+    any band fell back (1 catalogue/brick, 2 r band), is null, or the provenance columns are absent."""
+    ok = np.ones(len(df), dtype=bool)
+    for c in PSF_SOURCE_COLUMNS:
+        if c not in df.columns:
+            return np.zeros(len(df), dtype=bool)
+        ok &= finite_values(df, c) == 0
+    return ok
+
+
+def selection_flags(
+    df: pd.DataFrame,
+    required: Sequence[str],
+    max_bad_pixel_frac: float = 0.2,
+    max_wise_brightmask_frac: float = 0.2,
+) -> dict[str, np.ndarray]:
+    """Boolean flag per row for every selection of :data:`SELECTIONS` (``all``, ``clean``, ``no_fallback``)."""
+    v_all, v_clean = validity_flags(df, required, max_bad_pixel_frac, max_wise_brightmask_frac)
+    return {"all": v_all, "clean": v_clean, "no_fallback": v_all & no_fallback_mask(df)}
 
 
 def validity_flags(
@@ -188,12 +253,12 @@ def derive_rows(
     """Per-task key and count columns: ``is_control_row``, bin labels, ``n_attempt`` (=1) and, per
     definition and selection, ``nv__<def>__<sel>`` (valid) and ``nr__<def>__<sel>`` (valid and recovered)."""
     out = assign_bins(df, bins)
-    out.insert(0, POP_COL, control_mask(df).astype(np.int64))
+    out.insert(0, POP_COL, population_code(df))
     out["n_attempt"] = np.ones(len(df), dtype=np.int64)
     for d in definitions:
-        v_all, v_clean = validity_flags(df, d.required, max_bad_pixel_frac, max_wise_brightmask_frac)
+        flags = selection_flags(df, d.required, max_bad_pixel_frac, max_wise_brightmask_frac)
         rec = d.recovered(df)
-        for sel, v in (("all", v_all), ("clean", v_clean)):
+        for sel, v in flags.items():
             out[f"nv__{d.name}__{sel}"] = v.astype(np.int64)
             out[f"nr__{d.name}__{sel}"] = (v & rec).astype(np.int64)
     return out
@@ -231,7 +296,8 @@ def rate_table(
     cls: Sequence[float] = (0.68, 0.95),
     surface: str | None = None,
 ) -> pd.DataFrame:
-    """Completeness (population="injection") or false-positive rate ("control") grouped by ``group``.
+    """Completeness (population="injection") or false-positive rate ("control") grouped by ``group``
+    (null injections are in neither).
 
     Long format, one row per (group bins, recovery, selection): ``surface``, ``recovery``, ``selection``,
     ``dim1``, ``bin1``, ``bin1_lo``, ``dim2``, ``bin2``, ``bin2_lo`` (None/NaN when one-dimensional),
@@ -240,7 +306,7 @@ def rate_table(
     """
     if population not in ("injection", "control"):
         raise ValueError(f"population must be 'injection' or 'control', got {population!r}")
-    sub = counts[counts[POP_COL] == (1 if population == "control" else 0)]
+    sub = counts[counts[POP_COL] == (POP_CONTROL if population == "control" else POP_INJECTION)]
     keys = [k for b in group for k in (b.key_lo, b.key)]  # numeric order of lower edges first
     cols = count_columns(definitions)
     if keys:

@@ -8,7 +8,7 @@ counts onto every reported surface. :func:`compute_all_pandas` chains them for a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,14 +35,17 @@ from dhs.completeness.surfaces import (
 from dhs.survey.photometry import psfdepth_ivar_to_mag5
 
 __all__ = [
+    "RESOLUTION_DENOMINATORS",
     "SURFACES",
     "bin_defs",
     "compute_all_pandas",
     "derive_batch",
+    "dimension_descriptions",
     "key_columns",
     "prepare_columns",
     "recovery_definitions",
     "snr_histogram",
+    "surface_groupings",
     "surface_tables",
     "valid_control_scores",
 ]
@@ -50,14 +53,42 @@ __all__ = [
 #: Surfaces reported (names of the bin dimensions; two names = a 2-D surface).
 SURFACES: tuple[tuple[str, ...], ...] = (
     ("theta_e",), ("resolution",), ("psf",), ("depth",), ("src_mag",), ("target_snr",), ("region",), ("split",),
-    ("theta_e", "psf"), ("theta_e", "split"), ("resolution", "split"),
+    ("resolution_moffat",), ("resolution_psfsize",), ("bad_pixel",), ("wise_brightmask",),
+    ("theta_e", "psf"), ("theta_e", "split"), ("resolution", "split"), ("resolution", "bad_pixel"),
+    ("resolution", "wise_brightmask"),
 )
+
+#: The two resolution denominators: Moffat FWHM applied in 4c, or the catalogue PSFSIZE (the seed's choice).
+RESOLUTION_DENOMINATORS: dict[str, str] = {
+    "psf_fwhm_used_r": "Moffat FWHM of the r-band PSF applied in stage 4c (arcsec)",
+    "psfsize_r": "catalogue PSFSIZE_R, the FWHM of the NEA-equivalent Gaussian (arcsec; the seed system's axis)",
+}
+
+
+def dimension_descriptions(settings: Any) -> dict[str, str]:
+    """What each binned dimension is, in words with units (for the report and ``_stage_config.json``)."""
+    psf = settings.psf_column
+    return {
+        "theta_e": "Einstein radius θE (arcsec)",
+        "resolution": f"θE / {psf}: {RESOLUTION_DENOMINATORS.get(psf, psf)} (stage4d.psf_column)",
+        "resolution_moffat": f"θE / psf_fwhm_used_r: {RESOLUTION_DENOMINATORS['psf_fwhm_used_r']}",
+        "resolution_psfsize": f"θE / psfsize_r: {RESOLUTION_DENOMINATORS['psfsize_r']}",
+        "psf": f"{psf} (arcsec)",
+        "depth": "r-band 5σ point-source depth (AB mag)",
+        "src_mag": "source r magnitude (AB mag; src_mag_r_used, else src_mag_r)",
+        "target_snr": "brightness target of stage 4a (target_arc_snr_sum)",
+        "bad_pixel": "bad_pixel_frac: fraction of stamp pixels bad in any band (invvar 0 or bad maskbits)",
+        "wise_brightmask": "wise_brightmask_frac: fraction of stamp pixels in the WISE bright-star mask",
+        "region": f"region ({settings.region_column})",
+        "split": "region_split",
+    }
 
 
 def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", region_column: str = "region_id") -> pd.DataFrame:
     """Add derived columns (NaN where an input is missing or null):
 
-    ``theta_e_over_psf`` = θE / PSF FWHM (dimensionless); ``depth_r_mag5`` = r-band 5σ depth (AB mag) from
+    ``theta_e_over_psf`` = θE / ``psf_column`` (dimensionless), and the two explicit resolutions
+    ``theta_e_over_fwhm`` = θE / ``psf_fwhm_used_r`` and ``theta_e_over_psfsize`` = θE / ``psfsize_r``; ``depth_r_mag5`` = r-band 5σ depth (AB mag) from
     ``psfdepth_r_mag5`` or ``psfdepth_r`` (nanomaggy⁻²); ``src_mag_bin_value`` = ``src_mag_r_used`` else
     ``src_mag_r`` (AB mag); ``target_snr_value`` = ``target_snr`` (the stage 4a brightness target, r-band SNR of
     ``target_snr_metric``); ``region_key`` = the region column
@@ -70,8 +101,14 @@ def prepare_columns(df: pd.DataFrame, psf_column: str = "psf_fwhm_used_r", regio
         return finite_values(out, name) if name in out.columns else np.full(n, np.nan)
 
     theta, psf = col("theta_e_arcsec"), col(psf_column)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["theta_e_over_psf"] = np.where(psf > 0, theta / np.where(psf > 0, psf, 1.0), np.nan)
+
+    def ratio(den: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, theta / np.where(den > 0, den, 1.0), np.nan)
+
+    out["theta_e_over_psf"] = ratio(psf)
+    out["theta_e_over_fwhm"] = ratio(col("psf_fwhm_used_r"))
+    out["theta_e_over_psfsize"] = ratio(col("psfsize_r"))
     if "psfdepth_r_mag5" in out.columns:
         out["depth_r_mag5"] = col("psfdepth_r_mag5")
     else:
@@ -105,6 +142,10 @@ def bin_defs(settings: Any) -> list[BinDef]:
         _bin("depth", "depth_r_mag5", settings.depth_bins),
         _bin("src_mag", "src_mag_bin_value", settings.src_mag_bins),
         _bin("target_snr", "target_snr_value", settings.target_snr_bins),
+        _bin("resolution_moffat", "theta_e_over_fwhm", settings.resolution_bins),
+        _bin("resolution_psfsize", "theta_e_over_psfsize", settings.resolution_bins),
+        _bin("bad_pixel", "bad_pixel_frac", settings.bad_pixel_frac_bins),
+        _bin("wise_brightmask", "wise_brightmask_frac", settings.wise_brightmask_frac_bins),
         BinDef("region", "region_key", categorical=True),
         BinDef("split", "split_key", categorical=True),
     ]
@@ -149,8 +190,29 @@ def snr_histogram(derived: pd.DataFrame, definitions: Sequence[RecoveryDefinitio
     return (inj.groupby(["b_theta_e_lo", "snr_log_bin"], dropna=False).size().rename("n").reset_index())
 
 
+#: Groupings of the false-positive-rate table (controls, score definitions only).
+FPR_SURFACES: tuple[tuple[str, ...], ...] = ((), ("split",), ("region",), ("psf",), ("depth",))
+#: Groupings summarised across regions (each is also grouped by region).
+REGION_GROUPS: tuple[tuple[str, ...], ...] = ((), ("theta_e",), ("resolution",))
+
+
+def surface_groupings(surfaces: Sequence[Sequence[str]] = SURFACES) -> list[tuple[str, ...]]:
+    """Every set of bin dimensions :func:`surface_tables` sums the counts over (each also by population),
+    without repeats: the aggregation a large run needs instead of the full joint count table."""
+    out: dict[frozenset[str], tuple[str, ...]] = {}
+    for g in [(), *map(tuple, surfaces), *FPR_SURFACES, *(("region", *g) for g in REGION_GROUPS)]:
+        out.setdefault(frozenset(g), tuple(g))
+    return list(out.values())
+
+
+def _counts_for(counts: pd.DataFrame | Mapping[frozenset[str], pd.DataFrame], names: Sequence[str]) -> pd.DataFrame:
+    if isinstance(counts, pd.DataFrame):
+        return counts
+    return counts[frozenset(names)]
+
+
 def surface_tables(
-    counts: pd.DataFrame,
+    counts: pd.DataFrame | Mapping[frozenset[str], pd.DataFrame],
     bins: Sequence[BinDef],
     definitions: Sequence[RecoveryDefinition],
     cls: Sequence[float] = (0.68, 0.95),
@@ -159,20 +221,22 @@ def surface_tables(
 ) -> dict[str, pd.DataFrame]:
     """All reported tables from aggregated counts.
 
+    ``counts`` is the joint count table (population × every bin) or, for large runs, a mapping from each
+    set of dimension names of :func:`surface_groupings` to the counts summed over population × those bins.
     Returns ``completeness`` (every surface, injections only), ``fpr`` (controls only, score definitions
     only; empty without scores), ``region_aggregate`` (per θE bin, per resolution bin and overall).
     """
     by = {b.name: b for b in bins}
-    comp = pd.concat([rate_table(counts, [by[n] for n in s], definitions, "injection", cls) for s in (((),) + tuple(surfaces))],
-                     ignore_index=True)
+    comp = pd.concat([rate_table(_counts_for(counts, s), [by[n] for n in s], definitions, "injection", cls)
+                      for s in (((),) + tuple(surfaces))], ignore_index=True)
     score_defs = [d for d in definitions if d.kind == "score"]
     if score_defs:
-        fpr = pd.concat([rate_table(counts, [by[n] for n in s], score_defs, "control", cls)
-                         for s in ((), ("split",), ("region",), ("psf",), ("depth",))], ignore_index=True)
+        fpr = pd.concat([rate_table(_counts_for(counts, s), [by[n] for n in s], score_defs, "control", cls)
+                         for s in FPR_SURFACES], ignore_index=True)
     else:
         fpr = pd.DataFrame()
-    reg = pd.concat([region_aggregate(counts, [by[n] for n in s], by["region"], definitions, region_min_count, cls)
-                     for s in ((), ("theta_e",), ("resolution",))], ignore_index=True)
+    reg = pd.concat([region_aggregate(_counts_for(counts, ("region", *s)), [by[n] for n in s], by["region"],
+                                      definitions, region_min_count, cls) for s in REGION_GROUPS], ignore_index=True)
     return {"completeness": comp, "fpr": fpr, "region_aggregate": reg}
 
 

@@ -69,6 +69,26 @@ def _default_sets() -> list[SelectionSetConfig]:
             SelectionSetConfig(kind="stratified", score="density", n=100, n_bins=5)]
 
 
+SEED_RANKING_MODES: tuple[str, ...] = ("density", "n_lrg", "area_weighted", "psf_weighted")
+"""The four region ranking modes (scores); × three LRG variants they made the seed system's 12 selection sets."""
+
+
+def seed_selection_sets(k: int = 100) -> list[SelectionSetConfig]:
+    """One top-``k`` set per ranking mode (``selection_sets: seed``); with ``selection_set_variants`` listing
+    three variants this builds the seed's 4 × 3 = 12 sets."""
+    return [SelectionSetConfig(kind="topk", score=m, k=k) for m in SEED_RANKING_MODES]
+
+
+def spec_set_id(s: SelectionSetConfig) -> str:
+    """The id of a selection-set spec before any variant suffix."""
+    return s.id or (f"topk_{s.score}_k{s.k}" if s.kind == "topk" else f"strat_{s.score}_q{s.n_bins}_n{s.n}")
+
+
+def variant_set_id(spec_id: str, variant: str) -> str:
+    """``<spec id>__<variant>``: the id of a selection set built for one LRG variant."""
+    return f"{spec_id}__{variant}"
+
+
 class Stage3Config(StrictModel):
     """Settings of stage 3. Every field has a default, so ``stage3: {}`` is valid.
 
@@ -95,7 +115,22 @@ class Stage3Config(StrictModel):
     split_fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.70, "val": 0.15, "test": 0.15})
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     selection_sets: list[SelectionSetConfig] = Field(default_factory=_default_sets)
+    """Region selection sets (ranking mode = score, top-K or stratified), or ``seed``: top-100 by each of the
+    four ranking modes (density, n_lrg, area_weighted, psf_weighted)."""
+    selection_set_variants: list[str] | None = None
+    """LRG variants each selection set is built for (the LRG counts behind the scores and the hosts of the
+    set); ids become ``<spec id>__<variant>``. The seed system built 4 ranking modes × 3 variants = 12 sets.
+    None = the run's variant only, ids without suffix."""
     output_partitions: int | None = Field(default=None, ge=1)
+
+    @field_validator("selection_sets", mode="before")
+    @classmethod
+    def _seed_sets(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v != "seed":
+                raise ValueError(f"a list of selection sets or 'seed', got {v!r}")
+            return seed_selection_sets()
+        return v
 
     @field_validator("healpix_nside")
     @classmethod
@@ -130,13 +165,26 @@ class Stage3Config(StrictModel):
             raise ValueError(f"variants: unknown {unknown}; known: {sorted(known)}")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants: duplicates in {self.variants}")
-        ids = []
-        for s in self.selection_sets:
-            ids.append(s.id or (f"topk_{s.score}_k{s.k}" if s.kind == "topk" else f"strat_{s.score}_q{s.n_bins}_n{s.n}"))
+        if self.selection_set_variants is not None:
+            bad = [v for v in self.selection_set_variants if v not in self.variants]
+            if bad or not self.selection_set_variants:
+                raise ValueError(f"selection_set_variants: {bad or 'empty list'}; each must be one of stage3.variants "
+                                 f"{self.variants} (their is_lrg_<variant> flags are in the parent table)")
+            if len(set(self.selection_set_variants)) != len(self.selection_set_variants):
+                raise ValueError(f"selection_set_variants: duplicates in {self.selection_set_variants}")
+        ids = [spec_set_id(s) for s in self.selection_sets]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"selection_sets: duplicate ids {dup}; give each set a distinct 'id'")
         return self
+
+    def selection_set_plan(self, run_variant: str) -> list[tuple[str, SelectionSetConfig, str]]:
+        """Every selection set as (id, spec, LRG variant): each spec × each of ``selection_set_variants``
+        (ids ``<spec id>__<variant>``), or each spec for ``run_variant`` (plain ids) when that is None."""
+        if self.selection_set_variants is None:
+            return [(spec_set_id(s), s, run_variant) for s in self.selection_sets]
+        return [(variant_set_id(spec_set_id(s), v), s, v) for v in self.selection_set_variants
+                for s in self.selection_sets]
 
     def check_inputs(self, cfg: RunConfig) -> list[str]:
         """Problems with inputs that can be checked before Spark starts (messages name the key)."""

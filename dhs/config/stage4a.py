@@ -75,7 +75,15 @@ class Stage4aConfig(StrictModel):
     host_flag: str | None = None
     """Boolean parent column selecting hosts; None = ``is_lrg_<variant>``."""
     selection_set: str | None = None
-    """Only hosts whose ``selection_sets`` contain this id (None = all)."""
+    """Only the hosts of this stage 3 selection set (a parent row's ``selection_sets`` lists the sets it is a
+    host of: its region is in the set and it passes the set's LRG variant). None = every ``host_flag`` row."""
+    selection_sets: list[str] | Literal["all"] | None = None
+    """Build the manifest once per listed selection set, as the seed system did (a galaxy in two sets gets
+    rows in both, told apart by ``selection_set_id`` and the task_id); ``all`` = every set stage 3 made.
+    None = one manifest over ``selection_set`` (or every host: ``selection_set_id = "all"``)."""
+    null_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
+    """Share of the non-control rows made null injections (``lens_model = "NULL"``: parameters drawn as for
+    an injection, source flux 0) for stage 4d's null-injection audit; never counted in completeness."""
     control_mode: Literal["unpaired", "paired"] = "unpaired"
     control_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
     """Controls / all rows; None = tier default (debug 0.25, grid 0.1, train 0.5)."""
@@ -116,6 +124,14 @@ class Stage4aConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage4aConfig:
+        if self.selection_set is not None and self.selection_sets is not None:
+            raise ValueError("give selection_set (one set) or selection_sets (several), not both")
+        if isinstance(self.selection_sets, list):
+            if not self.selection_sets:
+                raise ValueError("selection_sets: empty list (use null for every host, or 'all')")
+            dup = sorted({x for x in self.selection_sets if self.selection_sets.count(x) > 1})
+            if dup:
+                raise ValueError(f"selection_sets: duplicates {dup}")
         if self.parameter_source == "grid":
             if self.theta_e_mode == "psf_ratio":
                 raise ValueError("theta_e_mode: psf_ratio needs parameter_source: priors (grid θE are absolute)")
@@ -142,6 +158,12 @@ class Stage4aConfig(StrictModel):
     def effective_control_fraction(self) -> float:
         """The control fraction in force (configured or the tier default)."""
         return TIER_CONTROL_FRACTION[self.tier] if self.control_fraction is None else self.control_fraction
+
+    def requested_selection_sets(self) -> list[str] | Literal["all"] | None:
+        """The selection set ids to build (a list, ``"all"``) or None (no region selection)."""
+        if self.selection_sets is not None:
+            return self.selection_sets
+        return [self.selection_set] if self.selection_set else None
 
     def effective_hosts_per_cell(self) -> int | None:
         """Hosts per stratification cell in force (configured or the tier default)."""

@@ -34,7 +34,7 @@ class AuditSettings(StrictModel):
 
     enabled: bool = True
     n_per_class: int = Field(default=2000, ge=10, le=1_000_000)
-    """Stamps sampled (deterministically, from task_seed) per class."""
+    """At most this many stamps per class: those with the smallest xxhash64 of the run seed and task_id."""
     n_boot: int = Field(default=1000, ge=50, le=100_000)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     auc_limit: float = Field(default=0.6, ge=0.5, le=1.0)
@@ -44,6 +44,11 @@ class AuditSettings(StrictModel):
     core_radius_pix: float = Field(default=4.0, gt=0.0)
     annulus_inner_frac: float = Field(default=0.75, gt=0.0, lt=1.0)
     """Outer annulus for the noise feature: from this fraction of the half-size to the stamp edge."""
+    mask_radius_pix: float | None = Field(default=None, gt=0.0)
+    """Radius (pixels) of the host core removed for the centre-masked features; None = ``core_radius_pix``."""
+    null_audit: bool = True
+    """Compare null injections (``lens_model = "NULL"``, stage4a.null_fraction) with their matched controls
+    on every audit feature; their AUCs should be ≈ 0.5 (else the pipeline itself leaks the label)."""
 
 
 class GallerySettings(StrictModel):
@@ -76,7 +81,9 @@ class Stage4dConfig(StrictModel):
     snr_min: float = 5.0
     resolution_min: float = Field(default=0.8, ge=0.0)
     psf_column: Literal["psf_fwhm_used_r", "psfsize_r"] = "psf_fwhm_used_r"
-    """PSF FWHM (arcsec) used for the resolution θE / PSF and the PSF bins."""
+    """PSF size (arcsec) dividing θE on the ``resolution`` axis, in the proxy's resolution cut and for the PSF
+    bins: ``psf_fwhm_used_r`` (Moffat FWHM applied in 4c) or ``psfsize_r`` (catalogue PSFSIZE, the seed's
+    axis). Both explicit axes (``resolution_moffat``, ``resolution_psfsize``) are always reported too."""
     scores_path: str | None = None
     """Parquet file or folder of (task_id, score) from a user's classifier (local or s3://)."""
     score_thresholds: list[float] = Field(default_factory=lambda: [0.5])
@@ -96,6 +103,10 @@ class Stage4dConfig(StrictModel):
     """r-band 5σ point-source depth bins (AB mag)."""
     src_mag_bins: BinSpec = Field(default_factory=lambda: BinSpec(width=0.5))
     """Source r magnitude bins (AB mag; ``src_mag_r_used`` from 4c, else ``src_mag_r``)."""
+    bad_pixel_frac_bins: BinSpec = Field(default_factory=lambda: BinSpec(edges=[0.01, 0.05, 0.1, 0.2]))
+    """``bad_pixel_frac`` bins (fraction of stamp pixels; the seed's clean cut is 0.2)."""
+    wise_brightmask_frac_bins: BinSpec = Field(default_factory=lambda: BinSpec(edges=[0.01, 0.05, 0.1, 0.2]))
+    """``wise_brightmask_frac`` bins (fraction of stamp pixels)."""
     target_snr_bins: BinSpec = Field(default_factory=lambda: BinSpec(edges=[0.8, 2.0, 8.0, 20.0]))
     """Bins of the stage 4a target SNR ``target_snr`` (brightness targeting; default: the seed's target-mix
     edges). With explicit edges the report also tabulates the achieved mix of the measured SNR."""

@@ -93,6 +93,11 @@ def is_control(row: Mapping[str, Any]) -> bool:
     return bool(_get(row, "is_control", 0)) or str(_get(row, "lens_model", "")).upper() == "CONTROL"
 
 
+def is_null_injection(row: Mapping[str, Any]) -> bool:
+    """A null injection (audit row): ``lens_model`` = "NULL" — the injection path with zero source flux."""
+    return str(_get(row, "lens_model", "")).upper() == "NULL"
+
+
 def sub_rng(task_seed: int, label: str) -> np.random.Generator:
     """An independent generator for one purpose (``label``) of one task."""
     return rng_from_seed(stable_hash64(int(task_seed), label))
@@ -371,11 +376,13 @@ def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arra
     out["quality_notes"] = quality_notes(cutout, psf)
     if control:
         return _encoded(out, np.asarray(cutout.image, dtype=np.float32).copy(), None, cutout, arrays, timings)
+    if is_null_injection(row):   # zero source flux in every band, whatever the magnitudes say
+        row = dict(row, src_mag_r=math.inf, src_mag_g=None, src_mag_z=None)
     theta_e = _fnum(row, "theta_e_arcsec")
     if theta_e is None or theta_e < 0:
         raise TaskFailure(f"bad_manifest:theta_e_arcsec={row.get('theta_e_arcsec')!r}")
     target, metric, column = brightness_target(row)
-    targeting = target is not None
+    targeting = target is not None and not is_null_injection(row)   # a null injection keeps zero flux
     if targeting and not (target > 0 and math.isfinite(target)):
         raise TaskFailure(f"bad_manifest:{column}={target!r}")
     if targeting and metric not in SNR_METRICS:
@@ -471,6 +478,9 @@ def _finish(p: _Pending, arc: np.ndarray, mu: float, settings: Any, arrays: tupl
         for key in SNR_METRICS:
             v = snr_all.get(key)
             out[key] = None if v is None else float(v)
+        if not np.any(fl.flux):   # null injection (zero source flux): the arc SNRs are exactly 0
+            for key in [k for k in out if k.startswith("arc_snr") and out[k] is None]:
+                out[key] = 0.0
         out["magnification"] = float(mu)
         for i, b in enumerate(BANDS):
             out[f"total_injected_flux_{b}"] = float(arc[i].sum())

@@ -42,16 +42,23 @@ def split_proportions(split: Sequence[str], fractions: Mapping[str, float], tole
     """Counts and shares per split against the target ``fractions``; ``flag`` "yellow" when a share is off
     by more than ``tolerance`` (few HEALPix pixels make large deviations expected), else "ok"."""
     s = np.asarray(list(split), dtype=object).astype(str)
-    n = s.size
-    out: dict[str, Any] = {"n": int(n), "splits": {}}
+    names, counts = np.unique(s, return_counts=True)
+    return split_proportions_from_counts(dict(zip(names.tolist(), counts.tolist())), fractions, tolerance)
+
+
+def split_proportions_from_counts(counts: Mapping[str, int], fractions: Mapping[str, float],
+                                  tolerance: float) -> dict[str, Any]:
+    """:func:`split_proportions` from the number of rows per split (what Spark aggregates)."""
+    n = int(sum(counts.values()))
+    out: dict[str, Any] = {"n": n, "splits": {}}
     worst = 0.0
     for name, f in fractions.items():
-        c = int(np.sum(s == name))
+        c = int(counts.get(name, 0))
         share = c / n if n else float("nan")
         dev = abs(share - f) if n else float("nan")
         worst = max(worst, dev) if n else worst
         out["splits"][name] = {"count": c, "share": share, "target": float(f), "deviation": dev}
-    unknown = sorted(set(s.tolist()) - set(fractions))
+    unknown = sorted(k for k, v in counts.items() if v and k not in fractions)
     out["unknown_splits"] = unknown
     out["max_deviation"] = worst
     out["flag"] = "n/a" if n == 0 else ("red" if unknown else ("yellow" if worst > tolerance else "ok"))
@@ -66,8 +73,14 @@ def pixel_disjointness(pixels: Sequence[int], split: Sequence[str]) -> dict[str,
     for a, b in zip(p.tolist(), s.tolist()):
         seen.setdefault(a, set()).add(b)
     shared = sorted(k for k, v in seen.items() if len(v) > 1)
-    return {"pixels": len(seen), "pixels_in_several_splits": len(shared), "examples": shared[:10],
-            "disjoint": not shared}
+    return disjointness_summary(len(seen), len(shared), shared[:10])
+
+
+def disjointness_summary(n_pixels: int, n_shared: int, examples: Sequence[int]) -> dict[str, Any]:
+    """The disjointness record from the number of pixels, of pixels holding several splits and up to ten
+    of the latter (smallest first)."""
+    return {"pixels": int(n_pixels), "pixels_in_several_splits": int(n_shared),
+            "examples": [int(x) for x in sorted(examples)[:10]], "disjoint": not n_shared}
 
 
 def cross_split_neighbours(ra: np.ndarray, dec: np.ndarray, split: Sequence[str], radius_arcsec: float
@@ -82,6 +95,45 @@ def cross_split_neighbours(ra: np.ndarray, dec: np.ndarray, split: Sequence[str]
     i, j, _, _ = c.search_around_sky(c, radius_arcsec * u.arcsec)
     sel = (i < j) & (s[i] != s[j])
     return {"radius_arcsec": radius_arcsec, "pairs": int(sel.sum())}
+
+
+def _zone_cells(zone: np.ndarray, radius_deg: float) -> np.ndarray:
+    """RA cells per Dec zone (zones ``radius_deg`` high): each cell spans at least ``radius_deg`` on the sky
+    at the zone's edge nearest the pole."""
+    lo = zone * radius_deg - 90.0
+    pole = np.minimum(np.maximum(np.abs(lo), np.abs(lo + radius_deg)), 90.0)
+    return np.maximum(1, np.floor(360.0 * np.cos(np.radians(pole)) / radius_deg)).astype(np.int64)
+
+
+def sky_cell_keys(ra: np.ndarray, dec: np.ndarray, radius_arcsec: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells of a sky grid (Dec zones × RA cells, every cell at least ``radius_arcsec`` wide) for pair searches:
+    ``(own, row, key)`` = each position's own cell key, and for every position (``row`` = its index) the keys
+    of the cells that can hold a neighbour within the radius (its own and the adjacent ones, no repeats).
+    Joining ``key`` to ``own`` finds every pair closer than the radius exactly once from each side."""
+    ra = np.mod(np.asarray(ra, dtype=np.float64), 360.0)
+    dec = np.asarray(dec, dtype=np.float64)
+    h = radius_arcsec / 3600.0
+    n_zones = int(np.ceil(180.0 / h))
+    zone = np.clip(np.floor((dec + 90.0) / h).astype(np.int64), 0, n_zones - 1)
+
+    def key(z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return z * np.int64(1 << 32) + c
+
+    own = key(zone, np.floor(ra / 360.0 * _zone_cells(zone, h)).astype(np.int64) % _zone_cells(zone, h))
+    rows, keys = [], []
+    idx = np.arange(ra.size)
+    for dz in (-1, 0, 1):
+        z = zone + dz
+        ok = (z >= 0) & (z < n_zones)
+        zz, i = z[ok], idx[ok]
+        n = _zone_cells(zz, h)
+        c0 = np.floor(ra[ok] / 360.0 * n).astype(np.int64)
+        for dc in (-1, 0, 1):
+            rows.append(i)
+            keys.append(key(zz, (c0 + dc) % n))
+    row, k = np.concatenate(rows), np.concatenate(keys)
+    uniq = np.unique(np.stack([row, k]), axis=1)          # cells repeat where a zone has fewer than 3 cells
+    return own, uniq[0], uniq[1]
 
 
 def report_markdown(summary: Mapping[str, Any]) -> str:

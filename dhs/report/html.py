@@ -35,16 +35,18 @@ def _table(df: pd.DataFrame, cols: Sequence[str] | None = None, floatfmt: str = 
     return d.to_html(index=False, na_rep="", float_format=lambda x: floatfmt.format(x), border=0, escape=True)
 
 
-def _audit_table(rows: Sequence[dict]) -> str:
+def _audit_table(rows: Sequence[dict], empty: str = "(audit not run)") -> str:
     if not rows:
-        return "<p><i>(audit not run)</i></p>"
+        return f"<p><i>{html.escape(empty)}</i></p>"
     head = ["feature", "n_pos", "n_neg", "median_pos", "median_neg", "auc", "auc_lo", "auc_hi", "separation_lo", "flag"]
+    if any("variant" in r for r in rows):
+        head.insert(1, "variant")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
         cls = r["flag"] if r["flag"] in ("red", "yellow") else ""
         cells = []
         for h in head:
-            v = r[h]
+            v = r.get(h, "")
             cells.append(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>")
         out.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
@@ -66,6 +68,8 @@ def build_report(
     snr_column: str = "arc_snr",
     snr_hist_width_dex: float = 0.1,
     targeting: pd.DataFrame | None = None,
+    null_audit_rows: Sequence[dict] = (),
+    dimensions: dict[str, str] | None = None,
 ) -> str:
     """Write the PNGs and ``index.html`` into ``report_dir``; returns the path of ``index.html``.
 
@@ -92,17 +96,27 @@ def build_report(
         parts.append("<p class='note'>The <b>proxy</b> is not a lens finder: it counts an injection as recovered "
                      "when its arc is bright and resolved enough by the stated cuts. Use a model-score table "
                      "(<code>stage4d.scores_path</code>) for the completeness of an actual classifier.</p>")
-    parts.append("<p>Denominators: injections only (<code>lens_model != \"CONTROL\"</code>). <b>all</b>: cutout_ok "
+    parts.append("<p>Denominators: injections only (<code>lens_model</code> not \"CONTROL\" and not \"NULL\"; "
+                 "null injections are audit rows and count in no rate). <b>all</b>: cutout_ok "
                  "and the definition's inputs present; <b>clean</b>: also the "
-                 "<i>clean selection</i> listed above. Intervals: Wilson and Jeffreys (Beta(½,½)), 68 % and 95 %. Bins are "
-                 "labelled by their lower edge (floor(value / width)); resolution bins use explicit edges.</p>")
+                 "<i>clean selection</i> listed above; <b>no_fallback</b>: <i>all</i> rows whose PSF came from the psfsize "
+                 "map in every band (psf_source_g/r/z = 0). Intervals: Wilson and Jeffreys (Beta(½,½)), 68 % and "
+                 "95 %. Bins are labelled by their lower edge (floor(value / width)); resolution and quality bins "
+                 "use explicit edges.</p>")
+    dims = dimensions or {}
+    if "resolution" in dims:
+        parts.append(f"<p class='note'><b>Resolution axis</b>: {html.escape(dims['resolution'])}. The other "
+                     "denominator is reported too: <code>resolution_moffat</code> (θE / Moffat FWHM applied) and "
+                     "<code>resolution_psfsize</code> (θE / catalogue PSFSIZE_R, the seed system's axis).</p>")
 
     for d in definitions:
         parts.append(f"<h2>Completeness — {html.escape(d.name)}</h2>")
-        for dim in ("theta_e", "resolution", "psf", "depth", "src_mag", "target_snr"):
+        for dim in ("theta_e", "resolution", "resolution_moffat", "resolution_psfsize", "psf", "depth", "src_mag",
+                    "target_snr", "bad_pixel", "wise_brightmask"):
             sub = comp[(comp["surface"] == dim) & (comp["recovery"] == d.name)]
             if (sub["n_valid"] > 0).any():
-                png = plot_completeness_1d(comp, dim, d.name, os.path.join(report_dir, f"completeness_{d.name}_{dim}.png"))
+                png = plot_completeness_1d(comp, dim, d.name, os.path.join(report_dir, f"completeness_{d.name}_{dim}.png"),
+                                           xlabel=dims.get(dim))
                 parts.append(_img(os.path.basename(png), f"completeness vs {dim}"))
         for sel in ("all", "clean"):
             png = plot_heatmap(comp, "theta_e_by_psf", d.name, sel, os.path.join(report_dir, f"heatmap_{d.name}_theta_e_psf_{sel}.png"))
@@ -110,6 +124,12 @@ def build_report(
         parts.append("<h3>Table: completeness vs θE</h3>")
         parts.append(_table(comp[(comp["surface"] == "theta_e") & (comp["recovery"] == d.name)],
                             ["selection"] + _TABLE_COLS))
+        parts.append("<h3>Table: completeness vs quality (bad_pixel_frac, wise_brightmask_frac)</h3>")
+        parts.append(_table(comp[comp["surface"].isin(["bad_pixel", "wise_brightmask"]) & (comp["recovery"] == d.name)
+                                 & (comp["selection"] == "all")], ["surface"] + _TABLE_COLS))
+        parts.append("<h3>Table: completeness vs θE, with and without PSF-fallback rows</h3>")
+        parts.append(_table(comp[(comp["surface"] == "theta_e") & (comp["recovery"] == d.name)
+                                 & comp["selection"].isin(["all", "no_fallback"])], ["selection"] + _TABLE_COLS))
         parts.append("<h3>Table: completeness vs resolution (θE / PSF) and split</h3>")
         parts.append(_table(comp[(comp["surface"] == "resolution_by_split") & (comp["recovery"] == d.name)
                                  & (comp["selection"] == "all")], ["bin2"] + _TABLE_COLS))
@@ -144,7 +164,17 @@ def build_report(
     if audit_rows:
         png = plot_audit(audit_rows, audit_limit, os.path.join(report_dir, "shortcut_audit.png"))
         parts.append(_img(os.path.basename(png), "shortcut audit"))
+    parts.append("<p>Centre-masked features (<code>variant = centre_masked</code>) leave out the host's core: "
+                 "their AUCs show how much of the separation lives outside the core (where resolved arcs are), "
+                 "against the full features' share.</p>")
     parts.append(_audit_table(audit_rows))
+
+    parts.append("<h2>Null-injection audit</h2><p>Null injections (<code>lens_model = \"NULL\"</code>) take the "
+                 "whole injection path with zero source flux; they are compared with their matched controls (one "
+                 "row per host and class) on every audit feature, full and centre-masked. Every AUC must be ≈ 0.5: "
+                 "a flagged feature means the pipeline itself (host selection, cut-outs, validity cuts) separates "
+                 "the classes, so a finder could learn the label without any arc.</p>")
+    parts.append(_audit_table(null_audit_rows, "(no null injections: set stage4a.null_fraction > 0)"))
 
     parts.append("<h2>PSF provenance</h2><p>psf_source: 0 psfsize map at the host pixel, 1 catalogue/brick "
                  "value, 2 fallback to r.</p>" + _table(provenance, floatfmt="{:g}"))

@@ -18,6 +18,10 @@ __all__ = ["plot_audit", "plot_completeness_1d", "plot_heatmap", "plot_snr_distr
 AXIS_LABELS = {
     "theta_e": "θE bin (lower edge, arcsec)",
     "resolution": "θE / PSF FWHM",
+    "resolution_moffat": "θE / psf_fwhm_used_r (Moffat FWHM applied)",
+    "resolution_psfsize": "θE / psfsize_r (catalogue PSFSIZE, Gaussian-equivalent FWHM)",
+    "bad_pixel": "bad_pixel_frac (fraction of stamp pixels)",
+    "wise_brightmask": "wise_brightmask_frac (fraction of stamp pixels)",
     "psf": "PSF FWHM bin (lower edge, arcsec)",
     "depth": "r 5σ depth bin (lower edge, AB mag)",
     "src_mag": "source r mag bin (lower edge, AB mag)",
@@ -36,8 +40,9 @@ def save(fig: plt.Figure, path: str) -> str:
 
 
 def plot_completeness_1d(table: pd.DataFrame, dim: str, recovery: str, path: str, title: str = "",
-                         rate: str = "completeness") -> str:
-    """Completeness vs one dimension for the "all" and "clean" selections, with Wilson 68 % (dark) and
+                         rate: str = "completeness", xlabel: str | None = None) -> str:
+    """Completeness vs one dimension for the "all", "clean" and "no_fallback" selections (those present),
+    with Wilson 68 % (dark) and
     95 % (light) bands. Bins with no valid injections are left out. Regular bins are drawn at their lower
     edge; explicit-edge bins (with an open first bin) at equally spaced, labelled positions shared by both
     selections."""
@@ -46,7 +51,7 @@ def plot_completeness_1d(table: pd.DataFrame, dim: str, recovery: str, path: str
     bins = sel_t[["bin1", "bin1_lo"]].drop_duplicates().sort_values("bin1_lo", na_position="last")
     numeric = bool(np.all(np.isfinite(bins["bin1_lo"].to_numpy(dtype=float))))
     where = {lab: (lo if numeric else float(i)) for i, (lab, lo) in enumerate(zip(bins["bin1"], bins["bin1_lo"]))}
-    for sel, colour in (("all", "C0"), ("clean", "C1")):
+    for sel, colour in (("all", "C0"), ("clean", "C1"), ("no_fallback", "C2")):
         sub = sel_t[sel_t["selection"] == sel]
         if sub.empty:
             continue
@@ -59,7 +64,7 @@ def plot_completeness_1d(table: pd.DataFrame, dim: str, recovery: str, path: str
     if not numeric:
         ax.set_xticks(np.arange(len(bins)), [str(b) for b in bins["bin1"]], rotation=30)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(AXIS_LABELS.get(dim, dim))
+    ax.set_xlabel(xlabel or AXIS_LABELS.get(dim, dim))
     ax.set_ylabel(rate)
     ax.set_title(title or f"{rate} vs {dim} ({recovery}); bands: Wilson 68 % / 95 %", fontsize=9)
     ax.grid(alpha=0.3)

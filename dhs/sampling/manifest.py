@@ -22,11 +22,18 @@ Procedure (every choice ordered by xxhash64, never by input order or partitionin
    the first ones are injection hosts, the rest the control pool. An unpaired control is a pool host
    (reused only if the pool is too small), matched to an injection row of the same cell (``control_of``);
    a paired control is the injection's own host without the lens.
-5. ``task_id`` = ``<experiment_id>/<galaxy_id>/<config_id>/r<replicate>`` for injections and
+5. ``task_id`` = ``<experiment_id>/<galaxy_id>/<config_id>/r<replicate>`` for injections (with
+   ``<selection_set_id>/`` after the experiment id when the manifest is built per selection set) and
    ``<task_id of its positive>/ctl<j>`` for controls; ``task_seed`` = xxhash64(task_id, seed=run seed) as a
    signed int64. Continuous parameters come from :func:`dhs.sampling.priors.draw_priors` on the task seeds;
-   with brightness targeting, ``target_snr`` is stratified over the cell's injection rows, so each cell
-   meets the target mix to within one row per bin.
+   with brightness targeting, ``target_snr`` is stratified over the cell's positive rows, so each cell
+   meets the target mix to within one row per bin (plus the null rows taken out of it).
+6. Null injections (audit): ``stage4a.null_fraction`` of each split's positive rows (cumulative rounding over
+   its cells; in a cell the rows with the smallest xxhash64 of ``<task_id>|null``) become
+   ``lens_model = "NULL"`` rows: every parameter drawn as for an injection, source flux 0 (``src_mag_r`` and
+   ``src_dmag`` = +inf, no brightness target). They are matched to controls first, so each has a matched
+   control whenever its cell has as many controls as null rows. Stage 4d never counts them in completeness;
+   it compares them with their matched controls (the null-injection audit).
 
 :func:`build_manifest` runs all steps in one process; stage 4a runs them with Spark (cells in parallel).
 """
@@ -40,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dhs.sampling.controls import controls_per_cell, match_controls, reserved_control_hosts
+from dhs.sampling.controls import controls_per_cell, cumulative_round, match_controls, reserved_control_hosts
 from dhs.sampling.grids import Grid
 from dhs.sampling.hashing import hash64_array, stable_hash64
 from dhs.sampling.priors import (
@@ -64,12 +71,17 @@ REQUIRED_HOST_COLUMNS: tuple[str, ...] = (
 OPTIONAL_HOST_COLUMNS: dict[str, pa.DataType] = {
     "region_id": pa.int64(), "type": pa.string(), "psfsize_g": pa.float64(), "psfsize_z": pa.float64(),
     "psfdepth_g": pa.float64(), "psfdepth_z": pa.float64(), "ebv": pa.float64(),
-    "selection_sets": pa.list_(pa.string()),
+    "selection_sets": pa.list_(pa.string()), "selection_set_id": pa.string(),
 }
-"""Parent columns copied into the manifest when present (null columns of this type otherwise)."""
+"""Parent columns copied into the manifest when present (null columns of this type otherwise).
+``selection_set_id`` is not a parent column: stage 4a adds it (one row per host and selection set)."""
 
 CONTROL_CONFIG_ID = "control"
 PRIOR_CONFIG_ID = "prior"
+ALL_HOSTS_SET = "all"
+"""``selection_set_id`` of rows built from every host (no region selection set)."""
+NULL_LENS_MODEL = "NULL"
+"""``lens_model`` of a null injection: the injection path with zero source flux (audit rows)."""
 
 # Computed (non-host) manifest columns and their types.
 TASK_FIELDS: dict[str, pa.DataType] = {
@@ -98,7 +110,7 @@ COLUMN_ORDER: tuple[str, ...] = (
     "ebv", "mag_r", "type", "selection_sets", "tier", "replicate", "target_snr", "target_snr_metric", "src_mag_g",
     "src_mag_z", "lens_pa_rad", "src_hlr_target_arcsec",
     # further extras
-    "region_id", "grid_name", "psf_fwhm_r_arcsec", "theta_e_over_psf",
+    "region_id", "grid_name", "psf_fwhm_r_arcsec", "theta_e_over_psf", "selection_set_id",
 )
 """Manifest columns in output order: DESIGN §5, then the INTERFACES extras, then ours."""
 
@@ -122,15 +134,21 @@ class CellPlan:
     n_pos_hosts: int    # hosts that receive injections (the first ones in xxhash order)
     n_pos_rows: int     # injection rows
     n_controls: int     # control rows asked for (fewer are made if an unpaired cell has no spare host)
+    n_null: int = 0     # positive rows made null injections (lens_model "NULL", zero source flux)
+    selection_set_id: str = ALL_HOSTS_SET
 
     @property
     def label(self) -> str:
-        return cell_label(self.split, self.psf_bin, self.depth_bin)
+        return cell_label(self.split, self.psf_bin, self.depth_bin, self.selection_set_id)
 
 
-def cell_label(split: str, psf_bin: int, depth_bin: int) -> str:
-    """``<split>|p<psf_bin>|d<depth_bin>``: the key of a stratification cell."""
-    return f"{split}|p{int(psf_bin)}|d{int(depth_bin)}"
+def cell_label(split: str, psf_bin: int, depth_bin: int, selection_set_id: str | None = None) -> str:
+    """``<split>|p<psf_bin>|d<depth_bin>`` (``|s<selection_set_id>`` appended for a selection set other than
+    ``all``): the key of a stratification cell."""
+    base = f"{split}|p{int(psf_bin)}|d{int(depth_bin)}"
+    if selection_set_id is None or selection_set_id == ALL_HOSTS_SET:
+        return base
+    return f"{base}|s{selection_set_id}"
 
 
 @dataclass
@@ -164,7 +182,9 @@ def prepare_hosts(hosts: pa.Table) -> pa.Table:
             cols[c] = pc.cast(cols[c], pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ManifestError(f"host table: column {c!r} must be numeric (got {cols[c].type})") from exc
-    for c in ("galaxy_id", "region_split", "brickname", "type"):
+    if "selection_set_id" not in hosts.column_names:
+        cols["selection_set_id"] = pa.array([ALL_HOSTS_SET] * hosts.num_rows, pa.string())
+    for c in ("galaxy_id", "region_split", "brickname", "type", "selection_set_id"):
         if not pa.types.is_string(cols[c].type):
             cols[c] = pc.cast(cols[c], pa.string())
     if pa.types.is_large_list(cols["selection_sets"].type) or pa.types.is_list(cols["selection_sets"].type):
@@ -223,22 +243,29 @@ def n_configs(settings: Stage4aConfig, grid: Grid | None) -> int:
     return 1
 
 
-def plan_cells(cell_sizes: dict[tuple[str, int, int], int], settings: Stage4aConfig, n_cfg: int) -> list[CellPlan]:
-    """Hosts and rows per cell from the number of eligible hosts per (split, psf_bin, depth_bin).
+CellKey = tuple  # (split, psf_bin, depth_bin) or (split, psf_bin, depth_bin, selection_set_id)
 
-    Control rows are allotted by cumulative rounding over the cells of each split (in cell order), so the
-    control fraction of every split is within half a row of the target. Raises :class:`ManifestTooLarge`
-    when the total exceeds ``settings.max_rows``.
+
+def plan_cells(cell_sizes: dict[CellKey, int], settings: Stage4aConfig, n_cfg: int) -> list[CellPlan]:
+    """Hosts and rows per cell from the number of eligible hosts per (split, psf_bin, depth_bin[, set]).
+
+    Control rows and null-injection rows are allotted by cumulative rounding over the cells of each
+    (selection set, split) in cell order, so the control fraction and the null share of every split are
+    within half a row of their targets. Raises :class:`ManifestTooLarge` when the total exceeds
+    ``settings.max_rows``.
     """
     frac = settings.effective_control_fraction()
+    null_frac = float(getattr(settings, "null_fraction", 0.0) or 0.0)
     per_cell = settings.effective_hosts_per_cell()
     paired = settings.control_mode == "paired"
     reps = settings.replicates
     plans: list[CellPlan] = []
-    keys = sorted(cell_sizes)
-    for split in sorted({k[0] for k in keys}):
-        ks = [k for k in keys if k[0] == split]
-        n = np.array([cell_sizes[k] for k in ks], dtype=np.int64)
+    sized = {(k[0], int(k[1]), int(k[2]), k[3] if len(k) > 3 and k[3] is not None else ALL_HOSTS_SET): v
+             for k, v in cell_sizes.items()}
+    keys = sorted(sized, key=lambda k: (k[3], k[0], k[1], k[2]))
+    for set_id, split in sorted({(k[3], k[0]) for k in keys}):
+        ks = [k for k in keys if k[0] == split and k[3] == set_id]
+        n = np.array([sized[k] for k in ks], dtype=np.int64)
         if settings.tier == "train":
             # keep enough hosts aside as controls (one row each); n_hosts_per_cell caps the positives
             reserve = np.zeros(len(ks), dtype=np.int64) if paired else reserved_control_hosts(n, frac, reps)
@@ -249,8 +276,9 @@ def plan_cells(cell_sizes: dict[tuple[str, int, int], int], settings: Stage4aCon
             n_pos = n if per_cell is None else np.minimum(n, per_cell)
             rows = n_pos * n_cfg * reps
             n_ctrl = controls_per_cell(rows, frac)
-        for k, nh, npos, nr, nc in zip(ks, n, n_pos, rows, n_ctrl):
-            plans.append(CellPlan(k[0], int(k[1]), int(k[2]), int(nh), int(npos), int(nr), int(nc)))
+        n_null = np.minimum(cumulative_round(rows * null_frac), rows) if null_frac > 0 else np.zeros(len(ks), np.int64)
+        for k, nh, npos, nr, nc, nn in zip(ks, n, n_pos, rows, n_ctrl, n_null):
+            plans.append(CellPlan(k[0], int(k[1]), int(k[2]), int(nh), int(npos), int(nr), int(nc), int(nn), k[3]))
     total = sum(c.n_pos_rows + c.n_controls for c in plans)
     if total > settings.max_rows:
         n_hosts = sum(c.n_pos_hosts for c in plans)
@@ -329,28 +357,46 @@ def build_cell(
         r = np.tile(np.arange(reps, dtype=np.int64), cell.n_pos_hosts * n_cfg)
     cfg_ids = np.array([c.config_id for c in configs] if configs else [PRIOR_CONFIG_ID], dtype=object)
     p_cid = cfg_ids[k]
-    p_tid = np.array([f"{experiment_id}/{g}/{c}/r{x}" for g, c, x in zip(gid[h], p_cid, r.tolist())], dtype=object)
+    prefix = experiment_id if cell.selection_set_id == ALL_HOSTS_SET else f"{experiment_id}/{cell.selection_set_id}"
+    p_tid = np.array([f"{prefix}/{g}/{c}/r{x}" for g, c, x in zip(gid[h], p_cid, r.tolist())], dtype=object)
     p_seed = hash64_array(p_tid.tolist(), seed) if len(p_tid) else np.zeros(0, dtype=np.int64)
+    is_null = null_rows(p_tid, cell.n_null, seed)
 
-    pos_order = np.argsort(p_seed.view(np.uint64), kind="stable")
+    # null injections are matched first, so each gets a control when the cell has enough of them
+    pos_order = np.lexsort((p_seed.view(np.uint64), ~is_null)) if len(p_tid) else np.zeros(0, dtype=np.int64)
     m = match_controls(cell.n_controls, pos_order, h, order[cell.n_pos_hosts:], paired=paired)
     c_tid = np.array([f"{p}/ctl{j}" for p, j in zip(p_tid[m.positive], m.j.tolist())], dtype=object)
     c_seed = hash64_array(c_tid.tolist(), seed) if len(c_tid) else np.zeros(0, dtype=np.int64)
 
     fwhm_r = moffat_fwhm_r(_column(t, "psfsize_r"), beta=settings.psf_beta)
     pos_cols = _positive_columns(t, settings, priors, grid, configs, h, k, r, p_cid, p_tid, p_seed, fwhm_r,
-                                 experiment_id)
+                                 experiment_id, is_null)
     ctl_cols = _control_columns(t, settings, grid, m.host, p_tid[m.positive], c_tid, c_seed, r[m.positive],
                                 fwhm_r, experiment_id)
+    pos_cols["selection_set_id"] = [cell.selection_set_id] * len(h)
+    ctl_cols["selection_set_id"] = [cell.selection_set_id] * len(m.host)
     schema = schema if schema is not None else manifest_schema(t.schema)
     return pa.concat_tables([_assemble(t, pos_cols, h, schema), _assemble(t, ctl_cols, m.host, schema)])
+
+
+def null_rows(task_ids: np.ndarray, n_null: int, seed: int) -> np.ndarray:
+    """Boolean mask of the ``n_null`` positive rows made null injections: the smallest xxhash64 of
+    ``<task_id>|null`` (independent of the order of ``task_ids``)."""
+    out = np.zeros(len(task_ids), dtype=bool)
+    if n_null <= 0 or len(task_ids) == 0:
+        return out
+    hv = hash64_array([f"{t}|null" for t in task_ids], seed).view(np.uint64)
+    out[np.lexsort((np.asarray(task_ids, dtype=str), hv))[: int(n_null)]] = True
+    return out
 
 
 def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings: Stage4aConfig, *,
                      n_input: int, dropped: dict[str, int], n_cfg: int) -> dict[str, Any]:
     """Counts for ``_stage_config.json``; ``rows`` holds, per (region_split, is_control), the keys
     ``region_split``, ``is_control``, ``n`` (rows), ``hosts`` (distinct galaxy_ids) and optionally
-    ``resolved`` (rows with θE / host r-band Moffat FWHM ≥ ``settings.resolved.theta_e_over_psf_min``)."""
+    ``resolved`` (rows with θE / host r-band Moffat FWHM ≥ ``settings.resolved.theta_e_over_psf_min``).
+    ``rows_positive`` counts every non-control row (injections and null injections); ``rows_null`` the null
+    injections."""
     per_split: dict[str, dict[str, Any]] = {}
     for s in sorted({c.split for c in cells}):
         cs = [c for c in cells if c.split == s]
@@ -363,6 +409,7 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
             "hosts_control": int(got[1]["hosts"]) if 1 in got else 0,
             "rows_positive": n_pos,
             "rows_control": n_ctl,
+            "rows_null": int(sum(c.n_null for c in cs)),
             "controls_missing": int(sum(c.n_controls for c in cs) - n_ctl),
             "control_fraction": (n_ctl / (n_pos + n_ctl)) if (n_pos + n_ctl) else 0.0,
             "rows_positive_resolved": int(got[0].get("resolved", 0)) if 0 in got else 0,
@@ -370,7 +417,16 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
         }
     tot_pos = sum(v["rows_positive"] for v in per_split.values())
     tot_ctl = sum(v["rows_control"] for v in per_split.values())
+    tot_null = sum(v["rows_null"] for v in per_split.values())
     tier = settings.tier
+    per_set: dict[str, dict[str, int]] = {}
+    for c in cells:
+        d = per_set.setdefault(c.selection_set_id, {"hosts_eligible": 0, "rows_positive": 0, "rows_null": 0,
+                                                     "rows_control_planned": 0})
+        d["hosts_eligible"] += c.n_hosts
+        d["rows_positive"] += c.n_pos_rows
+        d["rows_null"] += c.n_null
+        d["rows_control_planned"] += c.n_controls
     return {
         "tier": tier,
         "rows_in": int(n_input),
@@ -380,8 +436,13 @@ def summarize_counts(cells: list[CellPlan], rows: list[dict[str, Any]], settings
         "replicates": int(settings.replicates),
         "control_fraction_target": settings.effective_control_fraction(),
         "rows_positive": int(tot_pos),
+        "rows_injection": int(tot_pos - tot_null),
+        "rows_null": int(tot_null),
+        "null_fraction_target": float(getattr(settings, "null_fraction", 0.0) or 0.0),
         "rows_control": int(tot_ctl),
         "rows_out": int(tot_pos + tot_ctl),
+        "selection_sets": sorted(per_set),
+        "per_selection_set": per_set,
         "resolved_theta_e_over_psf_min": settings.resolved.theta_e_over_psf_min,
         "resolved_fraction": (sum(v["rows_positive_resolved"] for v in per_split.values()) / tot_pos
                               if tot_pos else None),
@@ -434,9 +495,12 @@ def build_manifest(
         raise ManifestError(f"exclude mask has {len(exclude)} entries for {hosts.num_rows} hosts")
     t = prepare_hosts(hosts)
     gid = _column(t, "galaxy_id").astype(object)
-    if len(set(gid.tolist())) != len(gid):
-        srt = np.sort(gid)
-        raise ManifestError(f"host table: duplicate galaxy_id {srt[1:][srt[1:] == srt[:-1]][0]!r}")
+    sid = _column(t, "selection_set_id").astype(object)
+    pairs = [f"{a}|{b}" for a, b in zip(sid.tolist(), gid.tolist())]
+    if len(set(pairs)) != len(pairs):
+        srt = np.sort(np.array(pairs, dtype=object))
+        set_id, _, g = str(srt[1:][srt[1:] == srt[:-1]][0]).partition("|")
+        raise ManifestError(f"host table: duplicate galaxy_id {g!r} (selection_set_id {set_id!r})")
     reasons = drop_reasons(t, exclude)
     ok = np.array([x is None for x in reasons], dtype=bool)
     dropped = {k: int(v) for k, v in zip(*np.unique(reasons[~ok].astype(str), return_counts=True))} if (~ok).any() else {}
@@ -447,8 +511,8 @@ def build_manifest(
     t = add_bins(t, edges)
     split = _column(t, "region_split").astype(object)
     pb, db = _column(t, "psf_bin"), _column(t, "depth_bin")
-    keys = list(zip(split.tolist(), pb.tolist(), db.tolist()))
-    sizes: dict[tuple[str, int, int], int] = {}
+    keys = list(zip(split.tolist(), pb.tolist(), db.tolist(), _column(t, "selection_set_id").astype(object).tolist()))
+    sizes: dict[tuple, int] = {}
     for key in keys:
         sizes[key] = sizes.get(key, 0) + 1
     cells = plan_cells(sizes, settings, n_cfg)
@@ -465,8 +529,9 @@ def build_manifest(
 
 
 def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, cid, tid, seeds, fwhm_r,
-                      experiment_id) -> dict[str, Any]:
+                      experiment_id, is_null=None) -> dict[str, Any]:
     n = len(host)
+    is_null = np.zeros(n, dtype=bool) if is_null is None else np.asarray(is_null, dtype=bool)
     targeting = settings.brightness_targeting
     d = draw_priors(seeds, priors, stratify=("target_snr",) if targeting else ()) if n else \
         {k: np.zeros(0) for k in priors.dists}
@@ -486,6 +551,9 @@ def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, ci
     else:
         dmag = arr["src_dmag"]
         mag_r = host_mag_r + dmag
+    # null injection: zero source flux (magnitude +inf), no brightness target
+    dmag = np.where(is_null, np.inf, dmag)
+    mag_r = np.where(is_null, np.inf, mag_r)
     lens_e1, lens_e2 = polar_components(d["lens_e"], d["lens_pa_rad"])
     g1, g2 = polar_components(arr["shear"], d["shear_pa_rad"])
     se1, se2 = polar_components(arr["src_e"], d["src_pa_rad"])
@@ -495,13 +563,15 @@ def _positive_columns(t, settings, priors, grid, configs, host, cfg_idx, rep, ci
         "task_id": tid, "task_seed": seeds, "experiment_id": [experiment_id] * n, "tier": [settings.tier] * n,
         "is_control": np.zeros(n, dtype=np.int32), "control_of": pa.nulls(n, pa.string()),
         "config_id": cid, "grid_name": [grid.name if configs else None] * n, "replicate": rep.astype(np.int32),
-        "lens_model": ["SIE"] * n, "theta_e_arcsec": theta_e, "lens_e1": lens_e1, "lens_e2": lens_e2,
+        "lens_model": np.where(is_null, NULL_LENS_MODEL, "SIE").astype(object), "theta_e_arcsec": theta_e, "lens_e1": lens_e1, "lens_e2": lens_e2,
         "lens_pa_rad": d["lens_pa_rad"], "gamma1": g1, "gamma2": g2, "src_x_arcsec": sx, "src_y_arcsec": sy,
         "src_reff_arcsec": arr["src_reff_arcsec"], "src_n_sersic": d["src_n_sersic"], "src_e1": se1,
         "src_e2": se2, "src_dmag": dmag, "src_mag_r": mag_r, "src_mag_g": pa.nulls(n, pa.float64()),
         "src_mag_z": pa.nulls(n, pa.float64()), "src_gr": d["src_gr"], "src_rz": d["src_rz"],
-        "target_snr": d["target_snr"] if targeting else pa.nulls(n, pa.float64()),
-        "target_snr_metric": [settings.target_snr_metric] * n if targeting else pa.nulls(n, pa.string()),
+        "target_snr": (pa.array(np.where(is_null, np.nan, d["target_snr"]), mask=is_null) if targeting
+                       else pa.nulls(n, pa.float64())),
+        "target_snr_metric": (pa.array(np.where(is_null, None, settings.target_snr_metric).tolist(), pa.string())
+                              if targeting else pa.nulls(n, pa.string())),
         "source_mode": [settings.source_mode] * n, "cosmos_index": np.full(n, -1, dtype=np.int64),
         "src_hlr_target_arcsec": (arr["src_reff_arcsec"] if cosmos and settings.cosmos_match_reff
                                   else pa.nulls(n, pa.float64())),

@@ -12,6 +12,12 @@ Flow:
    balanced by parent galaxies → selection sets;
 4. join region id / split / selection sets onto the parent rows and write ``parent/`` and ``regions/``
    (Parquet partitioned by ``region_split``) with ``_stage_config.json``.
+
+Selection sets: every ``stage3.selection_sets`` spec (a ranking mode: top-K or stratified by a region score)
+is built for each LRG variant of ``stage3.selection_set_variants`` (scores from that variant's LRG counts,
+ids ``<spec id>__<variant>``; the seed system's 4 modes × 3 variants = 12 sets), or for the run variant only.
+A parent row carries ``selection_sets`` (the sets of its region) and ``host_selection_sets`` (those whose
+variant it passes: the sets it can host an injection for; stage 4a reads this).
 """
 
 from __future__ import annotations
@@ -302,16 +308,28 @@ def plan_regions(
     metrics["region_split"] = split
     rk = st.ranking
     v = cfg.variant
-    scores = region_scores(metrics[f"n_lrg_{v}"], metrics["area_deg2"], metrics["psfsize_r_p50"],
-                           metrics["psfdepth_r_mag5_p50"], metrics["ebv_p50"],
-                           ScoreParams(rk.area_alpha, rk.psf_ref_arcsec, rk.psf_scale_arcsec, rk.depth_ref_mag,
-                                       rk.depth_scale_mag, rk.ebv_coeff))
+    params = ScoreParams(rk.area_alpha, rk.psf_ref_arcsec, rk.psf_scale_arcsec, rk.depth_ref_mag,
+                         rk.depth_scale_mag, rk.ebv_coeff)
+
+    def scores_for(variant: str) -> dict[str, np.ndarray]:
+        return region_scores(metrics[f"n_lrg_{variant}"], metrics["area_deg2"], metrics["psfsize_r_p50"],
+                             metrics["psfdepth_r_mag5_p50"], metrics["ebv_p50"], params)
+
+    scores = scores_for(v)
     metrics.update(scores)
-    specs = [SelectionSpec(kind=s.kind, score=s.score, k=s.k, n=s.n, n_bins=s.n_bins, weights=tuple(s.weights), id=s.id)
-             for s in st.selection_sets]
-    sets = selection_sets_per_region(rid, split, {n[6:]: scores[n] for n in scores if n.startswith("score_")},
-                                     specs, seed=cfg.seed)
-    metrics["selection_sets"] = sets  # list of lists (one per region)
+    plan = st.selection_set_plan(v)
+    sets: list[list[str]] = [[] for _ in range(nreg)]
+    for variant in dict.fromkeys(p[2] for p in plan):
+        vs = scores if variant == v else scores_for(variant)
+        if variant != v:   # every set's ranking scores are kept: score_<mode>__<variant>
+            metrics.update({f"{k}__{variant}": x for k, x in vs.items() if k.startswith("score_")})
+        specs = [SelectionSpec(kind=c.kind, score=c.score, k=c.k, n=c.n, n_bins=c.n_bins, weights=tuple(c.weights),
+                               id=sid) for sid, c, pv in plan if pv == variant]
+        for i, member in enumerate(selection_sets_per_region(
+                rid, split, {n[6:]: vs[n] for n in vs if n.startswith("score_")}, specs, seed=cfg.seed)):
+            sets[i].extend(member)
+    order = {sid: j for j, (sid, _, _) in enumerate(plan)}
+    metrics["selection_sets"] = [sorted(x, key=order.__getitem__) for x in sets]  # list of lists (one per region)
     members: dict[int, list[str]] = {int(r): [] for r in rid.tolist()}
     for b, r in zip(bricks["brickname"].tolist(), region.tolist()):
         if r >= 0:
@@ -327,9 +345,24 @@ def plan_regions(
         "bricks_not_in_summary": int((~bricks["in_summary"]).sum()),
         "regions": int(nreg),
         "region_max_bricks_seen": int(metrics["n_bricks"].max()) if nreg else 0,
-        "selection_set_ids": [s.set_id for s in specs],
+        "selection_set_ids": [sid for sid, _, _ in plan],
+        "selection_set_variant": {sid: pv for sid, _, pv in plan},
+        "selection_set_score": {sid: c.score for sid, c, _ in plan},
+        "regions_per_selection_set": {sid: int(sum(sid in x for x in metrics["selection_sets"])) for sid, _, _ in plan},
     }
     return metrics, info
+
+
+def host_sets_expr(set_variant: dict[str, str]) -> Any:
+    """Spark column ``host_selection_sets``: the sets of the row's region whose LRG variant the row passes
+    (``is_lrg_<variant>``), i.e. the selection sets this galaxy is a host of (in set order)."""
+    from pyspark.sql import functions as F
+
+    if not set_variant:
+        return F.array().cast("array<string>")
+    picks = [F.when(F.array_contains("selection_sets", sid) & F.coalesce(F.col(f"is_lrg_{v}"), F.lit(False)),
+                    F.lit(sid)) for sid, v in set_variant.items()]
+    return F.filter(F.array(*picks), lambda x: x.isNotNull())
 
 
 def _regions_arrow(metrics: dict[str, np.ndarray]) -> pa.Table:
@@ -427,6 +460,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     parent_out = (parents.join(F.broadcast(brick_map), "brickname", "inner")
                   .where(F.col("region_id") >= 0)
                   .join(F.broadcast(reg_map), "region_id", "inner"))
+    parent_out = parent_out.withColumn("host_selection_sets", host_sets_expr(info["selection_set_variant"]))
     n_parts = st.output_partitions or max(1, min(cfg.spark.shuffle_partitions, math.ceil(sum(per_brick.values()) / 500_000)))
     parent_out = parent_out.repartition(n_parts, "galaxy_id").sortWithinPartitions("galaxy_id")
     write_parquet_atomically(parent_out, parent_dir, partition_by=("region_split",))

@@ -1,10 +1,12 @@
 """Stage 4a: the injection manifest (one row per injection or control task).
 
-Reads ``phase3/<variant>/parent/``, keeps the hosts (``is_lrg_<variant>`` or ``stage4a.host_flag``, optionally
-one selection set) and runs the steps of :func:`dhs.sampling.manifest.build_manifest` with Spark:
+Reads ``phase3/<variant>/parent/``, keeps the hosts (``is_lrg_<variant>`` or ``stage4a.host_flag``; or the
+hosts of one or several stage 3 selection sets, one row per host and set, each tagged ``selection_set_id``)
+and runs the steps of :func:`dhs.sampling.manifest.build_manifest` with Spark:
 
 1. executors flag unusable hosts (bad PSF size/depth/magnitude, near a known lens) — ``drop_reasons``;
-2. the driver collects the eligible hosts' two binning columns and computes the quantile edges;
+2. the quantile edges of the eligible hosts' two binning columns come from exact order statistics computed
+   by Spark (:mod:`dhs.stages.order_stats`: the driver holds histograms, never the column);
 3. executors add the PSF and depth bins; the driver counts hosts per (split, psf_bin, depth_bin) cell and
    plans every cell (hosts, injection rows, control rows; the ``max_rows`` guardrail fires here);
 4. ``groupBy(cell).applyInArrow`` builds each cell's rows with ``build_cell``.
@@ -29,12 +31,13 @@ from dhs.logs import StageSteps
 from dhs.sampling.grids import load_grid
 from dhs.sampling.known_lenses import lenscat_lenses, near_known_lens, read_known_lenses
 from dhs.sampling.manifest import (
+    ALL_HOSTS_SET,
     OPTIONAL_HOST_COLUMNS,
     REQUIRED_HOST_COLUMNS,
     add_bins,
-    bin_edges,
     build_cell,
     cell_label,
+    depth_mag5,
     drop_reasons,
     manifest_schema,
     n_configs,
@@ -43,6 +46,7 @@ from dhs.sampling.manifest import (
     summarize_counts,
 )
 from dhs.sampling.priors import STREAM, parse_priors
+from dhs.sampling.stratify import edge_probabilities
 from dhs.stages.common import (
     StageResult,
     finish_stage,
@@ -53,37 +57,57 @@ from dhs.stages.common import (
     stage_output_dir,
     write_parquet_atomically,
 )
+from dhs.stages.order_stats import exact_quantiles
 
 STAGE = "4a"
 DROP = "__drop_reason"
 
 
-def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, str]:
-    """The parent rows that may host an injection, with only the columns the manifest needs."""
+def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, str, list[str]]:
+    """The parent rows that may host an injection, with only the columns the manifest needs and a
+    ``selection_set_id`` column (one row per host and selection set; ``all`` without selection sets)."""
+    from functools import reduce
+
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, StringType
 
     settings = cfg.stage4a
     df = spark.read.parquet(to_spark_path(parent_dir))
-    flag = settings.host_flag or f"is_lrg_{cfg.variant}"
-    missing = [c for c in (*REQUIRED_HOST_COLUMNS, flag) if c not in df.columns]
+    sets = settings.requested_selection_sets()
+    # stage 3's host_selection_sets already name each set's hosts (region in the set and the set's LRG
+    # variant); a parent without it gives region-level selection_sets, filtered by the run variant's flag
+    member_col = "host_selection_sets" if "host_selection_sets" in df.columns else "selection_sets"
+    by_membership = sets is not None and member_col == "host_selection_sets"
+    flag = settings.host_flag or (None if by_membership else f"is_lrg_{cfg.variant}")
+    need = [*REQUIRED_HOST_COLUMNS, *([flag] if flag else [])]
+    missing = [c for c in need if c not in df.columns]
     if missing:
         key = "stage4a.host_flag" if flag in missing else "parent schema"
         raise ValueError(f"stage 4a: {parent_dir}: missing column(s) {missing} ({key}); have {sorted(df.columns)}")
     rows_in = df.count()
-    hosts = df.filter(F.col(flag) == F.lit(True))
-    if settings.selection_set:
-        if "selection_sets" not in df.columns:
-            raise ValueError(f"stage 4a: stage4a.selection_set is set but {parent_dir} has no selection_sets column")
-        dtype = df.schema["selection_sets"].dataType
-        if isinstance(dtype, ArrayType):
-            hosts = hosts.filter(F.array_contains("selection_sets", settings.selection_set))
-        elif isinstance(dtype, StringType):
-            hosts = hosts.filter(F.array_contains(F.split("selection_sets", r"[,;\s]+"), settings.selection_set))
-        else:
-            raise ValueError(f"stage 4a: {parent_dir}: selection_sets has type {dtype}; expected array<string>")
+    hosts = df.filter(F.col(flag) == F.lit(True)) if flag else df
     cols = list(REQUIRED_HOST_COLUMNS) + [c for c in OPTIONAL_HOST_COLUMNS if c in df.columns]
-    return hosts.select(*cols), rows_in, flag
+    if sets is None:
+        return hosts.select(*cols), rows_in, flag or "", [ALL_HOSTS_SET]
+    key = "stage4a.selection_sets" if settings.selection_sets is not None else "stage4a.selection_set"
+    if member_col not in df.columns:
+        raise ValueError(f"stage 4a: {key} is set but {parent_dir} has no selection_sets column")
+    dtype = df.schema[member_col].dataType
+    if isinstance(dtype, ArrayType):
+        members = F.col(member_col)
+    elif isinstance(dtype, StringType):
+        members = F.split(member_col, r"[,;\s]+")
+    else:
+        raise ValueError(f"stage 4a: {parent_dir}: {member_col} has type {dtype}; expected array<string>")
+    known = sorted(r[0] for r in df.select(F.explode(members)).distinct().collect() if r[0])
+    ids = known if sets == "all" else list(sets)
+    unknown = [i for i in ids if i not in known]
+    if unknown or not ids:
+        raise ValueError(f"stage 4a: {key}: selection set(s) {unknown or ids} not found in {parent_dir} "
+                         f"(stage 3 made {known or 'none'})")
+    parts = [hosts.filter(F.array_contains(members, i)).select(*cols).withColumn("selection_set_id", F.lit(i))
+             for i in ids]
+    return reduce(lambda a, b: a.unionByName(b), parts), rows_in, flag or member_col, ids
 
 
 def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
@@ -104,6 +128,23 @@ def _known_lenses(cfg: RunConfig) -> tuple[tuple[np.ndarray, np.ndarray] | None,
         sources.append({"catalog": "lenscat", "n": len(ra)})
     return (np.concatenate(ras), np.concatenate(decs)), {"enabled": True, "radius_arcsec": kl.radius_arcsec,
                                                           "sources": sources}
+
+
+def _bin_edges(eligible: Any, settings: Any) -> dict[str, list[float]]:
+    """The quantile edges of :func:`dhs.sampling.manifest.bin_edges`, computed by Spark (exact order
+    statistics; the driver never holds the host column)."""
+    keys = pa.schema([pa.field("psfsize_r", pa.float64()), pa.field("psfdepth_r_mag5", pa.float64())])
+
+    def bin_keys(batches):
+        for batch in batches:
+            t = pa.Table.from_batches([batch])
+            yield pa.RecordBatch.from_arrays(
+                [t.column("psfsize_r").combine_chunks().cast(pa.float64()),
+                 pa.array(depth_mag5(t.column("psfdepth_r").to_numpy(zero_copy_only=False)))], schema=keys)
+
+    kdf = eligible.select("psfsize_r", "psfdepth_r").mapInArrow(bin_keys, spark_schema(keys))
+    return {"psfsize_r_arcsec": exact_quantiles(kdf, "psfsize_r", edge_probabilities(settings.psf_bins)).tolist(),
+            "psfdepth_r_mag5": exact_quantiles(kdf, "psfdepth_r_mag5", edge_probabilities(settings.depth_bins)).tolist()}
 
 
 def run(spark: Any, cfg: RunConfig) -> StageResult:
@@ -127,7 +168,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     lenses, kl_info = _known_lenses(cfg)
     radius = settings.known_lenses.radius_arcsec
 
-    host_df, rows_in, flag = _host_frame(spark, cfg, parent_dir)
+    host_df, rows_in, flag, set_ids = _host_frame(spark, cfg, parent_dir)
     prepared_schema = prepare_hosts(host_df.limit(0).toArrow()).schema
     flagged_schema = prepared_schema.append(pa.field(DROP, pa.string()))
 
@@ -150,10 +191,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
             if r[DROP] is not None:
                 dropped[r[DROP]] = int(r["count"])
         eligible = flagged.filter(F.col(DROP).isNull()).drop(DROP)
-        keys = eligible.select("psfsize_r", "psfdepth_r").toArrow()
-        if keys.num_rows == 0:
+        if n_hosts_in == sum(dropped.values()):
             raise ValueError(f"stage 4a: no eligible hosts in {parent_dir} (flag {flag}; dropped {dropped or 'none'})")
-        edges = bin_edges(keys.column("psfsize_r").to_numpy(), keys.column("psfdepth_r").to_numpy(), settings)
+        edges = _bin_edges(eligible, settings)
         binned_schema = add_bins(prepared_schema.empty_table(), edges).schema
 
         def bin_hosts(batches):
@@ -161,8 +201,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                 yield from add_bins(pa.Table.from_batches([batch]), edges).cast(binned_schema).to_batches()
 
         binned = eligible.mapInArrow(bin_hosts, spark_schema(binned_schema))
-        sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"])): int(r["count"])
-                 for r in binned.groupBy("region_split", "psf_bin", "depth_bin").count().collect()}
+        cell_cols = ("region_split", "psf_bin", "depth_bin", "selection_set_id")
+        sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"]), r["selection_set_id"]): int(r["count"])
+                 for r in binned.groupBy(*cell_cols).count().collect()}
         cells = plan_cells(sizes, settings, n_cfg)
         steps.done("hosts and cells", parent_rows=rows_in, hosts=n_hosts_in, dropped=sum(dropped.values()),
                    cells=len(cells), configs=n_cfg)
@@ -172,11 +213,11 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
         def cell_rows(table: pa.Table) -> pa.Table:
             label = cell_label(table.column("region_split")[0].as_py(), table.column("psf_bin")[0].as_py(),
-                               table.column("depth_bin")[0].as_py())
+                               table.column("depth_bin")[0].as_py(), table.column("selection_set_id")[0].as_py())
             return build_cell(table, plans[label], settings, experiment_id=experiment_id, seed=seed, grid=grid,
                               priors=priors, schema=schema)
 
-        manifest = binned.groupBy("region_split", "psf_bin", "depth_bin").applyInArrow(cell_rows, spark_schema(schema))
+        manifest = binned.groupBy(*cell_cols).applyInArrow(cell_rows, spark_schema(schema))
         write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
         steps.done("write manifest", injection_rows=sum(c.n_pos_rows for c in cells),
                    control_rows_planned=sum(c.n_controls for c in cells))
@@ -197,6 +238,8 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     extra = {
         "host_flag": flag,
         "selection_set": settings.selection_set,
+        "selection_set_ids": set_ids,
+        "null_fraction": settings.null_fraction,
         "grid": grid.as_dict() if grid is not None else None,
         "priors": priors.as_dict(),
         "bin_edges": edges,

@@ -7,9 +7,11 @@ Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).
 * ``phase4c/<variant>/metrics/<experiment_id>/`` — the same rows without the array columns;
 * ``_stage_config.json`` in both, with rows in/out and counts per error kind.
 
-Execution shape: the manifest is repartitioned by ``brickname`` and sorted within partitions, so each
-brick's coadd files are read once per executor; ``mapInArrow`` hands Arrow batches to
-:func:`dhs.injection.task.inject_batch`, which renders the arcs of a whole batch together.  The coadd store (a byte-bounded brick cache) and the COSMOS bank
+Execution shape: the manifest is range-partitioned on (``brickname``, ``task_id``) and sorted within
+partitions, so each brick's coadd files are read once per partition and a crowded brick is split over
+several partitions rather than making one oversized task; ``mapInArrow`` hands Arrow batches to
+:func:`dhs.injection.task.inject_batch`, which renders the arcs of a whole batch together.  The coadd
+store (a byte-bounded brick cache) and the COSMOS bank
 live in module-level caches, i.e. once per Python worker process (Spark reuses workers).  Every row's output
 is a pure function of the row and the survey files, so outputs do not depend on partitioning.
 """
@@ -179,7 +181,9 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     steps.done("manifest", rows=rows_in, partitions=n_part)
 
     spark_schema = from_arrow_schema(schema)
-    df = (manifest.repartition(n_part, "brickname")
+    # range partitions on (brickname, task_id): a brick's rows stay together (its coadds are read once per
+    # partition) but a brick with many tasks is spread over several partitions instead of making one huge task
+    df = (manifest.repartitionByRange(n_part, "brickname", "task_id")
           .sortWithinPartitions("brickname", "task_id")
           .mapInArrow(make_mapper(cfg, schema, steps.count_rows(rows_in)), spark_schema))
     write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),

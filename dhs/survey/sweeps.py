@@ -167,8 +167,10 @@ def _read_local(path: str, local: str, columns: Sequence[str] | None, include_ve
         start, stop = (0, nrows) if rows is None else (int(rows[0]), int(rows[1]))
         if not (0 <= start <= stop <= nrows):
             raise ValueError(f"{path}: row range {rows} outside 0..{nrows}")
-        sl = slice(start, stop)
-        data = hdu.data
+        # slice the rows first: astropy converts whole columns (strings, booleans, scaled values) on field
+        # access, so a row-range task would otherwise touch the whole file, not its chunk
+        data = hdu.data if rows is None else hdu.data[start:stop]
+        sl = slice(None)
         if columns is None:
             wanted = [n for n, c in cols.items() if include_vector or not _is_vector(c)]
         else:
