@@ -401,7 +401,7 @@ def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arra
         else:
             raise TaskFailure(f"bad_manifest:source_mode={mode!r}")
     return _Pending(row, cutout, out, good_r, size, (dx, dy), lens, src, fl, [float(f) for f in psf.fwhm],
-                    target, metric)
+                    target if targeting else None, metric)
 
 
 def _render_pending(pending: list[_Pending], settings: Any) -> list[tuple[np.ndarray, float] | Exception]:
