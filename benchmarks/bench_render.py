@@ -8,8 +8,9 @@ lenstronomy reference (issue #3): SIE + SHEAR lens, SERSIC_ELLIPSE source, Image
 (one per band), supersampling_factor=4 with supersampling_convolution=True and a supersampled PIXEL
 Moffat kernel holding >= 99.5 % of the flux.  dhs: render_arc once per band ("unshared"), and
 render_lensed_bands sharing the ray shooting and the forward FFT ("shared"), at the default supersampling
-and at 4.  Prints the median milliseconds per 3-band stamp and the speed-up ratios, and where one
-`render_arc` band's time goes (rays, source, refinement, transform).
+and at 4, and render_lensed_batch on batches of 64 stamps ("batch 64").  Prints the median milliseconds
+per 3-band stamp and the speed-up ratios, the batch's CPU time per stamp against the batch size (1, 8, 64,
+256), and where one `render_arc` band's time goes (rays, source, refinement, transform).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dhs.core import (
     render_arc,
     render_lensed_bands,
 )
+from dhs.core.batch import render_lensed_batch
 from dhs.core.psf import KERNEL_FLUX_FRACTION, moffat_kernel_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cosmos_render.py
@@ -147,6 +149,32 @@ def _median_ms(fns: dict, params, repeats: int = 3) -> dict:
     }
 
 
+def _batch_ms(params, batch: int, repeats: int = 3) -> float:
+    """Median over rounds of the CPU ms per 3-band stamp of render_lensed_batch on batches of ``batch``.
+
+    The stamps are cycled to fill at least one batch; fresh source objects per call, as in a stage.
+    """
+    n = max(batch, len(params))
+    n -= n % batch
+    rows = [params[i % len(params)] for i in range(n)]
+    rounds = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for start in range(0, n, batch):
+            chunk = rows[start : start + batch]
+            render_lensed_batch(
+                [p[0] for p in chunk],
+                [dataclasses.replace(p[1]) for p in chunk],
+                [[p[1].flux] * 3 for p in chunk],
+                [BANDS_FWHM] * len(chunk),
+                psf_beta=BETA,
+                size=SIZE,
+                offsets_pix=[p[2] for p in chunk],
+            )
+        rounds.append((time.process_time() - c0) * 1e3 / n)
+    return statistics.median(rounds)
+
+
 def _breakdown(params, fwhm: float = BANDS_FWHM[1]) -> dict[str, float]:
     """Median CPU ms per band of the parts of one ``render_arc`` call at the default supersampling.
 
@@ -246,6 +274,13 @@ def main(argv=None) -> None:
     fns["shared_mu"] = fresh_source(dhs_shared_mu)
     fns["shared_then_mu"] = fresh_source(dhs_shared_then_mu)
     t = _median_ms(fns, params)
+    # batches: lenstronomy is timed again right before and after, so that the ratio compares the two
+    # under the same machine load
+    len_before = _median_ms({"lenstronomy": fns["lenstronomy"]}, params[:16], repeats=1)["lenstronomy"][0]
+    t_batch = _batch_ms(params, 64)
+    len_after = _median_ms({"lenstronomy": fns["lenstronomy"]}, params[:16], repeats=1)["lenstronomy"][0]
+    t_len_batch = statistics.median([len_before, len_after, t["lenstronomy"][0]])
+    by_size = {k: _batch_ms(params, k, repeats=1 if k > 64 else 3) for k in (1, 8, 64, 256)}
     t_len, t_mu, t_mu_sep = t["lenstronomy"], t["shared_mu"], t["shared_then_mu"]
     rows = [(ss, t[f"unshared{ss}"], t[f"shared{ss}"]) for ss in supersamples]
     malloc = "; ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
@@ -268,6 +303,12 @@ def main(argv=None) -> None:
         f"dhs shared + magnification from the same rays: {t_mu[0]:6.2f} ({t_mu[1]:6.2f}); "
         f"shared + separate magnification(): {t_mu_sep[0]:6.2f} ({t_mu_sep[1]:6.2f})"
     )
+    print(
+        f"dhs render_lensed_batch, batches of 64 (supersample {DEFAULT_SUPERSAMPLE}): {t_batch:6.2f} ms per stamp, "
+        f"ratio {t_len_batch / t_batch:5.1f}x (lenstronomy {t_len_batch:.2f} ms, timed around it)"
+    )
+    print("render_lensed_batch CPU ms per stamp by batch size: "
+          + ", ".join(f"{k}: {v:.2f}" for k, v in by_size.items()))
     parts = _breakdown(params)
     print(
         f"one render_arc band (supersample {DEFAULT_SUPERSAMPLE}), median CPU ms: "

@@ -5,10 +5,11 @@ render, metrics and write.
 
 1. Builds the synthetic sky (if absent) and runs stages 3 and 4a of ``configs/debug.yaml`` on it; the
    manifest is replicated ``--replicate`` times (new task ids and seeds) for a longer measurement.
-2. In-process split, one core, no Spark: for each row (sorted by brick as in the stage) the time to read a
-   brick's files the first time (read), to cut the stamp (cutout), to render the arc (render, incl. PSF and
-   optional noise), to compute the metrics (metrics) and to encode the arrays and write the Parquet batch
-   (write).
+2. In-process split, one core, no Spark, CPU time (robust to other jobs on the machine), Arrow batches of ``stage4c.arrow_batch_rows`` rows as in the stage
+   (sorted by brick): the time to read a brick's files the first time (read), to cut the stamps (cutout), to
+   render the arcs (render: one render_lensed_batch call per batch, incl. PSF and optional noise), to compute
+   the metrics (metrics), to convert Arrow batches to and from Python rows (arrow) and to encode the arrays
+   and write the Parquet batch (write).
 3. End to end in local Spark (``stage4c.run``): wall time of the full manifest and of a 1-row manifest;
    the difference removes Spark's fixed per-job cost. stamps/s/core = rows / (seconds × cores).
 """
@@ -23,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,9 +58,11 @@ def _manifest(cfg, replicate: int, out: Path) -> tuple[str, int]:
 
 
 def in_process_split(cfg, manifest: str) -> dict:
-    """Single-core timing of the per-row work, split into read/cutout/render/metrics/write."""
+    """Single-core CPU time (time.process_time) of the per-row work, split into read/cutout/render/metrics/
+    arrow/write."""
     from dhs.injection.schema import output_schema
-    from dhs.injection.task import inject_task
+    from dhs.injection.task import inject_batch
+    from dhs.stages.stage4c import rows_to_batch
     from dhs.survey.coadd import CoaddStore
     from dhs.survey.layout import BANDS
 
@@ -72,7 +76,8 @@ def in_process_split(cfg, manifest: str) -> dict:
         from dhs.stages.stage4c import executor_bank
 
         bank = executor_bank(settings.cosmos_bank, cfg.s3.endpoint_url, cfg.s3.region)
-    timings = {"read": 0.0, "cutout": 0.0, "render": 0.0, "metrics": 0.0, "encode": 0.0, "write": 0.0}
+    timings = {"read": 0.0, "cutout": 0.0, "render": 0.0, "metrics": 0.0, "encode": 0.0, "arrow": 0.0,
+               "write": 0.0}
     seen = set()
     out_rows = []
     tmp = tempfile.mkdtemp(prefix="bench4c-")
@@ -81,42 +86,57 @@ def in_process_split(cfg, manifest: str) -> dict:
     t_all = time.perf_counter()
     cpu_all = time.process_time()
     for batch in t.to_batches(max_chunksize=settings.arrow_batch_rows):
-        for row in batch.to_pylist():
+        t0 = time.process_time()
+        rows = batch.to_pylist()
+        timings["arrow"] += time.process_time() - t0
+        cuts = []
+        for row in rows:
             b = row["brickname"]
             if b not in seen:
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 for prod in ("image", "invvar", "psfsize"):
                     for band in BANDS:
                         with contextlib.suppress(OSError):      # bad files are reported by the cutout
                             store.plane(b, prod, band)
                 with contextlib.suppress(OSError):
                     store.plane(b, "maskbits")
-                timings["read"] += time.perf_counter() - t0
+                timings["read"] += time.process_time() - t0
                 seen.add(b)
-            t0 = time.perf_counter()
-            cut = store.cutout(row["ra"], row["dec"], int(row["stamp_size"] or 64), b)
-            timings["cutout"] += time.perf_counter() - t0
-            res = inject_task(row, cut, bank, settings, timings)
+            t0 = time.process_time()
+            cuts.append(store.cutout(row["ra"], row["dec"], int(row["stamp_size"] or 64), b))
+            timings["cutout"] += time.process_time() - t0
+        for res in inject_batch(rows, cuts, bank, settings, timings):     # the arcs of a batch together
             n_ok += res["cutout_ok"]
             out_rows.append(res)
-        t0 = time.perf_counter()
-        rb = pa.RecordBatch.from_pylist(out_rows, schema=schema)
+        t0 = time.process_time()
+        rb = rows_to_batch(out_rows, schema)
+        timings["arrow"] += time.process_time() - t0
+        t0 = time.process_time()
         if writer is None:
             writer = pq.ParquetWriter(os.path.join(tmp, "part.parquet"), schema, compression="zstd")
         writer.write_batch(rb)
         out_rows = []
-        timings["write"] += time.perf_counter() - t0
+        timings["write"] += time.process_time() - t0
     if writer is not None:
         writer.close()
     total = time.perf_counter() - t_all
     cpu = time.process_time() - cpu_all
     shutil.rmtree(tmp, ignore_errors=True)
+    # memory of one full Arrow batch: peak of the Python/NumPy allocations while it is injected
+    first = t.slice(0, settings.arrow_batch_rows).to_pylist()
+    cuts = [store.cutout(r["ra"], r["dec"], int(r["stamp_size"] or 64), r["brickname"]) for r in first]
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    inject_batch(first, cuts, bank, settings)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
     timings["write"] += timings.pop("encode")
     n = t.num_rows
     return {"rows": n, "ok": n_ok, "seconds": total, "stamps_per_s_1core": n / total,
+            "batch_rows": len(first), "batch_peak_mb": peak / 2**20,
             "cpu_seconds": cpu, "stamps_per_cpu_s": n / cpu,
             "ms_per_stamp": {k: 1e3 * v / n for k, v in timings.items()},
-            "ms_other": 1e3 * (total - sum(timings.values())) / n}
+            "ms_other": 1e3 * (cpu - sum(timings.values())) / n}
 
 
 def spark_end_to_end(cfg, manifest: str, one: str, n: int, out: Path) -> dict:
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in split["ms_per_stamp"].items():
         print(f"[bench4c]   {k:8s} {v:7.3f} ms/stamp")
     print(f"[bench4c]   other    {split['ms_other']:7.3f} ms/stamp")
+    print(f"[bench4c] one Arrow batch of {split['batch_rows']} rows: peak {split['batch_peak_mb']:.0f} MB of "
+          "Python/NumPy allocations while injecting it")
     result = {"in_process": split}
     if not args.skip_spark:
         e2e = spark_end_to_end(cfg, manifest, str(out / "manifest_one"), n, out)

@@ -4,6 +4,7 @@ Conventions (docs/conventions.md): arcsec in the stamp's pixel frame (x along co
 at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLIPSE parameters.
 """
 
+from .batch import render_lensed_batch
 from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
 from .metrics import (
     SNR_METRICS,
@@ -34,6 +35,7 @@ __all__ = [
     "moffat_otf",
     "render_arc",
     "render_lensed_bands",
+    "render_lensed_batch",
     "sersic_b_n",
     "sie_shear_deflection",
     "total_injected_flux",

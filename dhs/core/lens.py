@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .rows import RowTable
 from .scratch import scratch_array
 
 __all__ = [
+    "LensBatch",
     "SIELens",
     "ellipticity_to_phi_q",
     "max_sie_deflection",
@@ -93,48 +95,60 @@ class SIELens:
         return ax, ay
 
 
-def _sie_major_axis_frame(xr: np.ndarray, yr: np.ndarray, b: float, q: float, c: float):
-    """Keeton-Kochanek SIE deflection in the frame whose x axis is the major axis, lenstronomy's core.
+def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray | None = None):
+    """The SIE deflection in the frame whose x axis is the major axis, over its scale (in place).
 
-    alpha_x = b / e arctan(e x / (psi + s)), alpha_y = b / e arctanh(e y / (psi + q^2 s)) with
-    e = sqrt(1 - q^2), psi = sqrt(q^2 (x^2 + s^2) + y^2), s = 1e-10" / sqrt(q); the round limit (|e| -> 0)
-    is b (x, y) / (psi + s).  In float32 the core enters through psi only: s / psi is below float32
-    resolution wherever psi > ~2 milliarcsec, and psi >= sqrt(q) 1e-10" keeps the centre regular.
+    Keeton-Kochanek with lenstronomy's core: alpha_x = (b / e) arctan(e x / (psi + s)),
+    alpha_y = (b / e) arctanh(e y / (psi + q^2 s)), e = sqrt(1 - q^2), psi = sqrt(q^2 (x^2 + s^2) + y^2),
+    s = 1e-10" / sqrt(q).  Overwrites ``xr``, ``yr`` (arcsec, major-axis frame) with alpha / (b / e) and
+    returns them.  ``eps`` None selects the exactly round SIS, alpha = b (x, y) / (r + s), returned over b.
+    q2 = q^2, eps and s are Python floats (one lens) or arrays broadcasting against xr (one lens per row).
+    In float32 the core enters through psi only: s / psi is below float32 resolution wherever
+    psi > ~2 milliarcsec, and psi >= sqrt(q) 1e-10" keeps the centre regular.
     """
     dtype = xr.dtype
-    s = _CORE_ARCSEC / math.sqrt(q)
     exact = dtype == np.float64
-    if c < _ROUND_ELLIPTICITY:
-        r = np.multiply(xr, xr)
-        r += yr * yr
-        r += s * s
-        np.sqrt(r, out=r)
-        if exact:
-            r += s
-        scale = np.divide(b, r, out=r)
-        return xr * scale, yr * scale
-    one_minus_q = 2.0 * c / (1.0 + c)
-    eps = math.sqrt(one_minus_q * (1.0 + q))  # sqrt(1 - q^2), accurate as q -> 1
-    psi = np.multiply(xr, q)
-    np.multiply(psi, psi, out=psi)
-    psi += yr * yr
-    psi += (q * s) ** 2
+    psi = np.multiply(xr, xr, out=work)
+    if eps is not None:
+        psi *= q2
+    t = np.multiply(yr, yr)
+    psi += t
+    psi += np.multiply(q2, s * s) if eps is not None else s * s
     np.sqrt(psi, out=psi)
+    if eps is None:
+        if exact:
+            psi += s
+        np.divide(1.0, psi, out=psi)
+        xr *= psi
+        yr *= psi
+        return xr, yr
     if exact:
-        fx = np.divide(eps * xr, psi + s)
-        fy = np.divide(eps * yr, psi + (q * q * s), out=psi)
+        np.divide(xr, np.add(psi, s, out=t), out=xr)
+        xr *= eps
+        np.divide(yr, np.add(psi, np.multiply(q2, s), out=t), out=yr)
+        yr *= eps
     else:
-        inv = np.divide(eps, psi, dtype=dtype)
-        fx = np.multiply(xr, inv)
-        fy = np.multiply(yr, inv, out=inv)
-    np.arctan(fx, out=fx)
-    fx *= b / eps
+        inv = np.divide(eps, psi, out=psi)
+        xr *= inv
+        yr *= inv
+    np.arctan(xr, out=xr)
     # |eps * y / psi| <= eps < 1 analytically; clip guards against rounding at the last ulp.
     lim = float(np.nextafter(dtype.type(1.0), dtype.type(0.0)))
-    np.clip(fy, -lim, lim, out=fy)
-    np.arctanh(fy, out=fy)
-    fy *= b / eps
-    return fx, fy
+    np.clip(yr, -lim, lim, out=yr)
+    np.arctanh(yr, out=yr)
+    return xr, yr
+
+
+def _sie_frame_constants(theta_e: float, e1: float, e2: float) -> tuple[float, float, float, float | None, float]:
+    """(cos phi, sin phi, q^2, eps or None for a round lens, scale b/eps or b) of an SIE (theta_e > 0)."""
+    phi, q = ellipticity_to_phi_q(e1, e2)
+    c = (1.0 - q) / (1.0 + q)
+    b = theta_e * math.sqrt(q)
+    if c < _ROUND_ELLIPTICITY:
+        return math.cos(phi), math.sin(phi), q * q, None, b
+    one_minus_q = 2.0 * c / (1.0 + c)
+    eps = math.sqrt(one_minus_q * (1.0 + q))  # sqrt(1 - q^2), accurate as q -> 1
+    return math.cos(phi), math.sin(phi), q * q, eps, b / eps
 
 
 def sie_shear_deflection(
@@ -175,19 +189,17 @@ def sie_shear_deflection(
     gamma1 = float(gamma1)
     gamma2 = float(gamma2)
     if theta_e > 0.0:
-        phi, q = ellipticity_to_phi_q(e1, e2)
-        c = (1.0 - q) / (1.0 + q)
-        b = theta_e * math.sqrt(q)
-        cs = math.cos(phi)
-        sn = math.sin(phi)
+        cs, sn, q2, eps, k = _sie_frame_constants(theta_e, e1, e2)
         xr = x * cs
         xr += y * sn
         yr = y * cs
         yr -= x * sn
-        fx, fy = _sie_major_axis_frame(xr, yr, b, q, c)
-        ax = np.multiply(fx, cs, out=xr)
+        fx, fy = _sie_unit_frame(xr, yr, q2, eps, _CORE_ARCSEC / q2**0.25)
+        fx *= k
+        fy *= k
+        ax = fx * cs
         ax -= fy * sn
-        ay = np.multiply(fx, sn, out=yr)
+        ay = np.multiply(fx, sn, out=fx)
         ay += fy * cs
     else:
         ax = np.zeros(np.broadcast_shapes(x.shape, y.shape), dtype=dtype)
@@ -200,6 +212,111 @@ def sie_shear_deflection(
     return ax, ay
 
 
+#: a round SIE shot together with other lenses (LensBatch) uses the elliptical formula with this e and
+#: q = 1: arctan(e t) / e and arctanh(e t) / e are t (1 +- e^2 t^2 / 3), exact at float32 resolution
+_ROUND_EPS_BATCH = 1e-4
+
+
+@dataclass(frozen=True)
+class LensBatch(RowTable):
+    """Per-row constants of N SIE + shear lenses for shooting their rays in one pass (float32 arrays).
+
+    Rows with theta_e = 0 get a zero SIE scale (their rays see the shear only, exactly); round SIEs use
+    the elliptical formula with a tiny e (_ROUND_EPS_BATCH).  ``take(rows)`` selects rows (with
+    repetition), e.g. one per refined cell, so each cell is shot with its own lens.
+    """
+
+    g1: np.ndarray
+    g2: np.ndarray
+    cs: np.ndarray
+    sn: np.ndarray
+    q2: np.ndarray
+    eps: np.ndarray
+    s: np.ndarray
+    scale: np.ndarray
+    lensed: np.ndarray  # bool: theta_e > 0 or any shear
+
+    @classmethod
+    def from_lenses(cls, lenses) -> LensBatch:
+        cols = []
+        for lens in lenses:
+            if lens.theta_e > 0.0:
+                cs, sn, q2, eps, k = _sie_frame_constants(lens.theta_e, lens.e1, lens.e2)
+                if eps is None:
+                    eps, k = _ROUND_EPS_BATCH, k / _ROUND_EPS_BATCH
+            else:
+                cs, sn, q2, eps, k = 1.0, 0.0, 0.25, math.sqrt(0.75), 0.0
+            lensed = lens.theta_e > 0.0 or lens.gamma1 != 0.0 or lens.gamma2 != 0.0
+            cols.append((lens.gamma1, lens.gamma2, cs, sn, q2, eps, _CORE_ARCSEC / q2**0.25, k, lensed))
+        arr = np.array(cols, dtype=np.float64).reshape(-1, 9)
+        f32 = [np.ascontiguousarray(arr[:, i], dtype=np.float32) for i in range(8)]
+        return cls(*f32, arr[:, 8] != 0)
+
+    def ray_shoot(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source-plane positions (float32 arcsec) of rays x, y (float32, first axis = row of this batch)."""
+        nd = x.ndim
+        g1, g2 = self._col("g1", nd), self._col("g2", nd)
+        bx = x * (1.0 - g1)
+        bx -= y * g2
+        by = y * (1.0 + g1)
+        by -= x * g2
+        self._subtract_sie(x, y, bx, by, nd)
+        return bx, by
+
+    def _subtract_sie(self, x, y, bx, by, nd: int, xr=None, yr=None, work=None) -> None:
+        cs, sn = self._col("cs", nd), self._col("sn", nd)
+        xr = np.multiply(x, cs, out=xr)
+        xr += y * sn
+        yr = np.multiply(y, cs, out=yr)
+        yr -= x * sn
+        fx, fy = _sie_unit_frame(xr, yr, self._col("q2", nd), self._col("eps", nd), self._col("s", nd), work)
+        k = self._col("scale", nd)
+        # rotate back: alpha = k (fx cs - fy sn, fx sn + fy cs)
+        t = np.multiply(fx, k * cs, out=work)
+        bx -= t
+        np.multiply(fy, k * sn, out=t)
+        bx += t
+        np.multiply(fx, k * sn, out=t)
+        by -= t
+        np.multiply(fy, k * cs, out=t)
+        by -= t
+
+    def ray_shoot_grids(
+        self, x1: np.ndarray, y1: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Source-plane positions of each row's grid x1[i] (columns) x y1[i] (rows): two (N, ny, nx) arrays.
+
+        x1 (N, nx), y1 (N, ny): float32 arcsec from each lens centre.  The linear parts (rotation into the
+        lens frame, shear, theta) are outer sums of 1-D terms.  Written into ``out`` when given.
+        """
+        n, nx, ny = x1.shape[0], x1.shape[1], y1.shape[1]
+        shape = (n, ny, nx)
+        dtype = np.float32
+        if out is None:
+            out = (np.empty(shape, dtype=dtype), np.empty(shape, dtype=dtype))
+        bx, by = out
+        g1, g2 = self._col("g1", 2), self._col("g2", 2)
+        np.add((y1 * (-g2))[:, :, None], (x1 * (1.0 - g1))[:, None, :], out=bx)
+        np.add((y1 * (1.0 + g1))[:, :, None], (x1 * (-g2))[:, None, :], out=by)
+        if not (self.column("scale") != 0.0).any():
+            return bx, by
+        cs, sn = self._col("cs", 2), self._col("sn", 2)
+        xr = np.add((y1 * sn)[:, :, None], (x1 * cs)[:, None, :], out=scratch_array("ray_xr", shape, dtype))
+        yr = np.add((y1 * cs)[:, :, None], (x1 * (-sn))[:, None, :], out=scratch_array("ray_yr", shape, dtype))
+        work = scratch_array("ray_t", shape, dtype)
+        fx, fy = _sie_unit_frame(xr, yr, self._col("q2", 3), self._col("eps", 3), self._col("s", 3), work)
+        k = self._col("scale", 3)
+        t = np.multiply(fx, k * self._col("cs", 3), out=work)
+        bx -= t
+        np.multiply(fy, k * self._col("sn", 3), out=t)
+        bx += t
+        np.multiply(fx, k * self._col("sn", 3), out=t)
+        by -= t
+        np.multiply(fy, k * self._col("cs", 3), out=t)
+        by -= t
+        return bx, by
+
+
 def ray_shoot_grid(
     lens: SIELens,
     x1: np.ndarray,
@@ -208,81 +325,28 @@ def ray_shoot_grid(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source-plane positions of the rays of the grid x1 (columns) x y1 (rows), arcsec.
 
-    Same result as ``lens.ray_shoot`` on the broadcast grid, faster: the linear parts (rotation into the
-    lens frame, shear, theta) are outer sums of 1-D terms, and the SIE scale and rotation back are folded
-    into one multiply-add.  Inputs are 1-D arcsec arrays from the lens centre; float32 stays float32.
-    Returns two (y1.size, x1.size) arrays (written into ``out`` when given, e.g. scratch arrays).
+    Same result as ``lens.ray_shoot`` on the broadcast grid (to float32 rounding), faster for float32 axes
+    (LensBatch.ray_shoot_grids).  Inputs are 1-D arcsec arrays from the lens centre; float32 axes give
+    float32 rays, others float64 (lens.ray_shoot).  Returns two (y1.size, x1.size) arrays (written into
+    ``out`` when given, e.g. scratch arrays).
     """
     x1 = np.asarray(x1)
     y1 = np.asarray(y1)
-    dtype = np.float32 if (x1.dtype == np.float32 and y1.dtype == np.float32) else np.float64
-    x1 = x1.astype(dtype, copy=False)
-    y1 = y1.astype(dtype, copy=False)
-    shape = (y1.size, x1.size)
-    if out is None:
-        bx = np.empty(shape, dtype=dtype)
-        by = np.empty(shape, dtype=dtype)
-    else:
-        bx, by = out
-    g1, g2 = lens.gamma1, lens.gamma2
-    # beta = theta - alpha_shear - alpha_SIE; the first two terms are linear in (x, y)
-    np.add.outer(y1 * (-g2), x1 * (1.0 - g1), out=bx)
-    np.add.outer(y1 * (1.0 + g1), x1 * (-g2), out=by)
-    if lens.theta_e <= 0.0:
+    if not (x1.dtype == np.float32 and y1.dtype == np.float32):
+        # float64 (or mixed) axes: the exact float64 deflection on the broadcast grid
+        xg, yg = np.broadcast_arrays(x1.astype(np.float64)[None, :], y1.astype(np.float64)[:, None])
+        bx, by = lens.ray_shoot(np.array(xg), np.array(yg))
+        if out is not None:
+            out[0][...] = bx
+            out[1][...] = by
+            return out
         return bx, by
-    phi, q = ellipticity_to_phi_q(lens.e1, lens.e2)
-    c = (1.0 - q) / (1.0 + q)
-    b = lens.theta_e * math.sqrt(q)
-    cs = math.cos(phi)
-    sn = math.sin(phi)
-    xr = np.add.outer(y1 * sn, x1 * cs, out=scratch_array("ray_xr", shape, dtype))
-    yr = np.add.outer(y1 * cs, x1 * (-sn), out=scratch_array("ray_yr", shape, dtype))
-    t = scratch_array("ray_t", shape, dtype)
-    # lenstronomy's core (see _sie_major_axis_frame): here through psi only, as in the float32 path there
-    s = _CORE_ARCSEC / math.sqrt(q)
-    if c < _ROUND_ELLIPTICITY:
-        r = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
-        r += np.multiply(yr, yr, out=t)
-        r += s * s
-        np.sqrt(r, out=r)
-        if dtype == np.float64:
-            r += s
-        np.divide(b, r, out=r)
-        xr *= r
-        yr *= r
-        fx, fy, kx, ky = xr, yr, 1.0, 1.0
-    else:
-        one_minus_q = 2.0 * c / (1.0 + c)
-        eps = math.sqrt(one_minus_q * (1.0 + q))
-        psi = np.multiply(xr, xr, out=scratch_array("ray_r", shape, dtype))
-        psi *= q * q
-        psi += np.multiply(yr, yr, out=t)
-        psi += (q * s) ** 2
-        np.sqrt(psi, out=psi)
-        if dtype == np.float64:
-            fx = np.divide(xr, np.add(psi, s, out=t), out=xr)
-            fx *= eps
-            fy = np.divide(yr, np.add(psi, q * q * s, out=t), out=yr)
-            fy *= eps
-        else:
-            inv = np.divide(eps, psi, out=psi)
-            fx = np.multiply(xr, inv, out=xr)
-            fy = np.multiply(yr, inv, out=yr)
-        np.arctan(fx, out=fx)
-        lim = float(np.nextafter(np.dtype(dtype).type(1.0), np.dtype(dtype).type(0.0)))
-        np.clip(fy, -lim, lim, out=fy)
-        np.arctanh(fy, out=fy)
-        kx = ky = b / eps
-    # rotate back: alpha_x = fx cs - fy sn, alpha_y = fx sn + fy cs (times the SIE scale)
-    np.multiply(fx, kx * cs, out=t)
-    bx -= t
-    np.multiply(fy, ky * sn, out=t)
-    bx += t
-    np.multiply(fx, kx * sn, out=t)
-    by -= t
-    np.multiply(fy, ky * cs, out=t)
-    by -= t
-    return bx, by
+    x1 = x1.reshape(1, -1)
+    y1 = y1.reshape(1, -1)
+    if out is not None:
+        out = (out[0].reshape((1,) + out[0].shape), out[1].reshape((1,) + out[1].shape))
+    bx, by = LensBatch.from_lenses([lens]).ray_shoot_grids(x1, y1, out)
+    return bx[0], by[0]
 
 
 def max_sie_deflection(theta_e: float, e1: float, e2: float, n_angles: int = 721) -> float:

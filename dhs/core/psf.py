@@ -107,17 +107,25 @@ def moffat_otf(freq_per_arcsec: np.ndarray, fwhm_arcsec: float, beta: float = 3.
     return np.where(np.isfinite(val), val, 0.0)
 
 
-@functools.lru_cache(maxsize=4096)
-def moffat_otf_cutoff(fwhm_arcsec: float, beta: float, level: float) -> float:
-    """Spatial frequency (cycles/arcsec) beyond which the Moffat OTF stays below ``level``."""
-    fwhm, beta = check_moffat(fwhm_arcsec, beta)
-    alpha = moffat_alpha(fwhm, beta)
-    f_hi = 1.0 / alpha
+@functools.lru_cache(maxsize=64)
+def _otf_cutoff_z(beta: float, level: float) -> float:
+    """z = 2 pi alpha |f| beyond which the Moffat OTF (a function of z and beta only) stays below ``level``."""
+    fwhm = 2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0)  # alpha = 1
+    f_hi = 1.0
     while float(moffat_otf(f_hi, fwhm, beta)) > level:
         f_hi *= 2.0
-    return float(
-        optimize.brentq(lambda f: float(moffat_otf(f, fwhm, beta)) - level, 0.0, f_hi, xtol=1e-6 / alpha)
-    )
+    f = optimize.brentq(lambda f: float(moffat_otf(f, fwhm, beta)) - level, 0.0, f_hi, xtol=1e-9)
+    return 2.0 * math.pi * float(f)
+
+
+def moffat_otf_cutoff(fwhm_arcsec: float, beta: float, level: float) -> float:
+    """Spatial frequency (cycles/arcsec) beyond which the Moffat OTF stays below ``level``.
+
+    The OTF depends on alpha |f| only (for a given beta): the cutoff is solved once per (beta, level) and
+    scaled by 1 / alpha.
+    """
+    fwhm, beta = check_moffat(fwhm_arcsec, beta)
+    return _otf_cutoff_z(beta, float(level)) / (2.0 * math.pi * moffat_alpha(fwhm, beta))
 
 
 def _moffat_profile(r2: np.ndarray, alpha: float, beta: float) -> np.ndarray:

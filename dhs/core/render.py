@@ -14,16 +14,13 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
    moments of their light about the cell centre; where those differ from what the cell grid implies
    (light concentrated below the cell size: cusps, compact sources), the difference is carried by
    zero-flux patterns on the neighbouring cells (_add_subcell_moments), so sub-cell positions survive.
-3. The image is (source (x) PSF (x) pixel) sampled at pixel centres.  The cell fluxes W are samples
-   of (source (x) cell box), so the box's transfer function is divided out: the image is computed with
-   a zero-padded FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
-   OTF_moffat(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) * exp(2 pi i f . d) (d moves the
-   cell grid onto pixel centres, undoing the lens alignment exactly), and brought back to the pixel
-   grid by folding the spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are
-   kept, and the padding is chosen so that the periodic copies of the PSF are below 2e-5 of its peak:
-   no light wraps around the stamp edges.  Light is followed only inside the stamp (as in
-   lenstronomy); the total lensed flux regardless of the stamp is dhs.core.magnification.
+3. The image is (source (x) PSF (x) pixel) sampled at pixel centres (dhs.core.transfer: FFT of W, analytic
+   Moffat (x) pixel transfer with the cell box divided out, exact decimation, no wrap-around).  Light is
+   followed only inside the stamp (as in lenstronomy); the total lensed flux regardless of the stamp is
+   dhs.core.magnification.
 
+Sersic sources are rendered by dhs.core.batch (the same algorithm over many stamps at once; a single
+stamp is a batch of one).
 The float32 hot path uses Python-float scalars throughout; outputs are float64 (nanomaggies/pixel).
 """
 
@@ -32,14 +29,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
 
-from .lens import SIELens, max_sie_deflection, ray_shoot_grid
-from .psf import check_moffat, moffat_otf_cutoff, moffat_otf_interp, moffat_radius_for_level
+from .lens import LensBatch, SIELens, max_sie_deflection, ray_shoot_grid
+from .psf import check_moffat
 from .scratch import scratch_array
+from .sources import SersicSource
+from .transfer import psf_images
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
@@ -53,12 +50,6 @@ __all__ = [
 #: Default sub-pixel factor per axis: the smallest that tests/core/test_convergence.py finds converged
 #: (<= 0.5 % flux and <= 0.15 % of the peak change against 2x more).
 DEFAULT_SUPERSAMPLE = 3
-#: Spectral components of the PSF below this fraction of the DC value are dropped.
-_OTF_LEVEL = 1e-7
-#: Periodic copies of the PSF (FFT wrap-around) are kept below this fraction of its peak.
-_WRAP_LEVEL = 2e-5
-
-
 def _check_grid(size: int, supersample: int, pixscale: float, offset_pix: Sequence[float]):
     if int(size) != size or size < 2:
         raise ValueError(f"size must be an integer >= 2 pixels, got {size!r}")
@@ -133,7 +124,9 @@ BASE_TOL = 0.2
 GL_TOL = 0.3
 
 
-def _shoot(lens: SIELens, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shoot(lens, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(lens, LensBatch):
+        return lens.ray_shoot(x, y)
     if lens.theta_e > 0 or lens.gamma1 != 0 or lens.gamma2 != 0:
         return lens.ray_shoot(x, y)
     return x, y
@@ -250,9 +243,14 @@ def refined_cell_means(
         cy = np.empty((m, k, k), dtype=x.dtype)
         cx[...] = x[idx].astype(np.float64)[:, None, None] + offs[None, None, :]
         cy[...] = y[idx].astype(np.float64)[:, None, None] + offs[None, :, None]
+        sub_lens, sub_source = lens, source
+        if isinstance(lens, LensBatch):
+            # one lens and source per cell: the sub-cells inherit their parent's
+            rep = np.repeat(idx, k * k)
+            sub_lens, sub_source = lens.take(rep), source.take(rep)
         sub = refined_cell_means(
-            lens,
-            source,
+            sub_lens,
+            sub_source,
             cx.reshape(-1),
             cy.reshape(-1),
             h / k,
@@ -265,15 +263,26 @@ def refined_cell_means(
             means_map, moments_map = _split_moment_maps(k)
             # (sub-cell moments as (5 k k, m): moment-major, then the sub-cell's row and column)
             flat_mom = sub_mom.reshape(5, m, k * k).transpose(0, 2, 1).reshape(5 * k * k, m)
-            mom[:, idx] = means_map @ sub.reshape(m, k * k).T.astype(np.float64) + moments_map @ flat_mom
+            mom[:, idx] = _apply_map(means_map, sub.reshape(m, k * k)) + _apply_map(moments_map, flat_mom.T)
         elif moments:
-            mom[:, idx] = _smooth_split_moments(k) @ sub.reshape(m, k * k).T.astype(np.float64)
+            mom[:, idx] = _apply_map(_smooth_split_moments(k), sub.reshape(m, k * k))
         sub = sub.reshape(m, k * k).sum(axis=1)
         sub *= 1.0 / (k * k)
         means[idx] = sub
     if moments:
         return means, mom
     return means
+
+
+def _apply_map(matrix: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix @ cols.T`` for a fixed (5, K) matrix and (m, K) cells: a (5, m) float64 array.
+
+    Summed term by term over K in a fixed order (a reduction over the outer axis of a (K, 5, m) array of
+    products), so a cell's result does not depend on how many cells are processed with it (BLAS matrix
+    products may change their summation order with the matrix shape).
+    """
+    terms = np.ascontiguousarray(cols.T, dtype=np.float64)[:, None, :] * matrix.T[:, :, None]
+    return terms.sum(axis=0)
 
 
 def _gl_moments(sb: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -383,19 +392,21 @@ def _add_laplacian_correction(sb: np.ndarray) -> None:
     midpoint rule (which otherwise differs between refined and unrefined cells).
     """
     lap = np.multiply(sb, -4.0, out=scratch_array("laplacian", sb.shape, sb.dtype))
-    lap[1:] += sb[:-1]
-    lap[:-1] += sb[1:]
-    lap[0] += sb[0]
-    lap[-1] += sb[-1]
-    lap[:, 1:] += sb[:, :-1]
-    lap[:, :-1] += sb[:, 1:]
-    lap[:, 0] += sb[:, 0]
-    lap[:, -1] += sb[:, -1]
+    lap[..., 1:, :] += sb[..., :-1, :]
+    lap[..., :-1, :] += sb[..., 1:, :]
+    lap[..., 0, :] += sb[..., 0, :]
+    lap[..., -1, :] += sb[..., -1, :]
+    lap[..., 1:] += sb[..., :-1]
+    lap[..., :-1] += sb[..., 1:]
+    lap[..., 0] += sb[..., 0]
+    lap[..., -1] += sb[..., -1]
     lap *= 1.0 / 24.0
     sb += lap
 
 
-def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom: np.ndarray) -> None:
+def _add_subcell_moments(
+    sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom: np.ndarray, planes: np.ndarray | None = None
+) -> None:
     """Carry the sub-cell position of light in refined cells onto the cell grid (in place, flux kept).
 
     The transform treats the cell means as samples of a smooth surface: within a cell it implies the
@@ -408,18 +419,22 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
     differences added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at
     c-1) for each first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a
     +-1/4 quartet on the diagonals for the cross moment.  Cells on the grid's edge are left as they are.
+    A stack of grids (N, ny, nx) takes the grid index of each cell in ``planes``.
     (Carrying only the deviation from smooth light keeps the unrefined cells around a refined region
     consistent with it; matching a lone point's moments exactly instead -- pattern second moment Q + mean/12
     -- draws points 0.03 % closer to GalSim but puts smooth extended sources 0.3 % of the peak off.  As it
     is, a point source at supersampling 3 in 0.65" seeing is 0.17 % of the peak too sharp, 0.01 % at 6.)
     """
-    ny, nx = sb.shape
+    ny, nx = sb.shape[-2:]
     inner = (rows >= 1) & (rows <= ny - 2) & (cols >= 1) & (cols <= nx - 2)
     if not inner.all():
         rows, cols, mom = rows[inner], cols[inner], mom[:, inner]
+        planes = None if planes is None else planes[inner]
     if rows.size == 0:
         return
     flat = rows * nx + cols
+    if planes is not None:
+        flat += planes * (ny * nx)
     s = sb.reshape(-1)
 
     def at(offset: int) -> np.ndarray:
@@ -446,8 +461,10 @@ def _add_subcell_moments(sb: np.ndarray, rows: np.ndarray, cols: np.ndarray, mom
         -quarter,
     )
     where = np.concatenate([flat + o for o in offsets])
-    delta = np.bincount(where, weights=np.concatenate(values), minlength=s.size)
-    sb += delta.reshape(sb.shape).astype(sb.dtype)
+    # (per touched cell, the contributions are summed in the order of ``offsets``, then of the cells)
+    touched, slot = np.unique(where, return_inverse=True)
+    delta = np.bincount(slot, weights=np.concatenate(values), minlength=touched.size)
+    s[touched] += delta.astype(sb.dtype)
 
 
 def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
@@ -660,110 +677,6 @@ def unit_lensed_subpixel_flux(
     return w
 
 
-@dataclass
-class _Spectrum:
-    """Forward transform of the sub-pixel flux, pruned to the frequencies the PSFs pass."""
-
-    data: np.ndarray  # (2U-1, U) complex64, rows ordered by signed y-frequency -(U-1)..U-1
-    n_pix: int  # stamp size
-    l_pix: int  # padded period in pixels
-    ss: int
-    pixscale: float
-    n_keep: int  # U
-    shift: tuple[float, float]  # sub-grid shift (dx, dy) in pixels, see subpixel_axes
-
-
-@functools.lru_cache(maxsize=1024)
-def _plan(size: int, ss: int, pixscale: float, psfs: tuple[tuple[float, float], ...]) -> tuple[int, int]:
-    """(padded period in pixels, kept frequencies per axis) of the FFT for these PSFs (cached)."""
-    wrap = max(moffat_radius_for_level(_WRAP_LEVEL, f, b) for f, b in psfs)
-    # (capped at 4 stamp sizes: only reached for beta close to 1, whose wings never converge)
-    pad = min(math.ceil(wrap / pixscale) + 1, 4 * size)
-    l_pix = sfft.next_fast_len(size + pad)
-    if l_pix % 2:
-        l_pix += 1
-    big = l_pix * ss
-    h = pixscale / ss
-    f_cut = max(moffat_otf_cutoff(float(f), float(b), _OTF_LEVEL) for f, b in psfs)
-    n_keep = min(big // 2, math.ceil(f_cut * big * h) + 1)
-    return l_pix, n_keep
-
-
-def _forward(
-    w: np.ndarray, size: int, ss: int, pixscale: float, l_pix: int, n_keep: int, shift: tuple[float, float]
-) -> _Spectrum:
-    big = l_pix * ss
-    a = sfft.rfft(w, n=big, axis=1)[:, :n_keep]
-    b = sfft.fft(a, n=big, axis=0)
-    data = np.concatenate((b[big - n_keep + 1 :], b[:n_keep]), axis=0)
-    return _Spectrum(data, size, l_pix, ss, pixscale, n_keep, shift)
-
-
-def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
-    """Sum entries whose signed frequency index (starting at ``first``) agrees modulo ``period``."""
-    n = arr.shape[axis]
-    offset = period * math.ceil(-first / period) if first < 0 else 0
-    start = first + offset
-    n_fold = math.ceil((start + n) / period)
-    shape = list(arr.shape)
-    shape[axis] = n_fold * period
-    ext = np.zeros(shape, dtype=arr.dtype)
-    sl = [slice(None)] * arr.ndim
-    sl[axis] = slice(start, start + n)
-    ext[tuple(sl)] = arr
-    new_shape = list(arr.shape)
-    new_shape[axis : axis + 1] = [n_fold, period]
-    return ext.reshape(new_shape).sum(axis=axis)
-
-
-@functools.lru_cache(maxsize=256)
-def _psf_pixel_transfer(fwhm: float, beta: float, u: int, big: int, h: float, p: float) -> np.ndarray:
-    """Moffat OTF x pixel / cell-box transfer on the pruned spectrum's grid: (2u-1, u) float32, read-only.
-
-    OTF(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) at fx = k / (big h), k = 0..u-1, and rows
-    fy = -(u-1)..u-1 (pixel p, sub-pixel cell h, arcsec).  Cached (LRU) per PSF and grid: bands, and
-    stamps that share a PSF, reuse it.
-    """
-    fx = np.arange(u, dtype=np.float64) / (big * h)
-    # everything is even in fy: evaluate the rows fy >= 0 and mirror them
-    fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2)
-    # the cell fluxes are samples of source (x) cell box: divide the box's transfer sinc(f h) out
-    # (|f| <= 1 / (2 h) here, so sinc(f h) >= 2 / pi) and apply the pixel's, sinc(f p)
-    box = np.sinc(fx * p) / np.sinc(fx * h)
-    half = moffat_otf_interp(fr, fwhm, beta) * box[:, None] * box[None, :]
-    half = half.astype(np.float32)
-    otf = np.concatenate((half[:0:-1], half), axis=0)
-    otf.setflags(write=False)
-    return otf
-
-
-def _inverse(spec: _Spectrum, fwhm: float, beta: float) -> np.ndarray:
-    """Apply the Moffat (x) pixel transfer for one PSF and return the (size, size) pixel image (float64)."""
-    u = spec.n_keep
-    ss = spec.ss
-    big = spec.l_pix * ss
-    h = spec.pixscale / ss
-    p = spec.pixscale
-    # sample j = ss*i of the sub-grid (which starts one cell before the stamp) sits d before pixel
-    # centre i; shift the image by +d: phase ramps exp(2 pi i f d) over k = -(u-1)..u-1
-    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (big * h))
-    d_x = (0.5 * (ss + 1) / ss - spec.shift[0]) * p
-    d_y = (0.5 * (ss + 1) / ss - spec.shift[1]) * p
-    ay = np.exp(1j * (k * d_y)).astype(np.complex64)
-    ax = np.exp(1j * (k[u - 1 :] * d_x)).astype(np.complex64)
-    prod = spec.data * _psf_pixel_transfer(float(fwhm), float(beta), u, big, float(h), float(p))
-    prod *= ay[:, None]
-    prod *= ax[None, :]
-    # y: fold onto the pixel-grid period, back to real space, keep the stamp rows
-    yf = _fold(prod, -(u - 1), spec.l_pix, axis=0)
-    rows = sfft.ifft(yf, axis=0)[: spec.n_pix]
-    # x: rebuild signed frequencies from the half spectrum (real rows), fold, inverse real FFT
-    full = np.concatenate((np.conj(rows[:, :0:-1]), rows), axis=1)
-    xf = _fold(full, -(u - 1), spec.l_pix, axis=1)
-    img = sfft.irfft(xf[:, : spec.l_pix // 2 + 1], n=spec.l_pix, axis=1)[:, : spec.n_pix]
-    return img.astype(np.float64)
-
-
 def _validate_psf(fwhm, beta, what: str) -> tuple[float, float]:
     try:
         return check_moffat(fwhm, beta)
@@ -821,23 +734,25 @@ def render_lensed_bands(
     out = np.zeros((len(fluxes), size, size), dtype=np.float64)
     if not any(fluxes) and not return_magnification:
         return out
+    if isinstance(source, SersicSource):
+        # one implementation for Sersic sources: the batched renderer, with a batch of one
+        from .batch import render_lensed_batch
+
+        res = render_lensed_batch(
+            [lens], [source], [fluxes], [fw], psf_beta=[betas], size=size, pixscale=pixscale,
+            supersample=ss, offsets_pix=[[float(o) for o in offset_pix]],
+            return_magnification=return_magnification,
+        )
+        return (res[0][0], float(res[1][0])) if return_magnification else res[0]
     unit = source if source.flux == 1.0 else source.with_flux(1.0)
     x1, y1, wx, wy, shift = subpixel_axes(size, ss, pixscale, offset_pix)
     w = lensed_grid_flux(lens, unit, x1, y1, pixscale / ss)
     w *= wy[:, None]
     w *= wx[None, :]
-    l_pix, n_keep = _plan(size, ss, pixscale, tuple(psfs))
-    spec = _forward(w, size, ss, pixscale, l_pix, n_keep, shift)
-    clip = getattr(unit, "non_negative", False)
-    for i, ((f, b), flux) in enumerate(zip(psfs, fluxes)):
-        if flux != 0.0:
-            out[i] = _inverse(spec, f, b)
-            if clip:
-                # the image of a non-negative source through a positive PSF is non-negative; the
-                # transform's float32 round-off leaves far-wing pixels within ~1e-7 of the peak of zero,
-                # sometimes below it: those are set to zero (a bias < 1e-7 of the peak per pixel)
-                np.maximum(out[i], 0.0, out=out[i])
-            out[i] *= flux
+    out = psf_images(
+        w[None], np.array([shift]), np.array([fluxes]), np.array([[f for f, _ in psfs]]),
+        np.array([[b for _, b in psfs]]), size, ss, pixscale, clip=[getattr(unit, "non_negative", False)],
+    )[0]
     if not return_magnification:
         return out
     if lens.theta_e == 0.0 and lens.gamma1 == 0.0 and lens.gamma2 == 0.0:

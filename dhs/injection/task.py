@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from dhs.core import (
     SIELens,
     arc_snr_metrics,
     lensed_half_light_radius,
-    render_lensed_bands,
+    render_lensed_batch,
 )
 from dhs.injection.fluxes import SourceFluxes, band_fluxes
 from dhs.injection.noise import poisson_arc, sky_level_per_pixel
@@ -67,11 +68,11 @@ def _timed(timings: dict[str, float] | None, key: str):
     if timings is None:
         yield
         return
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         yield
     finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+        timings[key] = timings.get(key, 0.0) + time.process_time() - t0
 
 
 def _get(row: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -275,7 +276,7 @@ def _cosmos(row: Mapping[str, Any], bank: Any, settings: Any, out: dict[str, Any
 
 def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
                 timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """Make the output row of one manifest row.
+    """Make the output row of one manifest row (:func:`inject_batch` with one row).
 
     Parameters
     ----------
@@ -283,25 +284,78 @@ def inject_task(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any,
     cutout : :class:`dhs.survey.coadd.Cutout` for the host (size = the row's ``stamp_size``).
     bank : an open COSMOS bank (needed only for ``source_mode = "cosmos"``) or None.
     settings : :class:`dhs.config.stage4c.Stage4cConfig`.
-    timings : optional dict accumulating seconds under "render", "metrics" and "encode".
+    timings : optional dict accumulating CPU seconds under "render", "metrics" and "encode".
 
     Returns
     -------
     dict with every manifest column, every column of :data:`dhs.injection.schema.RESULT_NAMES` and the
     array columns (``stamp`` and the kept ``arc``/``invvar``/``maskbits``/``stamp_npz``).
     """
+    return inject_batch([row], [cutout], bank, settings, timings)[0]
+
+
+def inject_batch(rows: Sequence[Mapping[str, Any]], cutouts: Sequence[Any], bank: Any, settings: Any,
+                 timings: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Output rows of many manifest rows (same order), their arcs rendered together.
+
+    Each row is prepared (checks, PSF, source) on its own, the arcs of all rows to be injected are
+    rendered by one :func:`dhs.core.render_lensed_batch` call per stamp size, then each row is measured
+    and encoded.  A row's output is the same whatever batch it is in.  A row that makes the batch call
+    fail is rendered again alone; whatever goes wrong in a row becomes that row's failure row.
+    """
     keep = tuple(settings.keep_arrays)
     arrays = ("stamp",) + keep + (("stamp_npz",) if settings.stamp_npz else ())
-    try:
-        return _inject(row, cutout, bank, settings, arrays, timings)
-    except TaskFailure as exc:
+    results: list[dict[str, Any] | None] = [None] * len(rows)
+    pending: list[tuple[int, _Pending]] = []
+    for i, (row, cutout) in enumerate(zip(rows, cutouts)):
+        try:
+            prepared = _prepare(row, cutout, bank, settings, arrays, timings)
+        except Exception as exc:  # noqa: BLE001 - a row must never crash the job; the reason is recorded
+            results[i] = _failure(row, exc, arrays)
+            continue
+        if isinstance(prepared, _Pending):
+            pending.append((i, prepared))
+        else:
+            results[i] = prepared
+    with _timed(timings, "render"):
+        rendered = _render_pending([p for _, p in pending], settings)
+    for (i, p), res in zip(pending, rendered):
+        try:
+            if isinstance(res, Exception):
+                raise res
+            results[i] = _finish(p, res[0], res[1], settings, arrays, timings)
+        except Exception as exc:  # noqa: BLE001
+            results[i] = _failure(p.row, exc, arrays)
+    return results  # type: ignore[return-value]
+
+
+def _failure(row: Mapping[str, Any], exc: Exception, arrays: tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(exc, TaskFailure):
         return failure_row(row, exc.reason, arrays)
-    except Exception as exc:  # noqa: BLE001 - a row must never crash the job; the reason is recorded
-        return failure_row(row, f"internal_error:{type(exc).__name__}: {exc}", arrays)
+    return failure_row(row, f"internal_error:{type(exc).__name__}: {exc}", arrays)
 
 
-def _inject(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arrays: tuple[str, ...],
-            timings: dict[str, float] | None) -> dict[str, Any]:
+@dataclass
+class _Pending:
+    """A row ready to be rendered: its partial output row and everything its arc needs."""
+
+    row: Mapping[str, Any]
+    cutout: Any
+    out: dict[str, Any]
+    good_r: np.ndarray
+    size: int
+    offset: tuple[float, float]
+    lens: SIELens
+    source: Any
+    fluxes: SourceFluxes
+    fwhm: list[float]
+    target: float | None
+    metric: str
+
+
+def _prepare(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, arrays: tuple[str, ...],
+             timings: dict[str, float] | None) -> dict[str, Any] | _Pending:
+    """Checks, masks, PSF and source of one row: a finished output row (controls) or a _Pending render."""
     size = int(_get(row, "stamp_size", settings.default_stamp_size))
     out = _blank(row, arrays)
     _check_cutout(cutout, size)
@@ -320,34 +374,8 @@ def _inject(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, array
         psf = None
     _record_psf(out, cutout, psf)
     out["quality_notes"] = quality_notes(cutout, psf)
-
-    image = np.asarray(cutout.image, dtype=np.float32)
     if control:
-        stamp = image.copy()
-        arc32 = None
-    else:
-        arc32, stamp = _render_and_measure(row, cutout, bank, settings, psf, good_r, size, (dx, dy), out,
-                                           timings)
-    if not np.isfinite(stamp).all():
-        raise TaskFailure("nonfinite_output")
-    with _timed(timings, "encode"):
-        out["stamp"] = encode(stamp)
-        if "arc" in arrays:
-            out["arc"] = None if arc32 is None else encode(arc32)
-        if "invvar" in arrays:
-            out["invvar"] = encode(cutout.invvar)
-        if "maskbits" in arrays:
-            out["maskbits"] = None if cutout.maskbits is None else encode_mask(cutout.maskbits)
-        if "stamp_npz" in arrays:
-            out["stamp_npz"] = encode_npz(stamp)
-    out["cutout_ok"] = 1
-    out["error"] = None
-    return out
-
-
-def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings: Any, psf: PsfChoice,
-                        good_r: np.ndarray, size: int, offset: tuple[float, float], out: dict[str, Any],
-                        timings: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+        return _encoded(out, np.asarray(cutout.image, dtype=np.float32).copy(), None, cutout, arrays, timings)
     if is_null_injection(row):   # zero source flux in every band, whatever the magnitudes say
         row = dict(row, src_mag_r=math.inf, src_mag_g=None, src_mag_z=None)
     theta_e = _fnum(row, "theta_e_arcsec")
@@ -372,19 +400,73 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
             src = _sersic(row, float(fl.flux[R]))
         else:
             raise TaskFailure(f"bad_manifest:source_mode={mode!r}")
-        rendered = render_lensed_bands(lens, src, [float(f) for f in fl.flux],
-                                       [float(f) for f in psf.fwhm], psf_beta=settings.psf_beta,
-                                       size=size, pixscale=settings.pixscale,
-                                       supersample=settings.supersample, offset_pix=offset,
-                                       return_magnification=True)  # mu from the same rays
-        arc, mu = rendered
-        arc = np.asarray(arc, dtype=np.float64)
+    return _Pending(row, cutout, out, good_r, size, (dx, dy), lens, src, fl, [float(f) for f in psf.fwhm],
+                    target if targeting else None, metric)
+
+
+def _render_pending(pending: list[_Pending], settings: Any) -> list[tuple[np.ndarray, float] | Exception]:
+    """(arcs, magnification) of each pending row, or the exception its render raised.
+
+    One render_lensed_batch call per stamp size; when a call fails, its rows are rendered one by one so
+    that only the rows at fault fail."""
+    results: list[tuple[np.ndarray, float] | Exception] = [ValueError("not rendered")] * len(pending)
+    by_size: dict[int, list[int]] = {}
+    for i, p in enumerate(pending):
+        by_size.setdefault(p.size, []).append(i)
+
+    def render(idx: list[int], size: int) -> None:
+        ps = [pending[i] for i in idx]
+        arcs, mus = render_lensed_batch(
+            [p.lens for p in ps], [p.source for p in ps], [[float(f) for f in p.fluxes.flux] for p in ps],
+            [p.fwhm for p in ps], psf_beta=settings.psf_beta, size=size, pixscale=settings.pixscale,
+            supersample=settings.supersample, offsets_pix=[p.offset for p in ps],
+            return_magnification=True)  # mu from the same rays
+        for j, i in enumerate(idx):
+            results[i] = (arcs[j], float(mus[j]))
+
+    for size, idx in by_size.items():
+        try:
+            render(idx, size)
+        except Exception:  # noqa: BLE001 - retry alone: only the rows at fault fail
+            for i in idx:
+                try:
+                    render([i], size)
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = exc
+    return results
+
+
+def _encoded(out: dict[str, Any], stamp: np.ndarray, arc32: np.ndarray | None, cutout: Any,
+             arrays: tuple[str, ...], timings: dict[str, float] | None) -> dict[str, Any]:
+    if not np.isfinite(stamp).all():
+        raise TaskFailure("nonfinite_output")
+    with _timed(timings, "encode"):
+        out["stamp"] = encode(stamp)
+        if "arc" in arrays:
+            out["arc"] = None if arc32 is None else encode(arc32)
+        if "invvar" in arrays:
+            out["invvar"] = encode(cutout.invvar)
+        if "maskbits" in arrays:
+            out["maskbits"] = None if cutout.maskbits is None else encode_mask(cutout.maskbits)
+        if "stamp_npz" in arrays:
+            out["stamp_npz"] = encode_npz(stamp)
+    out["cutout_ok"] = 1
+    out["error"] = None
+    return out
+
+
+def _finish(p: _Pending, arc: np.ndarray, mu: float, settings: Any, arrays: tuple[str, ...],
+            timings: dict[str, float] | None) -> dict[str, Any]:
+    """Metrics, optional arc noise, the injected stamp and the encoded arrays of a rendered row."""
+    row, cutout, out, good_r, size, offset = p.row, p.cutout, p.out, p.good_r, p.size, p.offset
+    fl, src, target, metric = p.fluxes, p.source, p.target, p.metric
+    arc = np.asarray(arc, dtype=np.float64)
     if not np.isfinite(arc).all():
         bands = "".join(b for i, b in enumerate(BANDS) if not np.isfinite(arc[i]).all())
         raise TaskFailure(f"nonfinite_output:arc_{bands}")
     with _timed(timings, "metrics"):
         invvar_r = np.asarray(cutout.invvar[R], dtype=np.float64)
-        if targeting:
+        if target is not None:
             snr = arc_snr_metrics(arc[R], invvar_r, good_r).get(metric)
             if snr is None or not np.isfinite(snr) or snr <= 0:
                 raise TaskFailure(f"target_unreachable:{metric}: no arc flux on good r-band pixels")
@@ -413,5 +495,4 @@ def _render_and_measure(row: Mapping[str, Any], cutout: Any, bank: Any, settings
             sky = [sky_level_per_pixel(settings.sky_mag_arcsec2[b], settings.pixscale) for b in BANDS]
             arc = poisson_arc(arc, cutout.invvar, sky, sub_rng(int(row["task_seed"]), "arc_noise"))
     arc32 = arc.astype(np.float32)
-    stamp = add_arc(cutout.image, arc32)
-    return arc32, stamp
+    return _encoded(out, add_arc(cutout.image, arc32), arc32, cutout, arrays, timings)

@@ -10,7 +10,8 @@ Input: the stage 4a manifest (``phase4a/<variant>/manifests/<experiment_id>/``).
 Execution shape: the manifest is range-partitioned on (``brickname``, ``task_id``) and sorted within
 partitions, so each brick's coadd files are read once per partition and a crowded brick is split over
 several partitions rather than making one oversized task; ``mapInArrow`` hands Arrow batches to
-:func:`dhs.injection.task.inject_task`.  The coadd store (a byte-bounded brick cache) and the COSMOS bank
+:func:`dhs.injection.task.inject_batch`, which renders the arcs of a whole batch together.  The coadd
+store (a byte-bounded brick cache) and the COSMOS bank
 live in module-level caches, i.e. once per Python worker process (Spark reuses workers).  Every row's output
 is a pure function of the row and the survey files, so outputs do not depend on partitioning.
 """
@@ -25,7 +26,7 @@ import pyarrow as pa
 
 from dhs.config import RunConfig
 from dhs.injection.schema import ARRAY_COLUMNS, output_schema
-from dhs.injection.task import failure_row, inject_task
+from dhs.injection.task import failure_row, inject_batch
 from dhs.io.paths import exists, to_spark_path
 from dhs.logs import StageSteps
 from dhs.stages.common import (
@@ -46,23 +47,40 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("task_id", "task_seed", "brickname", "ra", 
 
 def process_rows(rows: list[dict[str, Any]], store: Any, bank: Any, settings: Any,
                  timings: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Cut and inject a list of manifest rows (one output row per input row, same order)."""
+    """Cut and inject a list of manifest rows (one output row per input row, same order).
+
+    The stamps are cut row by row; the arcs of all rows are rendered together
+    (:func:`dhs.injection.task.inject_batch`), so per-call overhead is paid once per Arrow batch.
+    """
     keep = tuple(settings.keep_arrays)
     arrays = ("stamp",) + keep + (("stamp_npz",) if settings.stamp_npz else ())
-    out = []
-    for row in rows:
+    out: list[dict[str, Any] | None] = [None] * len(rows)
+    todo, cuts = [], []
+    for i, row in enumerate(rows):
         size = int(row.get("stamp_size") or settings.default_stamp_size)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         try:
             cut = store.cutout(float(row["ra"]), float(row["dec"]), size=size, brickname=row.get("brickname"))
         except Exception as exc:  # noqa: BLE001 - a bad file must become a failure row, not a crash
-            out.append(failure_row(row, f"read_error:{type(exc).__name__}: {exc}", arrays))
+            out[i] = failure_row(row, f"read_error:{type(exc).__name__}: {exc}", arrays)
             continue
         finally:
             if timings is not None:
-                timings["cutout"] = timings.get("cutout", 0.0) + time.perf_counter() - t0
-        out.append(inject_task(row, cut, bank, settings, timings))
-    return out
+                timings["cutout"] = timings.get("cutout", 0.0) + time.process_time() - t0
+        todo.append(i)
+        cuts.append(cut)
+    for i, res in zip(todo, inject_batch([rows[i] for i in todo], cuts, bank, settings, timings)):
+        out[i] = res
+    return out  # type: ignore[return-value]
+
+
+def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Output rows as an Arrow batch of ``schema``, built column by column (missing keys are null).
+
+    Same values as ``pa.RecordBatch.from_pylist``; one conversion per column instead of per row and
+    field (measured 2-4x less CPU per row, most of it in the stamp byte columns)."""
+    arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def make_mapper(cfg: RunConfig, schema: pa.Schema, rows_done: Any = None):
@@ -81,7 +99,7 @@ def make_mapper(cfg: RunConfig, schema: pa.Schema, rows_done: Any = None):
             rows = process_rows(batch.to_pylist(), store, bank, settings)
             if rows_done is not None:
                 rows_done.add(len(rows))
-            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+            yield rows_to_batch(rows, schema)
 
     return mapper
 

@@ -197,12 +197,13 @@ def test_poisson_arc_noise(brick, store, settings):
 
 
 def test_nonfinite_output_is_a_failure(brick, store, settings, monkeypatch):
-    def nan_render(*a, **k):
-        out = np.zeros((3, 64, 64))
-        out[1, 3, 3] = np.nan
-        return out, 1.0  # (arcs, magnification), as render_lensed_bands(..., return_magnification=True)
+    def nan_render(lenses, *a, **k):
+        out = np.zeros((len(lenses), 3, 64, 64))
+        out[:, 1, 3, 3] = np.nan
+        # (arcs, magnifications), as render_lensed_batch(..., return_magnification=True)
+        return out, np.ones(len(lenses))
 
-    monkeypatch.setattr(task_mod, "render_lensed_bands", nan_render)
+    monkeypatch.setattr(task_mod, "render_lensed_batch", nan_render)
     _, out = _run(store, make_row(brick[1]), settings)
     assert out["cutout_ok"] == 0 and out["error"].startswith("nonfinite")
     assert out["stamp"] is None

@@ -180,11 +180,11 @@ def faulted(stage4a_result, debug_config, synth_sky, tmp_path_factory):
     return sky, str(mdir), expected, len(sample)
 
 
-def _run_4c(spark, debug_config, sky, manifest, out, partitions, force=True):
+def _run_4c(spark, debug_config, sky, manifest, out, partitions, force=True, batch_rows=7):
     from dhs.stages import stage4c
 
     s = debug_config.stage4c.model_copy(update={"manifest_path": manifest, "partitions": partitions,
-                                                 "arrow_batch_rows": 7})
+                                                 "arrow_batch_rows": batch_rows})
     cfg = debug_config.model_copy(update={"survey_root": str(sky), "output_root": str(out), "stage4c": s,
                                           "force": force})
     return stage4c.run(spark, cfg), cfg
@@ -193,7 +193,8 @@ def _run_4c(spark, debug_config, sky, manifest, out, partitions, force=True):
 def test_faults_and_determinism(spark, debug_config, faulted, tmp_path):
     sky, manifest, expected, n = faulted
     r2, cfg2 = _run_4c(spark, debug_config, sky, manifest, tmp_path / "p2", 2)
-    r7, cfg7 = _run_4c(spark, debug_config, sky, manifest, tmp_path / "p7", 7)
+    # (other partitions and other Arrow batches: the arcs of a batch are rendered together)
+    r7, cfg7 = _run_4c(spark, debug_config, sky, manifest, tmp_path / "p7", 7, batch_rows=3)
     assert r2.rows_in == r2.rows_out == n == r7.rows_out
     a = {r["task_id"]: r for r in _read(stage_output_dir(cfg2, "4c", "stamps")).to_pylist()}
     b = {r["task_id"]: r for r in _read(stage_output_dir(cfg7, "4c", "stamps")).to_pylist()}

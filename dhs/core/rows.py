@@ -1,0 +1,42 @@
+"""Per-row constant tables whose row selections (one row per refined cell) are gathered lazily."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["RowTable"]
+
+
+class RowTable:
+    """Mixin for frozen dataclasses of per-row arrays (length N) used in batched rendering.
+
+    ``take(rows)`` returns a selection (rows with repetition, e.g. the row of each refined cell) that
+    shares the arrays and gathers a column only when it is first used (``column``); selections of
+    selections compose their row indices.
+    """
+
+    def _selection(self) -> np.ndarray | None:
+        return self.__dict__.get("_rows")
+
+    def take(self, rows: np.ndarray):
+        """The table of rows ``rows`` of this one (a lazy selection)."""
+        new = object.__new__(type(self))
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
+        base = self._selection()
+        new.__dict__["_rows"] = np.asarray(rows) if base is None else base[rows]
+        new.__dict__["_cache"] = {}
+        return new
+
+    def column(self, name: str) -> np.ndarray:
+        """The (selected) values of column ``name``, one per row of this table."""
+        rows = self._selection()
+        if rows is None:
+            return self.__dict__[name]
+        cache = self.__dict__["_cache"]
+        col = cache.get(name)
+        if col is None:
+            col = cache[name] = self.__dict__[name][rows]
+        return col
+
+    def _col(self, name: str, ndim: int) -> np.ndarray:
+        return self.column(name).reshape((-1,) + (1,) * (ndim - 1))

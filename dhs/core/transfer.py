@@ -1,0 +1,194 @@
+"""From sub-pixel cell fluxes to pixel images: FFT, Moffat (x) pixel transfer, exact decimation.
+
+The cell fluxes W (nanomaggies in the lens-aligned sub-pixel cells of dhs.core.render.subpixel_axes) are
+samples of (source (x) cell box).  The image is (source (x) PSF (x) pixel) at pixel centres: a zero-padded
+FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
+OTF_moffat(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) * exp(2 pi i f . d) (d moves the cell grid
+onto pixel centres, undoing the lens alignment exactly), brought back to the pixel grid by folding the
+spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are kept, and the padding keeps
+the periodic copies of the PSF below 2e-5 of its peak: no light wraps around the stamp edges.
+
+Many stamps and bands are transformed together (stacked 1-D FFTs: pocketfft transforms each line on its
+own, so a stamp's image does not depend on the others in the call).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import scipy.fft as sfft
+
+from .psf import _Z_STEP, _otf_table, moffat_alpha, moffat_otf_cutoff, moffat_radius_for_level
+
+__all__ = ["plan", "psf_images"]
+
+#: Spectral components of the PSF below this fraction of the DC value are dropped.
+OTF_LEVEL = 1e-7
+#: Periodic copies of the PSF (FFT wrap-around) are kept below this fraction of its peak.
+WRAP_LEVEL = 2e-5
+
+
+@functools.lru_cache(maxsize=1024)
+def plan(size: int, ss: int, pixscale: float, psfs: tuple[tuple[float, float], ...]) -> tuple[int, int]:
+    """(padded period in pixels, kept frequencies per axis) of the FFT of a stamp for these (FWHM, beta)."""
+    wrap = max(moffat_radius_for_level(WRAP_LEVEL, f, b) for f, b in psfs)
+    # (capped at 4 stamp sizes: only reached for beta close to 1, whose wings never converge)
+    pad = min(math.ceil(wrap / pixscale) + 1, 4 * size)
+    l_pix = sfft.next_fast_len(size + pad)
+    if l_pix % 2:
+        l_pix += 1
+    big = l_pix * ss
+    h = pixscale / ss
+    f_cut = max(moffat_otf_cutoff(float(f), float(b), OTF_LEVEL) for f, b in psfs)
+    n_keep = min(big // 2, math.ceil(f_cut * big * h) + 1)
+    return l_pix, n_keep
+
+
+@functools.lru_cache(maxsize=16)
+def _otf_table32(beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """psf._otf_table(beta) as float32 values and slopes per step, one zero step appended (z beyond the
+    table, where the OTF is < 1e-12, reads 0)."""
+    tab = np.append(_otf_table(beta), 0.0)
+    slope = np.append(np.diff(tab), 0.0)
+    return tab.astype(np.float32), slope.astype(np.float32)
+
+
+def _otf_many(fr: np.ndarray, alphas: np.ndarray, beta: float) -> np.ndarray:
+    """Moffat OTF (linear interpolation of psf._otf_table) at |f| = fr for many PSFs of one beta:
+    (P,) + fr.shape float32 (fr float32, cycles/arcsec; alphas arcsec)."""
+    tab, slope = _otf_table32(beta)
+    z = fr[None] * (alphas * (2.0 * math.pi / _Z_STEP)).astype(np.float32).reshape((-1,) + (1,) * fr.ndim)
+    np.minimum(z, float(tab.size - 1), out=z)
+    i = z.astype(np.int32)
+    z -= i.astype(np.float32)
+    out = slope[i]
+    out *= z
+    out += tab[i]
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _transfer_half(fwhm: float, beta: float, u: int, big: int, h: float, p: float) -> np.ndarray:
+    """Moffat OTF x pixel / cell-box transfer of one PSF on the (u, u) non-negative frequencies: float32,
+    read-only, cached (bands and stamps that share a PSF reuse it)."""
+    fx = np.arange(u, dtype=np.float64) / (big * h)
+    fr = np.sqrt(fx[:, None] ** 2 + fx[None, :] ** 2).astype(np.float32)
+    box = (np.sinc(fx * p) / np.sinc(fx * h)).astype(np.float32)
+    half = _otf_many(fr, np.array([moffat_alpha(fwhm, beta)]), beta)[0]
+    half *= box[:, None]
+    half *= box[None, :]
+    half.setflags(write=False)
+    return half
+
+
+def _transfers(fwhm, beta, keep, u: int, big: int, h: float, p: float) -> np.ndarray:
+    """Moffat OTF x pixel / cell-box transfer per PSF: (P, 2u-1, u) float32, rows by signed y-frequency.
+
+    Frequencies at or beyond a PSF's own ``keep`` (its row's pruned spectrum size) are zero.
+    """
+    half = np.stack([_transfer_half(float(f), float(b), u, big, h, p) for f, b in zip(fwhm, beta)])
+    cut = np.arange(u)[None, :] >= np.asarray(keep)[:, None]  # (P, u)
+    if cut.any():
+        half[cut[:, :, None] | cut[:, None, :]] = 0.0
+    return np.concatenate((half[:, :0:-1], half), axis=1)
+
+
+def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
+    """Sum entries whose signed frequency index (starting at ``first``) agrees modulo ``period``.
+
+    Slices of ``arr`` are added in ascending frequency order onto a zeroed (period) axis.
+    """
+    n = arr.shape[axis]
+    shape = list(arr.shape)
+    shape[axis] = period
+    out = np.zeros(shape, dtype=arr.dtype)
+    src = [slice(None)] * arr.ndim
+    dst = [slice(None)] * arr.ndim
+    i = 0
+    while i < n:
+        r = (first + i) % period
+        m = min(n - i, period - r)
+        src[axis] = slice(i, i + m)
+        dst[axis] = slice(r, r + m)
+        out[tuple(dst)] += arr[tuple(src)]
+        i += m
+    return out
+
+
+def _spectra(w: np.ndarray, l_pix: int, ss: int, u: int) -> np.ndarray:
+    """Pruned forward transforms  of (G, M, M) cell fluxes: (G, 2u-1, u) complex64."""
+    big = l_pix * ss
+    padded = np.zeros(w.shape[:2] + (big,), dtype=np.float32)
+    padded[:, :, : w.shape[2]] = w
+    a = sfft.rfft(padded, axis=2)[:, :, :u]
+    b = sfft.fft(a, n=big, axis=1)
+    return np.concatenate((b[:, big - u + 1 :], b[:, :u]), axis=1)
+
+
+def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pixscale: float) -> np.ndarray:
+    """Pixel images of P (spectrum, PSF) pairs: (P, size, size) float64 pixel images."""
+    u = spec.shape[2]
+    big = l_pix * ss
+    h = pixscale / ss
+    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (big * h))
+    d_x = (0.5 * (ss + 1) / ss - shift_x) * pixscale
+    d_y = (0.5 * (ss + 1) / ss - shift_y) * pixscale
+    ay = np.exp(1j * (k[None, :] * d_y[:, None])).astype(np.complex64)
+    ax = np.exp(1j * (k[None, u - 1 :] * d_x[:, None])).astype(np.complex64)
+    prod = np.multiply(spec, transfer)
+    prod *= ay[:, :, None]
+    yf = _fold(prod, -(u - 1), l_pix, axis=1)
+    rows = sfft.ifft(yf, axis=1)[:, :size]
+    rows *= ax[:, None, :]  # (the x shift commutes with the transforms along y)
+    full = np.concatenate((np.conj(rows[:, :, :0:-1]), rows), axis=2)
+    xf = _fold(full, -(u - 1), l_pix, axis=2)
+    img = sfft.irfft(xf[:, :, : l_pix // 2 + 1], n=l_pix, axis=2)[:, :, :size]
+    return img.astype(np.float64)
+
+
+#: stamps are transformed together when their kept spectra differ by at most this factor in size (each
+#: is transformed at the largest size of its group, with the extra frequencies zero: the same image)
+_GROUP_SPREAD = 1.1
+
+
+def _groups(plans: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """Stamps (indices) grouped by padded period, and within it by similar kept-spectrum size."""
+    out = []
+    for l_pix in sorted({p[0] for p in plans}):
+        rows = sorted((i for i in range(len(plans)) if plans[i][0] == l_pix), key=lambda i: plans[i][1])
+        start = 0
+        for k in range(1, len(rows) + 1):
+            if k == len(rows) or plans[rows[k]][1] > _GROUP_SPREAD * plans[rows[start]][1]:
+                out.append((l_pix, rows[start:k]))
+                start = k
+    return out
+
+
+def psf_images(w, shifts, fluxes, fwhm, beta, size: int, ss: int, pixscale: float, clip) -> np.ndarray:
+    """(N, B, size, size) float64 images (nanomaggies/pixel) of N stamps' unit-flux cell fluxes in B bands.
+
+    w: (N, M, M) float32 cell fluxes; shifts: (N, 2) sub-grid shifts (pixels, subpixel_axes); fluxes,
+    fwhm, beta: (N, B); clip: (N,) bool, True for non-negative sources (the transform's float32 round-off
+    in far-wing pixels, within ~1e-7 of the peak of zero, is clipped at zero).  Bands of zero flux are 0.
+    Each stamp's transform uses its own plan (padding and kept frequencies from its own PSFs).
+    """
+    n, n_bands = fluxes.shape
+    h = pixscale / ss
+    out = np.zeros((n, n_bands, size, size), dtype=np.float64)
+    plans = [plan(size, ss, pixscale, tuple((float(f), float(b)) for f, b in zip(fwhm[i], beta[i])))
+             for i in range(n)]
+    for l_pix, rows in _groups(plans):
+        pairs = [(j, i, b) for j, i in enumerate(rows) for b in range(n_bands) if fluxes[i, b] != 0.0]
+        if not pairs:
+            continue
+        u = max(plans[i][1] for i in rows)
+        spec = _spectra(w[rows], l_pix, ss, u)
+        pj, pi, pb = (np.array(col) for col in zip(*pairs))
+        transfer = _transfers(fwhm[pi, pb], beta[pi, pb], [plans[i][1] for i in pi], u, l_pix * ss, h, pixscale)
+        img = _images(spec[pj], shifts[pi, 0], shifts[pi, 1], transfer, size, l_pix, ss, pixscale)
+        np.maximum(img, 0.0, out=img, where=np.asarray(clip)[pi][:, None, None])
+        img *= fluxes[pi, pb][:, None, None]
+        out[pi, pb] = img
+    return out
