@@ -18,7 +18,7 @@ from scipy import special
 
 from .rows import RowTable
 from .scratch import scratch_array
-from .sources import _CENTRE_RULE, _MIN_CELL_ERROR, _UNIT_CORNERS, SersicSource
+from .sources import _CENTRE_RULE, _MIN_CELL_ERROR, SersicSource, centre_cell_rays
 
 __all__ = ["SersicBatch"]
 
@@ -246,30 +246,8 @@ class SersicBatch(RowTable):
             return
         ux, uy, c = ux[near], uy[near], c[near]
         j00, j01, j10, j11 = j00[near], j01[near], j10[near], j11[near]
-        inside = (np.abs(ux) < half) & (np.abs(uy) < half)
-        ref = np.where(inside, 0.0, np.arctan2(-uy, -ux))
-        ang = np.arctan2(half * _UNIT_CORNERS[:, 1] - uy[:, None], half * _UNIT_CORNERS[:, 0] - ux[:, None])
-        ang -= ref[:, None]
-        two_pi = 2.0 * math.pi
-        ang = np.where(inside[:, None], np.mod(ang, two_pi), np.mod(ang + math.pi, two_pi) - math.pi)
-        ang.sort(axis=1)
-        last = np.where(inside, ang[:, 0] + two_pi, ang[:, 3])
-        top = np.concatenate((ang[:, 1:], last[:, None]), axis=1)
-        halfw = 0.5 * (top - ang)
-        nodes, weights = _CENTRE_RULE
-        phi = (0.5 * (top + ang) + ref[:, None])[..., None] + halfw[..., None] * nodes  # (k, 4, N)
-        ox = np.cos(phi)
-        oy = np.sin(phi)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ix = 1.0 / ox
-            iy = 1.0 / oy
-            ax = (-half - ux)[:, None, None] * ix
-            bx_ = (half - ux)[:, None, None] * ix
-            ay = (-half - uy)[:, None, None] * iy
-            by_ = (half - uy)[:, None, None] * iy
-        r_in = np.fmax(np.fmax(np.fmin(ax, bx_), np.fmin(ay, by_)), 0.0)
-        r_out = np.fmin(np.fmax(ax, bx_), np.fmax(ay, by_))
-        np.fmax(r_out, r_in, out=r_out)
+        ox, oy, r_in, r_out, halfw = centre_cell_rays(ux, uy, half)
+        weights = _CENTRE_RULE[1]
         # elliptical radius per unit image-plane distance along phi: E J (cos phi, sin phi)
         ea, eb, ed = c[:, 2], c[:, 3], c[:, 4]
         m00, m01 = ea * j00 + eb * j10, ea * j01 + eb * j11

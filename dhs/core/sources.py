@@ -168,6 +168,42 @@ def _finite(name: str, cls: str, value) -> float:
     return out
 
 
+def centre_cell_rays(ux: np.ndarray, uy: np.ndarray, half: float):
+    """Polar quadrature of square cells about a point: for cells of half-width ``half`` (arcsec, image plane)
+    whose centres lie at (-ux, -uy) from the point, the Gauss-Legendre directions (cos, sin of phi: (k, 4, N)),
+    the radii where each ray enters and leaves its cell (r_in, r_out, arcsec) and the half-widths of the four
+    angular intervals (k, 4). Used to integrate a Sersic profile exactly about its centre's image."""
+    # directions from the centre's image to the four corners: inside the cell they split the full
+    # turn into four intervals, outside it the cell's angular span into three (plus an empty one)
+    inside = (np.abs(ux) < half) & (np.abs(uy) < half)
+    ref = np.where(inside, 0.0, np.arctan2(-uy, -ux))
+    ang = np.arctan2(half * _UNIT_CORNERS[:, 1] - uy[:, None], half * _UNIT_CORNERS[:, 0] - ux[:, None])
+    ang -= ref[:, None]
+    two_pi = 2.0 * math.pi
+    ang = np.where(inside[:, None], np.mod(ang, two_pi), np.mod(ang + math.pi, two_pi) - math.pi)
+    ang.sort(axis=1)
+    last = np.where(inside, ang[:, 0] + two_pi, ang[:, 3])
+    top = np.concatenate((ang[:, 1:], last[:, None]), axis=1)
+    halfw = 0.5 * (top - ang)
+    nodes, weights = _CENTRE_RULE
+    phi = (0.5 * (top + ang) + ref[:, None])[..., None] + halfw[..., None] * nodes  # (k, 4, N)
+    ox = np.cos(phi)
+    oy = np.sin(phi)
+    # the ray from the centre's image along phi against the cell [-h/2, h/2]^2 (slab method)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ix = 1.0 / ox
+        iy = 1.0 / oy
+        ax = (-half - ux)[:, None, None] * ix
+        bx_ = (half - ux)[:, None, None] * ix
+        ay = (-half - uy)[:, None, None] * iy
+        by_ = (half - uy)[:, None, None] * iy
+    # (fmin/fmax skip the NaN of 0 * inf, from a ray running exactly along a cell edge)
+    r_in = np.fmax(np.fmax(np.fmin(ax, bx_), np.fmin(ay, by_)), 0.0)
+    r_out = np.fmin(np.fmax(ax, bx_), np.fmax(ay, by_))
+    np.fmax(r_out, r_in, out=r_out)
+    return ox, oy, r_in, r_out, halfw
+
+
 @dataclass(frozen=True)
 class SersicSource:
     """Elliptical Sersic source (lenstronomy ``SERSIC_ELLIPSE`` geometry, exact b_n).
@@ -504,34 +540,8 @@ class SersicSource:
         if near.size == 0:
             return
         ux, uy, jac = ux[near], uy[near], jac[near]
-        # directions from the centre's image to the four corners: inside the cell they split the full
-        # turn into four intervals, outside it the cell's angular span into three (plus an empty one)
-        inside = (np.abs(ux) < half) & (np.abs(uy) < half)
-        ref = np.where(inside, 0.0, np.arctan2(-uy, -ux))
-        ang = np.arctan2(half * _UNIT_CORNERS[:, 1] - uy[:, None], half * _UNIT_CORNERS[:, 0] - ux[:, None])
-        ang -= ref[:, None]
-        two_pi = 2.0 * math.pi
-        ang = np.where(inside[:, None], np.mod(ang, two_pi), np.mod(ang + math.pi, two_pi) - math.pi)
-        ang.sort(axis=1)
-        last = np.where(inside, ang[:, 0] + two_pi, ang[:, 3])
-        top = np.concatenate((ang[:, 1:], last[:, None]), axis=1)
-        halfw = 0.5 * (top - ang)
-        nodes, weights = _CENTRE_RULE
-        phi = (0.5 * (top + ang) + ref[:, None])[..., None] + halfw[..., None] * nodes  # (k, 4, N)
-        ox = np.cos(phi)
-        oy = np.sin(phi)
-        # the ray from the centre's image along phi against the cell [-h/2, h/2]^2 (slab method)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ix = 1.0 / ox
-            iy = 1.0 / oy
-            ax = (-half - ux)[:, None, None] * ix
-            bx_ = (half - ux)[:, None, None] * ix
-            ay = (-half - uy)[:, None, None] * iy
-            by_ = (half - uy)[:, None, None] * iy
-        # (fmin/fmax skip the NaN of 0 * inf, from a ray running exactly along a cell edge)
-        r_in = np.fmax(np.fmax(np.fmin(ax, bx_), np.fmin(ay, by_)), 0.0)
-        r_out = np.fmin(np.fmax(ax, bx_), np.fmax(ay, by_))
-        np.fmax(r_out, r_in, out=r_out)
+        ox, oy, r_in, r_out, halfw = centre_cell_rays(ux, uy, half)
+        weights = _CENTRE_RULE[1]
         # elliptical radius (units of r_eff) per unit image-plane distance along phi
         mat = self._ellipse_matrix() @ jac  # (k, 2, 2)
         su = mat[:, 0, 0, None, None] * ox + mat[:, 0, 1, None, None] * oy
