@@ -82,6 +82,7 @@ class EmrRun:
     plan: dict
     logs: dict[str, str]
     workdirs: dict[str, Path]
+    s3_to_local: dict[str, Path]
 
 
 @pytest.fixture(scope="session")
@@ -111,4 +112,4 @@ def emr_run(cluster, dist, debug_config, tmp_path_factory) -> EmrRun:
         spark_submit(cluster, emr_step_args(step, cluster, s3_to_local), wd, log)
         logs[stage] = log.read_text(errors="replace")
         workdirs[stage] = wd
-    return EmrRun(out, plan, logs, workdirs)
+    return EmrRun(out, plan, logs, workdirs, s3_to_local)

@@ -21,7 +21,7 @@ from dhs.sampling.grids import BUILTIN_GRIDS
 
 from .compare import assert_same_output, read_output
 from .conftest import EMR_STAGES, write_run_config
-from .standalone import REPO, client_mode_args, fresh_workdir, spark_submit
+from .standalone import REPO, client_mode_args, emr_step_args, fresh_workdir, spark_submit
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -99,12 +99,24 @@ def test_cluster_outputs_equal_local(stage, emr_run, debug_config, stage4d_resul
             assert assert_same_output(a, b, kind) > 0
 
 
-def test_named_grid_read_from_the_packed_environment(emr_run, debug_config):
-    cfg = debug_config.model_copy(update={"output_root": str(emr_run.out)})
-    doc = json.loads((Path(stage_output_dir(cfg, "4a", "manifests")) / "_stage_config.json").read_text())
+def test_named_grid_read_from_the_packed_environment(emr_run, cluster, dist, tmp_path):
+    """The EMR step of stage 4a, run again with the injection parameters from the grid named in the run config
+    (the shipped debug config draws them from priors): the grid file comes from the packed environment."""
+    out = tmp_path / "out"
+    shutil.copytree(emr_run.out / "phase3", out / "phase3")
+    step = emr_run.plan["AddJobFlowSteps"]["Steps"][EMR_STAGES.index("4a")]
+    overrides = {"output_root": str(out), "stage4a.parameter_source": "grid", "stage4a.grid": "grid_small",
+                 "stage4a.theta_e_mode": "absolute", "stage4a.resolved.min_fraction": None,
+                 "stage4a.brightness_targeting": False}
+    args = emr_step_args(step, cluster, emr_run.s3_to_local)
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={'null' if value is None else value}"]
+    wd = fresh_workdir(tmp_path / "container-4a", dist.env_dir)
+    spark_submit(cluster, args, wd, tmp_path / "step-4a-grid.log")
+    doc = json.loads(next(out.glob("phase4a/*/manifests/*/_stage_config.json")).read_text())
     source = doc["grid"]["source"]
     assert doc["config"]["stage4a"]["grid"] == "grid_small" and doc["grid"]["size"] == 48
-    assert source.startswith(str(emr_run.workdirs["4a"] / "environment" / "lib")), source
+    assert source.startswith(str(wd / "environment" / "lib")), source
     assert source.endswith("/site-packages/dhs/grids/grid_small.yaml")
 
 
