@@ -9,7 +9,8 @@ from pathlib import Path
 from dhs.cli import main
 from dhs.sampling.grids import packaged_grids_dir
 
-SIZES = {"grid_small": 48, "grid_medium": 360, "grid_full": 3024, "grid_sota": 1008, "v4_sota": 1944}
+SIZES = {"grid_small": 48, "grid_medium": 360, "grid_full": 3024, "grid_sota": 1944, "grid_wide": 1008,
+         "v4_sota": 1944}
 
 
 def _table(text: str) -> dict[str, list[str]]:

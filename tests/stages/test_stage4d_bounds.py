@@ -17,10 +17,9 @@ from tests.completeness.fixture_tables import metrics_table, write_4c_outputs
 pytestmark = pytest.mark.spark
 
 
-def test_audit_sample_capped_and_joint_counts(spark, tmp_path, monkeypatch):
+def test_audit_sample_capped_and_joint_counts(spark, tmp_path):
     from dhs.stages import stage4d
 
-    monkeypatch.setattr(stage4d, "GALLERY_DISTINCT_MAX", 50)     # θE columns from order statistics
     df = metrics_table(n_pos=240, n_ctrl=160, seed=5, stamps=True, size=32)
     rng = np.random.default_rng(1)
     inj = df["lens_model"] != "CONTROL"
