@@ -25,5 +25,7 @@ if __name__ == "__main__":
 
     spark = SparkSession.builder.appName("dhs-probe").getOrCreate()
     executors = spark.sparkContext.parallelize(range(8), 8).map(lambda i: json.dumps(where(i))).distinct().collect()
-    print("PROBE " + json.dumps({"driver": where(), "executors": [json.loads(e) for e in executors]}), flush=True)
+    # written to the file named by argv[1]: a long stdout line can interleave with the JVM's own log lines
+    with open(sys.argv[1], "w") as fh:
+        json.dump({"driver": where(), "executors": [json.loads(e) for e in executors]}, fh)
     spark.stop()

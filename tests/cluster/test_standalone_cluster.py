@@ -67,9 +67,10 @@ def test_driver_and_executors_read_nothing_from_the_repository(cluster, dist, tm
     wd = fresh_workdir(tmp_path / "container", dist.env_dir)
     log = tmp_path / "probe.log"
     probe = Path(shutil.copy2(Path(__file__).with_name("probe_imports.py"), tmp_path / "probe_imports.py"))
-    spark_submit(cluster, client_mode_args(cluster, dist.archive, probe, []), wd, log)
+    result = tmp_path / "probe.json"
+    spark_submit(cluster, client_mode_args(cluster, dist.archive, probe, [str(result)]), wd, log)
     text = log.read_text()
-    found = json.loads(next(line for line in text.splitlines() if line.startswith("PROBE "))[6:])
+    found = json.loads(result.read_text())
     assert len(found["executors"]) >= 1
     for where in [found["driver"], *found["executors"]]:
         assert "/environment/" in where["dhs"] and "/environment/" in where["python"], where["dhs"]
@@ -107,7 +108,7 @@ def test_named_grid_read_from_the_packed_environment(emr_run, cluster, dist, tmp
     step = emr_run.plan["AddJobFlowSteps"]["Steps"][EMR_STAGES.index("4a")]
     overrides = {"output_root": str(out), "stage4a.parameter_source": "grid", "stage4a.grid": "grid_small",
                  "stage4a.theta_e_mode": "absolute", "stage4a.resolved.min_fraction": None,
-                 "stage4a.brightness_targeting": False}
+                 "stage4a.brightness_targeting": False, "stage4a.replicates": 1}
     args = emr_step_args(step, cluster, emr_run.s3_to_local)
     for key, value in overrides.items():
         args += ["--set", f"{key}={'null' if value is None else value}"]
