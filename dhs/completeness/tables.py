@@ -76,7 +76,7 @@ def dimension_descriptions(settings: Any) -> dict[str, str]:
         "psf": f"{psf} (arcsec)",
         "depth": "r-band 5σ point-source depth (AB mag)",
         "src_mag": "source r magnitude (AB mag; src_mag_r_used, else src_mag_r)",
-        "target_snr": "brightness target of stage 4a (target_arc_snr_sum)",
+        "target_snr": "brightness target of stage 4a (target_snr, r-band SNR of target_snr_metric)",
         "bad_pixel": "bad_pixel_frac: fraction of stamp pixels bad in any band (invvar 0 or bad maskbits)",
         "wise_brightmask": "wise_brightmask_frac: fraction of stamp pixels in the WISE bright-star mask",
         "region": f"region ({settings.region_column})",
