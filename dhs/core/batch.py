@@ -37,6 +37,7 @@ from .render import (
     refine_levels,
     refined_cell_means,
     render_lensed_bands,
+    stretched_window,
     subpixel_axes,
 )
 from .scratch import scratch_array
@@ -97,33 +98,14 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
 def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, plane: int):
     """Cells of one row stretched by the lens (dhs.core.render._flag_demagnified): their flat indices in
     the (N, ny, nx) grids, source-plane rays and sizes; None when there are none."""
-    if lens.theta_e <= 0:
+    found = stretched_window(lens, x1, y1, bx, by, h)
+    if found is None:
         return None
-    c = math.hypot(lens.e1, lens.e2)
-    q = (1.0 - c) / (1.0 + c)
-    g = math.hypot(lens.gamma1, lens.gamma2)
-    r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
-    cols = np.flatnonzero(np.abs(x1) < r_cut)
-    rows = np.flatnonzero(np.abs(y1) < r_cut)
-    if cols.size < 2 or rows.size < 2:
-        return None
-    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    wbx, wby = bx[win], by[win]
-    ex = np.diff(wbx, axis=1)
-    ey = np.diff(wby, axis=1)
-    ex = np.sqrt(ex * ex + ey * ey)
-    ey = np.diff(wbx, axis=0)
-    ty = np.diff(wby, axis=0)
-    ey = np.sqrt(ey * ey + ty * ty)
-    h_src = np.zeros(wbx.shape, dtype=ex.dtype)
-    h_src[:, 1:] = ex
-    h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
-    h_src[1:] = np.maximum(h_src[1:], ey)
-    h_src[:-1] = np.maximum(h_src[:-1], ey)
+    _, row0, col0, wbx, wby, h_src = found
     r, cc = np.nonzero(h_src > h)
     if r.size == 0:
         return None
-    flat = (plane * y1.size + rows[0] + r) * x1.size + cols[0] + cc
+    flat = (plane * y1.size + row0 + r) * x1.size + col0 + cc
     return flat, wbx[r, cc], wby[r, cc], h_src[r, cc]
 
 

@@ -467,29 +467,23 @@ def _add_subcell_moments(
     s[touched] += delta.astype(sb.dtype)
 
 
-def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
-    """Add refinement flags near the lens centre, where cells map to larger source-plane patches.
-
-    The source-plane image of a cell of side h is longer than h only where a singular value of the
-    lens Jacobian, 1 - kappa -/+ |gamma|, exceeds 1 in modulus.  For the SIE the shear modulus equals
-    kappa, so with external shear g the total |gamma| <= kappa + g: the value 1 - kappa + |gamma| is at
-    most 1 + g (a stretch the refinement tolerances absorb), and kappa + |gamma| - 1 > 1 needs
-    kappa > 1 - g/2, i.e. an elliptical radius sqrt(q x'^2 + y'^2/q) < theta_E / (2 - g).  Inside that
-    ellipse's bounding box (plus the finite-difference stencil) the source-plane size of each cell is
-    measured from its neighbours' rays.
-    """
+def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
+    """The window of a ray grid where cells may map to source-plane patches larger than h (see
+    _flag_demagnified), and the source-plane size of each of its cells (arcsec, measured from the
+    neighbours' rays): (window slices, first row, first column, bx, by, sizes), or None when there is none.
+    x1, y1 are the grid's image-plane axes and bx, by its rays (arcsec); h the cell side (arcsec)."""
     if lens.theta_e <= 0:
-        return
-    q = (1.0 - math.hypot(lens.e1, lens.e2)) / (1.0 + math.hypot(lens.e1, lens.e2))
+        return None
+    c = math.hypot(lens.e1, lens.e2)
+    q = (1.0 - c) / (1.0 + c)
     g = math.hypot(lens.gamma1, lens.gamma2)
     r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
     cols = np.flatnonzero(np.abs(x1) < r_cut)
     rows = np.flatnonzero(np.abs(y1) < r_cut)
     if cols.size < 2 or rows.size < 2:
-        return
+        return None
     win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    wbx = bx[win]
-    wby = by[win]
+    wbx, wby = bx[win], by[win]
     ex = np.diff(wbx, axis=1)
     ey = np.diff(wby, axis=1)
     ex = np.sqrt(ex * ex + ey * ey)
@@ -501,6 +495,24 @@ def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np
     h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
     h_src[1:] = np.maximum(h_src[1:], ey)
     h_src[:-1] = np.maximum(h_src[:-1], ey)
+    return win, rows[0], cols[0], wbx, wby, h_src
+
+
+def _flag_demagnified(lens: SIELens, source, x1, y1, bx, by, h: float, flags: np.ndarray) -> None:
+    """Add refinement flags near the lens centre, where cells map to larger source-plane patches.
+
+    The source-plane image of a cell of side h is longer than h only where a singular value of the
+    lens Jacobian, 1 - kappa -/+ |gamma|, exceeds 1 in modulus.  For the SIE the shear modulus equals
+    kappa, so with external shear g the total |gamma| <= kappa + g: the value 1 - kappa + |gamma| is at
+    most 1 + g (a stretch the refinement tolerances absorb), and kappa + |gamma| - 1 > 1 needs
+    kappa > 1 - g/2, i.e. an elliptical radius sqrt(q x'^2 + y'^2/q) < theta_E / (2 - g).  Inside that
+    ellipse's bounding box (plus the finite-difference stencil) the source-plane size of each cell is
+    measured from its neighbours' rays.
+    """
+    found = stretched_window(lens, x1, y1, bx, by, h)
+    if found is None:
+        return
+    win, _, _, wbx, wby, h_src = found
     stretched = h_src > h
     if stretched.any():
         sel = np.flatnonzero(stretched)
