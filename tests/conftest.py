@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+S3_SKY_BUCKET = "dhs-synth"
 
 # Tests talk only to S3 protocol servers they start on 127.0.0.1: give boto3 dummy credentials before any
 # Spark Python worker is forked, so executors see them too. Never real credentials, never the network.
@@ -133,3 +134,21 @@ def s3_endpoint():
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_synth_sky(s3_endpoint, synth_sky) -> str:
+    """The session's synthetic DR10 sky uploaded once to bucket ``dhs-synth`` of the session's S3 server;
+    returns its ``s3://`` root (the same layout as ``synth_sky.survey_root``)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=S3_SKY_BUCKET)
+    root = Path(synth_sky.survey_root)
+    n = 0
+    for f in sorted(root.rglob("*")):
+        if f.is_file():
+            client.upload_file(str(f), S3_SKY_BUCKET, f"dr10/{f.relative_to(root).as_posix()}")
+            n += 1
+    assert n > 50, f"only {n} files in the synthetic sky"
+    return f"s3://{S3_SKY_BUCKET}/dr10"

@@ -4,6 +4,8 @@
 * ``cluster`` — a standalone cluster (2 worker JVMs on 127.0.0.1) on a copy of Spark outside the repository;
 * ``emr_run`` — stages 3, 4a, 4c, 4d run as the EMR steps of ``scripts/emr/submit.py`` (archive mode): every
   step's spark-submit arguments as planned, from a fresh working directory holding only ``environment``.
+  While the 4c step runs, one worker (its JVM, executors and Python workers) is killed as soon as the step's
+  first task output is committed, then started again: the run's outputs are also the executor-loss check.
 """
 
 from __future__ import annotations
@@ -21,8 +23,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dhs.io.outputs import stage_output_dir
+
 from .emr_plan import load_submit
-from .standalone import emr_step_args, fresh_workdir, spark_home_copy, spark_submit, standalone_cluster
+from .standalone import (
+    StandaloneCluster,
+    emr_step_args,
+    fresh_workdir,
+    spark_home_copy,
+    spark_submit,
+    standalone_cluster,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EMR_STAGES = ("3", "4a", "4c", "4d")
@@ -83,6 +94,29 @@ class EmrRun:
     logs: dict[str, str]
     workdirs: dict[str, Path]
     s3_to_local: dict[str, Path]
+    seconds: dict[str, float]
+    worker_killed_during_4c: bool   # killed while the 4c step was still running, after a committed task output
+
+
+def submit_killing_a_worker(cluster: StandaloneCluster, args: list[str], workdir: Path, log: Path,
+                            output_dir: Path, worker: int = 1) -> bool:
+    """spark-submit ``args``; when the first task output under ``output_dir``'s temporary folder is committed
+    (tasks are running on both workers then), SIGKILL worker ``worker`` with its executors and Python workers
+    and start it again. Returns True when the kill happened while the application was still running."""
+    proc = spark_submit(cluster, args, workdir, log, wait=False)
+    deadline = time.time() + 1200
+    killed = False
+    while proc.poll() is None and time.time() < deadline:
+        if not killed and any(output_dir.parent.glob(f"{output_dir.name}._tmp-*/**/part-*")):
+            cluster.kill_worker(worker)
+            killed = proc.poll() is None
+            cluster.restart_worker(worker)
+        time.sleep(0.1)
+    rc = proc.wait(timeout=600)
+    if rc != 0:
+        raise RuntimeError(f"spark-submit failed ({rc}) after a worker was killed; log: {log}\n"
+                           f"{log.read_text(errors='replace')[-4000:]}")
+    return killed
 
 
 @pytest.fixture(scope="session")
@@ -105,11 +139,19 @@ def emr_run(cluster, dist, debug_config, tmp_path_factory) -> EmrRun:
         except OSError:
             shutil.copy2(item["from"], dst)
         s3_to_local[item["to"]] = dst
-    logs, workdirs = {}, {}
+    logs, workdirs, seconds = {}, {}, {}
+    stamps_dir = Path(stage_output_dir(debug_config.model_copy(update={"output_root": str(out)}), "4c", "stamps"))
+    killed = False
     for stage, step in zip(EMR_STAGES, plan["AddJobFlowSteps"]["Steps"]):
         wd = fresh_workdir(work / f"container-{stage}", dist.env_dir)
         log = work / f"step-{stage}.log"
-        spark_submit(cluster, emr_step_args(step, cluster, s3_to_local), wd, log)
+        args = emr_step_args(step, cluster, s3_to_local)
+        t0 = time.time()
+        if stage == "4c":
+            killed = submit_killing_a_worker(cluster, args, wd, log, stamps_dir)
+        else:
+            spark_submit(cluster, args, wd, log)
+        seconds[stage] = time.time() - t0
         logs[stage] = log.read_text(errors="replace")
         workdirs[stage] = wd
-    return EmrRun(out, plan, logs, workdirs, s3_to_local)
+    return EmrRun(out, plan, logs, workdirs, s3_to_local, seconds, killed)

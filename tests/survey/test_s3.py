@@ -96,16 +96,11 @@ def test_s3_sweep_read(s3_server, s3_tree, shared_data):
 
 
 @pytest.mark.slow
-def test_s3_synthetic_sky_bit_exact(s3_server, synth_sky):
-    """Upload the synthetic DR10 sky, read its sweeps and cutouts over S3, compare with the local store."""
-    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    bucket = "dhs-synth"
-    client.create_bucket(Bucket=bucket)
+def test_s3_synthetic_sky_bit_exact(s3_server, synth_sky, s3_synth_sky):
+    """The synthetic DR10 sky on S3 (uploaded once per session, tests/conftest.py): its sweeps and cutouts
+    read over S3 equal the local store's."""
     root = Path(synth_sky.survey_root)
-    for f in sorted(root.rglob("*")):
-        if f.is_file():
-            client.upload_file(str(f), bucket, f"sky/{f.relative_to(root).as_posix()}")
-    s3_root = f"s3://{bucket}/sky"
+    s3_root = s3_synth_sky
     opts = S3Options(endpoint_url=s3_server, region="us-east-1")
     local = CoaddStore(str(root))
     remote = CoaddStore(s3_root, s3_endpoint_url=s3_server, s3_region="us-east-1")
