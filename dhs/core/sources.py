@@ -23,6 +23,7 @@ Common interface used by the renderer (duck-typed):
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -112,6 +113,27 @@ def _hat_gaussian_taps(sigma: float, steps: int = _LEVEL_STEPS) -> np.ndarray:
     for k in range(steps):
         taps[phase == k] /= taps[phase == k].sum()
     return taps
+
+
+@functools.lru_cache(maxsize=64)
+def _level_transfers(shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
+    """(hi - lo + 1, H, W // 2 + 1) complex64 transfer functions (real FFT layout) of the band-limited
+    levels lo..hi (template_render.LEVEL_SIGMAS) on a periodic (H, W) grid: the bilinear hat (x) Gaussian
+    taps of each level, separable; read-only, cached per grid shape."""
+    from .template_render import LEVEL_SIGMAS
+
+    out = []
+    for k in range(lo, hi + 1):
+        taps = _hat_gaussian_taps(LEVEL_SIGMAS[k], steps=1)
+        m = (taps.size - 1) // 2
+        ty = np.zeros(shape[0])
+        tx = np.zeros(shape[1])
+        np.add.at(ty, np.arange(-m, m + 1) % shape[0], taps)
+        np.add.at(tx, np.arange(-m, m + 1) % shape[1], taps)
+        out.append(sfft.fft(ty)[:, None] * sfft.rfft(tx)[None, :])
+    arr = np.array(out, dtype=np.complex64)
+    arr.setflags(write=False)
+    return arr
 
 
 def _upsample_filter(a: np.ndarray, taps: np.ndarray, steps: int, axis: int, out=None) -> np.ndarray:
@@ -816,24 +838,17 @@ class InterpolatedSource:
             border = 2 + math.ceil(4.0 * LEVEL_SIGMAS[-1])
             ny, nx = self.template.shape
             shape = (ny + 2 * border, nx + 2 * border)
-            padded = np.zeros(shape, dtype=np.float64)
-            padded[border:-border, border:-border] = self.template / self.template.sum()
             stack = np.empty((len(LEVEL_SIGMAS),) + shape, dtype=np.float32)
-            stack[0] = padded
+            stack[0] = 0.0
+            stack[0, border:-border, border:-border] = self.template / self.template.sum()
             store["bl_stack"] = stack
-            store["bl_spec"] = sfft.rfft2(padded)
+            store["bl_spec"] = sfft.rfft2(stack[0])  # (complex64)
             store["bl_built"] = 0
-        shape = stack.shape[1:]
-        for k in range(store["bl_built"] + 1, top + 1):
-            taps = _hat_gaussian_taps(LEVEL_SIGMAS[k], steps=1)
-            m = (taps.size - 1) // 2
-            ty = np.zeros(shape[0])
-            tx = np.zeros(shape[1])
-            np.add.at(ty, np.arange(-m, m + 1) % shape[0], taps)
-            np.add.at(tx, np.arange(-m, m + 1) % shape[1], taps)
-            spec = store["bl_spec"] * (sfft.fft(ty)[:, None] * sfft.rfft(tx)[None, :])
-            stack[k] = sfft.irfft2(spec, s=shape)
-            store["bl_built"] = k
+        lo, top = store["bl_built"] + 1, min(top, len(LEVEL_SIGMAS) - 1)
+        if top >= lo:
+            spec = store["bl_spec"] * _level_transfers(stack.shape[1:], lo, top)
+            stack[lo : top + 1] = sfft.irfft2(spec, s=stack.shape[1:])
+            store["bl_built"] = top
         return stack
 
     # --- pre-filtered levels ---------------------------------------------------------------------
