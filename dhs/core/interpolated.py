@@ -224,8 +224,7 @@ class InterpolatedSource:
     def band_limited_grid_flux(self, lens, x1: np.ndarray, y1: np.ndarray, h: float, skip=None):
         """Cell fluxes of dhs.core.template_render.band_limited_grid_flux, or None when the template is
         not band-limited (the renderer then refines adaptively)."""
-        if not self.band_limited or self.pixel_size > h:
-            # (templates coarser than the cells need levels finer than their pixels: adaptive renderer)
+        if not self.band_limited:
             return None
         return band_limited_grid_flux(lens, self, x1, y1, h, skip)
 
