@@ -74,6 +74,22 @@ def spark():
     session.stop()
 
 
+ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@pytest.fixture(autouse=True)
+def _arrow_batch_size_restored(request):
+    """Stage 4c sets the session's Arrow batch size from ``stage4c.arrow_batch_rows`` (tests use 3–7 rows):
+    every later test of the shared session gets the size it had before, not a few rows per batch."""
+    if "spark" not in request.fixturenames:
+        yield
+        return
+    spark = request.getfixturevalue("spark")
+    before = spark.conf.get(ARROW_BATCH_KEY)
+    yield
+    spark.conf.set(ARROW_BATCH_KEY, before)
+
+
 @pytest.fixture(scope="session")
 def synth_sky(tmp_path_factory):
     """The default synthetic DR10 sky, built once per test session."""

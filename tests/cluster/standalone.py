@@ -27,12 +27,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ENV_PYTHON = "./environment/bin/python"
 
+#: JVM options of every test JVM (master, workers, drivers, executors): the test's JVMs live for seconds to
+#: a minute and run little JVM code, so the client compiler alone (no C2) is enough and saves ~40 % of each
+#: JVM's start-up CPU time. It changes no result.
+TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+
 #: Test-sized settings passed to every submission (2 workers of 1 core and 1500 MB on 127.0.0.1).
 TEST_CONF: dict[str, str] = {
     "spark.executor.memory": "1g",
     "spark.executor.cores": "1",
     "spark.ui.enabled": "false",
     "spark.task.maxFailures": "8",
+    "spark.driver.extraJavaOptions": TEST_JAVA_OPTIONS,
+    "spark.executor.extraJavaOptions": TEST_JAVA_OPTIONS,
 }
 
 
@@ -109,8 +116,9 @@ class StandaloneCluster:
 
 def _start(spark_home: Path, args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
     fh = open(log, "wb")  # noqa: SIM115 - stays open as the child's stdout
+    env = {**scrubbed_env(spark_home), "SPARK_DAEMON_JAVA_OPTS": TEST_JAVA_OPTIONS}
     return subprocess.Popen([str(spark_home / "bin" / "spark-class"), *args], stdout=fh, stderr=subprocess.STDOUT,
-                            env=scrubbed_env(spark_home), cwd=cwd, start_new_session=True)
+                            env=env, cwd=cwd, start_new_session=True)
 
 
 def _wait_alive(cluster: StandaloneCluster, n_workers: int) -> None:

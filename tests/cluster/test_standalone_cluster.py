@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,14 +64,11 @@ def test_make_dist_ships_package_data_and_no_pyspark(dist):
     assert dist.archive.stat().st_size > 1_000_000
 
 
-def test_driver_and_executors_read_nothing_from_the_repository(cluster, dist, tmp_path):
-    wd = fresh_workdir(tmp_path / "container", dist.env_dir)
-    log = tmp_path / "probe.log"
-    probe = Path(shutil.copy2(Path(__file__).with_name("probe_imports.py"), tmp_path / "probe_imports.py"))
-    result = tmp_path / "probe.json"
-    spark_submit(cluster, client_mode_args(cluster, dist.archive, probe, [str(result)]), wd, log)
-    text = log.read_text()
-    found = json.loads(result.read_text())
+def test_driver_and_executors_read_nothing_from_the_repository(grid_step):
+    """After the grid-based 4a step ran in the probe's driver: dhs, its grid, its demo config, every loaded
+    module and every sys.path entry of the driver and of the executors lie outside the repository (in the
+    packed environment), and the driver ran in the step's fresh working directory."""
+    found = grid_step.probe
     assert len(found["executors"]) >= 1
     for where in [found["driver"], *found["executors"]]:
         assert "/environment/" in where["dhs"] and "/environment/" in where["python"], where["dhs"]
@@ -79,8 +77,9 @@ def test_driver_and_executors_read_nothing_from_the_repository(cluster, dist, tm
         assert Path(where["grid_small"]).parent.parent == Path(where["dhs"]).parent  # dhs/grids in the package
         inside = [p for p in where["sys_path"] + where["module_files"] if p and not _outside_repo(p)]
         assert not inside, inside
-    assert found["driver"]["cwd"] == str(wd)
-    assert str(REPO) not in text
+    assert found["driver"]["cwd"] == str(grid_step.workdir)
+    assert any(f.endswith("/dhs/stages/stage4a.py") for f in found["driver"]["module_files"])  # the job ran here
+    assert str(REPO) not in grid_step.log
 
 
 @pytest.mark.parametrize("stage", list(JOBS))
@@ -100,25 +99,47 @@ def test_cluster_outputs_equal_local(stage, emr_run, debug_config, stage4d_resul
             assert assert_same_output(a, b, kind) > 0
 
 
-def test_named_grid_read_from_the_packed_environment(emr_run, cluster, dist, tmp_path):
-    """The EMR step of stage 4a, run again with the injection parameters from the grid named in the run config
-    (the shipped debug config draws them from priors): the grid file comes from the packed environment.
-    One host per cell and one replicate: the check is where the grid is read from, not how many rows 4a makes."""
-    out = tmp_path / "out"
+@dataclass
+class GridStep:
+    out: Path
+    workdir: Path
+    log: str
+    probe: dict
+
+
+@pytest.fixture(scope="module")
+def grid_step(emr_run, cluster, dist, tmp_path_factory) -> GridStep:
+    """The EMR step of stage 4a run again (its spark-submit arguments as planned, on the EMR run's stage 3
+    output) with the injection parameters from the grid named in the run config (the shipped debug config
+    draws them from priors), one host per cell and one replicate. The step's job script is started by the
+    import probe (probe_imports.py), which runs it in its own driver and then records where dhs and its
+    files were read from: one application checks both."""
+    tmp = tmp_path_factory.mktemp("grid-4a")
+    out = tmp / "out"
     shutil.copytree(emr_run.out / "phase3", out / "phase3")
     step = emr_run.plan["AddJobFlowSteps"]["Steps"][EMR_STAGES.index("4a")]
     overrides = {"output_root": str(out), "stage4a.parameter_source": "grid", "stage4a.grid": "grid_small",
                  "stage4a.theta_e_mode": "absolute", "stage4a.resolved.min_fraction": None,
                  "stage4a.brightness_targeting": False, "stage4a.replicates": 1, "stage4a.n_hosts_per_cell": 1}
     args = emr_step_args(step, cluster, emr_run.s3_to_local)
+    job = next(i for i, a in enumerate(args) if a.endswith("/" + JOBS["4a"]))
+    probe = Path(shutil.copy2(Path(__file__).with_name("probe_imports.py"), tmp / "probe_imports.py"))
+    result = tmp / "probe.json"
+    args = [*args[:job], str(probe), str(result), *args[job:]]
     for key, value in overrides.items():
         args += ["--set", f"{key}={'null' if value is None else value}"]
-    wd = fresh_workdir(tmp_path / "container-4a", dist.env_dir)
-    spark_submit(cluster, args, wd, tmp_path / "step-4a-grid.log")
-    doc = json.loads(next(out.glob("phase4a/*/manifests/*/_stage_config.json")).read_text())
+    wd = fresh_workdir(tmp / "container-4a", dist.env_dir)
+    log = tmp / "step-4a-grid.log"
+    spark_submit(cluster, args, wd, log)
+    return GridStep(out, wd, log.read_text(errors="replace"), json.loads(result.read_text()))
+
+
+def test_named_grid_read_from_the_packed_environment(grid_step):
+    """The grid-based 4a step records the grid named in the run config, read from the packed environment."""
+    doc = json.loads(next(grid_step.out.glob("phase4a/*/manifests/*/_stage_config.json")).read_text())
     source = doc["grid"]["source"]
     assert doc["config"]["stage4a"]["grid"] == "grid_small" and doc["grid"]["size"] == 48
-    assert source.startswith(str(wd / "environment" / "lib")), source
+    assert source.startswith(str(grid_step.workdir / "environment" / "lib")), source
     assert source.endswith("/site-packages/dhs/grids/grid_small.yaml")
 
 
