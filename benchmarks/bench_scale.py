@@ -182,7 +182,15 @@ def _config(out: Path, stage: str, rows: int, master: str, extra: dict | None = 
 
 
 def fabricate(stage: str, out: Path, rows: int) -> dict:
-    """Write the input of ``stage`` with ``rows`` rows (sweep objects / manifest rows out / metrics rows)."""
+    """Write the input of ``stage`` with ``rows`` rows (sweep objects / manifest rows out / metrics rows) in a
+    child process, so that the memory the fabrication used is not counted in the driver's peak."""
+    cmd = [sys.executable, __file__, "--fabricate", stage, "--rows", str(int(rows)), "--out", str(out)]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fabricate_here(stage: str, out: Path, rows: int) -> dict:
+    """fabricate() in this process."""
     import scale_inputs as si
 
     from dhs.stages.common import stage_output_dir
@@ -294,7 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--keep", action="store_true", help="keep inputs and outputs of the last size")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--fabricate", help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.fabricate:
+        print(json.dumps(fabricate_here(args.fabricate, Path(args.out), args.rows), default=str), flush=True)
+        return 0
     sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
     out = Path(args.out).resolve()
     if args.worker:

@@ -5,6 +5,7 @@ at the lens centre; fluxes in nanomaggies; lenstronomy SIE / SHEAR / SERSIC_ELLI
 """
 
 from .batch import render_lensed_batch
+from .interpolated import InterpolatedSource
 from .lens import SIELens, ellipticity_to_phi_q, sie_shear_deflection
 from .metrics import (
     SNR_METRICS,
@@ -16,7 +17,8 @@ from .metrics import (
 )
 from .psf import TruncatedKernelWarning, moffat_alpha, moffat_kernel, moffat_otf
 from .render import DEFAULT_SUPERSAMPLE, render_arc, render_lensed_bands
-from .sources import InterpolatedSource, SersicSource, sersic_b_n
+from .sersic import SersicSource, sersic_b_n
+from .source_profile import SourceProfile
 
 __all__ = [
     "DEFAULT_SUPERSAMPLE",
@@ -24,6 +26,7 @@ __all__ = [
     "InterpolatedSource",
     "SIELens",
     "SersicSource",
+    "SourceProfile",
     "TruncatedKernelWarning",
     "arc_snr_metrics",
     "ellipticity_to_phi_q",

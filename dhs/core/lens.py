@@ -263,14 +263,20 @@ class LensBatch(RowTable):
         self._subtract_sie(x, y, bx, by, nd)
         return bx, by
 
-    def _subtract_sie(self, x, y, bx, by, nd: int, xr=None, yr=None, work=None) -> None:
+    def _subtract_sie(self, x, y, bx, by, nd: int) -> None:
         cs, sn = self._col("cs", nd), self._col("sn", nd)
-        xr = np.multiply(x, cs, out=xr)
+        xr = np.multiply(x, cs)
         xr += y * sn
-        yr = np.multiply(y, cs, out=yr)
+        yr = np.multiply(y, cs)
         yr -= x * sn
-        fx, fy = _sie_unit_frame(xr, yr, self._col("q2", nd), self._col("eps", nd), self._col("s", nd), work)
-        k = self._col("scale", nd)
+        self._subtract_sie_frame(xr, yr, bx, by, nd)
+
+    def _subtract_sie_frame(self, xr, yr, bx, by, nd: int, work=None) -> None:
+        """bx -= alpha_x, by -= alpha_y for rays at xr, yr in each lens's major-axis frame (overwritten);
+        ``work``: optional scratch array of the rays' shape."""
+        q2, eps, s = self._col("q2", nd), self._col("eps", nd), self._col("s", nd)
+        fx, fy = _sie_unit_frame(xr, yr, q2, eps, s, work)
+        k, cs, sn = self._col("scale", nd), self._col("cs", nd), self._col("sn", nd)
         # rotate back: alpha = k (fx cs - fy sn, fx sn + fy cs)
         t = np.multiply(fx, k * cs, out=work)
         bx -= t
@@ -303,17 +309,7 @@ class LensBatch(RowTable):
         cs, sn = self._col("cs", 2), self._col("sn", 2)
         xr = np.add((y1 * sn)[:, :, None], (x1 * cs)[:, None, :], out=scratch_array("ray_xr", shape, dtype))
         yr = np.add((y1 * cs)[:, :, None], (x1 * (-sn))[:, None, :], out=scratch_array("ray_yr", shape, dtype))
-        work = scratch_array("ray_t", shape, dtype)
-        fx, fy = _sie_unit_frame(xr, yr, self._col("q2", 3), self._col("eps", 3), self._col("s", 3), work)
-        k = self._col("scale", 3)
-        t = np.multiply(fx, k * self._col("cs", 3), out=work)
-        bx -= t
-        np.multiply(fy, k * self._col("sn", 3), out=t)
-        bx += t
-        np.multiply(fx, k * self._col("sn", 3), out=t)
-        by -= t
-        np.multiply(fy, k * self._col("cs", 3), out=t)
-        by -= t
+        self._subtract_sie_frame(xr, yr, bx, by, 3, work=scratch_array("ray_t", shape, dtype))
         return bx, by
 
 

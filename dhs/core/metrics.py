@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .lens import SIELens
-from .render import image_plane_half_width, lensed_grid_flux
+from .outside_flux import image_plane_half_width
+from .render import lensed_grid_flux
+from .source_profile import SourceProfile
 
 __all__ = [
     "SNR_METRICS",
@@ -112,7 +114,7 @@ def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Seque
     return float((r_sorted[k - 1] + frac * (r_sorted[k] - r_sorted[k - 1])) * pixscale)
 
 
-def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
+def lensed_total_flux(lens: SIELens, source: SourceProfile, *, n_base: int = 128) -> float:
     """Total lensed flux (nanomaggies) of ``source`` over the whole image plane (not limited by a stamp).
 
     The integral runs over a lens-centred square that holds every image of the source's 99.9 %
@@ -125,7 +127,7 @@ def lensed_total_flux(lens: SIELens, source, *, n_base: int = 128) -> float:
     return float(lensed_grid_flux(lens, source, centres, centres, h).sum(dtype=np.float64))
 
 
-def magnification(lens: SIELens, source, *, n_base: int = 128) -> float:
+def magnification(lens: SIELens, source: SourceProfile, *, n_base: int = 128) -> float:
     """Total magnification: lensed / unlensed total flux of the source, not limited by any stamp.
 
     The unlensed flux is the analytic total (``source.flux``); the lensed flux is integrated over the

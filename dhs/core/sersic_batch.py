@@ -18,7 +18,8 @@ from scipy import special
 
 from .rows import RowTable
 from .scratch import scratch_array
-from .sources import _CENTRE_RULE, _MIN_CELL_ERROR, SersicSource, centre_cell_rays
+from .sersic import _MIN_CELL_ERROR, SersicSource
+from .sersic_centre import _CENTRE_RULE, centre_cell_rays
 
 __all__ = ["SersicBatch"]
 

@@ -20,11 +20,12 @@ moved 8 % of the flux of counter-images of large Einstein radii (measured on rea
 
 Templates qualify (``InterpolatedSource.band_limited``) when their light is resolved -- rms radius >= 3
 template pixels, no pixel above 10 % of the flux -- and their spectrum beyond 0.4 cycles per pixel stays
-below 5 % of the total; the renderer also requires template pixels no larger than its cells.  The builder's
-bank templates (redrawn at a 0.12" Gaussian PSF) always qualify.  The levels then live on the template's
-own pixel grid (one inverse FFT each, built on first use) and the unfiltered template serves footprints
-under a pixel.  Other templates (single bright pixels, compact Gaussians, templates coarser than the cells)
-take the adaptive renderer of dhs.core.render, which samples pre-filtered levels on a quarter-pixel grid.
+below 5 % of the total.  The builder's bank templates (redrawn at a 0.12" Gaussian PSF) always qualify,
+whatever their pixel size relative to the cells.  The levels then live on the template's own pixel grid (one
+inverse FFT each, built on first use) and the unfiltered template serves footprints under a pixel
+(templates coarser than the cells: template scale 3-5, 3-band stamps, worst of 12 lensed ones, 0.5 % of the
+peak and 0.14 % of the flux against the 16x brute force).
+Other templates (single bright pixels, compact Gaussians) take the adaptive renderer of dhs.core.render, which samples pre-filtered levels on a quarter-pixel grid.
 
 Levels reach a Gaussian sigma of 4 template pixels: cells whose footprint asks for more (around the
 lens centre, where the lens demagnifies) are under-filtered, in a region of little lensed light.
@@ -90,24 +91,26 @@ def _level_position(variance: np.ndarray) -> np.ndarray:
     return np.interp(variance, _LEVEL_VARIANCES, np.arange(len(LEVEL_SIGMAS), dtype=np.float64))
 
 
-def _jacobian_columns(bx: np.ndarray, by: np.ndarray, flat: np.ndarray):
-    """Source-plane displacement per cell step along x and along y at the flat grid indices ``flat``:
-    central differences of the ray grid (one-sided on its edges), arcsec per cell."""
-    ny, nx = bx.shape
-    row, col = np.divmod(flat, nx)
-    lo_c = np.where(col > 0, flat - 1, flat)
-    hi_c = np.where(col < nx - 1, flat + 1, flat)
-    lo_r = np.where(row > 0, flat - nx, flat)
-    hi_r = np.where(row < ny - 1, flat + nx, flat)
-    sx = 1.0 / (hi_c - lo_c).astype(np.float64)
-    sy = nx / (hi_r - lo_r).astype(np.float64)
-    fbx = bx.reshape(-1)
-    fby = by.reshape(-1)
-    ax = (fbx[hi_c] - fbx[lo_c]) * sx
-    ay = (fby[hi_c] - fby[lo_c]) * sx
-    bxx = (fbx[hi_r] - fbx[lo_r]) * sy
-    byy = (fby[hi_r] - fby[lo_r]) * sy
-    return ax, ay, bxx, byy
+def _cell_steps(col: np.ndarray, row: np.ndarray, flat: np.ndarray):
+    """Template-pixel displacement per cell step along x, (d col, d row), and along y, at the flat grid
+    indices ``flat`` of the ray grids ``col``, ``row`` (template pixels): central differences of the grid
+    (one-sided on its edges), float32."""
+    out = []
+    for grid in (col, row):
+        g = grid.astype(np.float32, copy=False)
+        gx = np.empty_like(g)
+        np.subtract(g[:, 2:], g[:, :-2], out=gx[:, 1:-1])
+        gx[:, 1:-1] *= 0.5
+        np.subtract(g[:, 1], g[:, 0], out=gx[:, 0])
+        np.subtract(g[:, -1], g[:, -2], out=gx[:, -1])
+        gy = np.empty_like(g)
+        np.subtract(g[2:], g[:-2], out=gy[1:-1])
+        gy[1:-1] *= 0.5
+        np.subtract(g[1], g[0], out=gy[0])
+        np.subtract(g[-1], g[-2], out=gy[-1])
+        out.append((gx.reshape(-1)[flat], gy.reshape(-1)[flat]))
+    (a_c, b_c), (a_r, b_r) = out
+    return a_c, a_r, b_c, b_r
 
 
 def _deblur(w: np.ndarray, coeff: float) -> None:
@@ -161,42 +164,56 @@ def band_limited_grid_flux(
     flat = np.flatnonzero(inside)
     if flat.size == 0:
         return w
-    c0 = col.reshape(-1)[flat].astype(np.float64)
-    r0 = row.reshape(-1)[flat].astype(np.float64)
     # the footprint's Gaussian in template pixels: covariance (FILTER_WIDTH)^2 (a a^T + b b^T), where a and b
-    # are the template-pixel displacements of one cell step along x and along y
-    ax, ay, bxx, byy = _jacobian_columns(bx, by, flat)
-    a_c = ax * cs + ay * sn
-    a_r = ay * cs - ax * sn
-    b_c = bxx * cs + byy * sn
-    b_r = byy * cs - bxx * sn
-    k2 = FILTER_WIDTH**2
-    cxx = k2 * (a_c * a_c + b_c * b_c)
-    cyy = k2 * (a_r * a_r + b_r * b_r)
-    cxy = k2 * (a_c * a_r + b_c * b_r)
-    half_tr = 0.5 * (cxx + cyy)
-    disc = np.sqrt(0.25 * (cxx - cyy) ** 2 + cxy * cxy)
+    # are the template-pixel displacements of one cell step along x and along y (float32: template pixels)
+    a_c, a_r, b_c, b_r = _cell_steps(col, row, flat)
+    c0 = col.reshape(-1)[flat].astype(np.float32, copy=False)
+    r0 = row.reshape(-1)[flat].astype(np.float32, copy=False)
+    k2 = np.float32(FILTER_WIDTH**2)
+    cxx = a_c * a_c
+    cxx += b_c * b_c
+    cxx *= k2
+    cyy = a_r * a_r
+    cyy += b_r * b_r
+    cyy *= k2
+    cxy = a_c * a_r
+    cxy += b_c * b_r
+    cxy *= k2
+    half_tr = cxx + cyy
+    half_tr *= 0.5
+    disc = cxx - cyy
+    disc *= 0.5
+    disc *= disc
+    disc += cxy * cxy
+    np.sqrt(disc, out=disc)
     major = half_tr + disc
-    minor = np.maximum(half_tr - disc, 0.0)
+    minor = np.subtract(half_tr, disc, out=half_tr)
+    np.maximum(minor, 0.0, out=minor)
     # rays whose filter cannot reach the light (beyond the template's light radius + 3.5 major sigmas)
-    reach = source.light_radius_pixels() + 1.0 + 3.5 * np.sqrt(major)
-    dc = c0 - 0.5 * (nx_t - 1)
-    dr = r0 - 0.5 * (ny_t - 1)
-    near = np.flatnonzero(dc * dc + dr * dr <= reach * reach)
+    reach = np.sqrt(major)
+    reach *= 3.5
+    reach += source.light_radius_pixels() + 1.0
+    dc = c0 - np.float32(0.5 * (nx_t - 1))
+    dr = r0 - np.float32(0.5 * (ny_t - 1))
+    dc *= dc
+    dr *= dr
+    dc += dr
+    reach *= reach
+    near = np.flatnonzero(dc <= reach)
     if near.size < flat.size:
         flat, c0, r0 = flat[near], c0[near], r0[near]
         cxx, cyy, cxy, major, minor = cxx[near], cyy[near], cxy[near], major[near], minor[near]
         if flat.size == 0:
             return w
     top = int(min(np.ceil(_level_position(major.max(initial=0.0))), len(LEVEL_SIGMAS) - 1))
-    levels = source.band_limited_levels(max(top, 1))
+    quads = _level_quads(source, max(top, 1))
     values = np.empty(flat.size, dtype=np.float64)
     elongated = major > (_TAP_RATIO**2) * minor
     iso = np.flatnonzero(~elongated)
     if iso.size:
         # (nearly round footprints: the isotropic filter of the same area)
         var = np.sqrt(major[iso] * minor[iso])
-        values[iso] = _sample(levels, c0[iso], r0[iso], var)
+        values[iso] = _sample(quads, c0[iso], r0[iso], var)
     tap = np.flatnonzero(elongated)
     if tap.size:
         maj, mnr = major[tap], minor[tap]
@@ -218,14 +235,12 @@ def band_limited_grid_flux(
         for m in np.unique(per_side):
             sel = np.flatnonzero(per_side == m)
             j = np.arange(-m, m + 1, dtype=np.float64) / max(int(m), 1)  # in units of the reach
-            t = (_TAP_REACH * sd[sel])[:, None] * j[None, :]  # (k, 2m+1) offsets, template pixels
             wts = np.exp(-0.5 * (_TAP_REACH * j) ** 2)
             wts /= wts.sum()
-            cc = (c0[tap[sel]][:, None] + ux[sel, None] * t).reshape(-1)
-            rr = (r0[tap[sel]][:, None] + uy[sel, None] * t).reshape(-1)
-            var = np.repeat(base[sel], j.size)
-            vals = _sample(levels, cc, rr, var).reshape(sel.size, j.size)
-            values[tap[sel]] = vals @ wts
+            step = (_TAP_REACH * sd[sel])[:, None] * j[None, :]  # (k, 2m+1) offsets, template pixels
+            vals = _sample(quads, c0[tap[sel]], r0[tap[sel]], base[sel],
+                           ux[sel, None] * step, uy[sel, None] * step)
+            values[tap[sel]] = vals.astype(np.float64) @ wts
     values *= source.flux * (h / pix) ** 2
     # the de-blur step on the window of lit cells plus a margin of one (zeros replicate as zeros)
     rows, cols = np.divmod(flat, shape[1])
@@ -240,40 +255,76 @@ def band_limited_grid_flux(
     return w.astype(dtype, copy=False)
 
 
-def _sample(levels: np.ndarray, col: np.ndarray, row: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """The template smoothed by a Gaussian of ``variance`` (template pixels^2) at (col, row) of the
-    padded levels, blending the two nearest levels linearly in variance; 0 off the levels."""
-    n_lev, height, width = levels.shape
-    ok = (col >= 0.0) & (col < width - 1.0) & (row >= 0.0) & (row < height - 1.0)
-    out = np.zeros(col.size, dtype=np.float64)
-    idx = np.flatnonzero(ok) if not ok.all() else None
-    if idx is not None:
-        if idx.size == 0:
-            return out
-        col, row, variance = col[idx], row[idx], variance[idx]
+def _level_quads(source, top: int) -> np.ndarray:
+    """(top + 1, H - 1, W - 1) complex128 array whose every element holds, as four float32, the corners
+    (r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1) of a template cell in levels 0..``top`` of
+    source.band_limited_levels: one gather fetches a bilinear interpolation's four values.  Cached on the
+    source (shared by with_flux copies) and extended when more levels are asked for."""
+    store = source._levels
+    quads = store.get("bl_quads")
+    if quads is not None and quads.shape[0] > top:
+        return quads
+    levels = source.band_limited_levels(top)[: top + 1]
+    n, height, width = levels.shape
+    q = np.empty((n, height - 1, width - 1, 4), dtype=np.float32)
+    q[..., 0] = levels[:, :-1, :-1]
+    q[..., 1] = levels[:, :-1, 1:]
+    q[..., 2] = levels[:, 1:, :-1]
+    q[..., 3] = levels[:, 1:, 1:]
+    quads = q.view(np.complex128)[..., 0]
+    store["bl_quads"] = quads
+    return quads
+
+
+def _sample(quads: np.ndarray, col: np.ndarray, row: np.ndarray, variance: np.ndarray,
+            dcol: np.ndarray | None = None, drow: np.ndarray | None = None) -> np.ndarray:
+    """The template smoothed by a Gaussian of ``variance`` (template pixels^2) at (col, row) of the padded
+    levels (quads: _level_quads), blending the two nearest levels linearly in variance; 0 off the levels.
+
+    With ``dcol``/``drow`` ((k, T) offsets, template pixels), returns (k, T) samples at (col + dcol,
+    row + drow), every tap of a row at that row's variance; else (k,) samples.  float32.
+    """
+    n_lev, height, width = quads.shape
     t = _level_position(variance)
     k = np.minimum(t.astype(np.intp), n_lev - 2)
-    frac = t - k
-    c0 = np.floor(col)
-    r0 = np.floor(row)
-    fx = col - c0
-    fy = row - r0
-    base = (k * height + r0.astype(np.intp)) * width + c0.astype(np.intp)
-    flat = levels.reshape(-1)
-    step = height * width
-
-    def bilinear(b):
-        v00 = flat[b]
-        v01 = flat[b + 1]
-        v10 = flat[b + width]
-        v11 = flat[b + width + 1]
-        top = v00 + (v01 - v00) * fx
-        bottom = v10 + (v11 - v10) * fx
-        return top + (bottom - top) * fy
-
-    lo = bilinear(base)
-    val = lo + (bilinear(base + step) - lo) * frac
-    if idx is None:
-        return val
-    out[idx] = val
-    return out
+    frac = (t - k).astype(np.float32)
+    level_base = k * (height * width)
+    if dcol is None:
+        cc = col.astype(np.float32)[:, None]
+        rr = row.astype(np.float32)[:, None]
+    else:
+        cc = dcol.astype(np.float32)
+        cc += col.astype(np.float32)[:, None]
+        rr = drow.astype(np.float32)
+        rr += row.astype(np.float32)[:, None]
+    ok = (cc >= 0.0) & (cc < width) & (rr >= 0.0) & (rr < height)
+    all_ok = bool(ok.all())
+    if not all_ok:
+        cc = np.where(ok, cc, 0.0).astype(np.float32)
+        rr = np.where(ok, rr, 0.0).astype(np.float32)
+    c0 = cc.astype(np.int32)  # (non-negative: truncation is the floor)
+    r0 = rr.astype(np.int32)
+    fx = cc - c0
+    fy = rr - r0
+    base = r0.astype(np.intp)
+    base *= width
+    base += c0
+    base += level_base[:, None]
+    flat = quads.reshape(-1)
+    lo = flat[base].view(np.float32).reshape(base.shape + (4,))
+    hi = flat[base + height * width].view(np.float32).reshape(base.shape + (4,))
+    hi -= lo
+    hi *= frac[:, None, None]
+    lo += hi  # the corners blended between the two levels
+    top = lo[..., 1] - lo[..., 0]
+    top *= fx
+    top += lo[..., 0]
+    bottom = lo[..., 3] - lo[..., 2]
+    bottom *= fx
+    bottom += lo[..., 2]
+    bottom -= top
+    bottom *= fy
+    bottom += top
+    if not all_ok:
+        bottom[~ok] = 0.0
+    return bottom if dcol is not None else bottom[:, 0]

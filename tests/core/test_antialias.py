@@ -124,11 +124,11 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
     """The pre-filter taps against a direct numerical convolution (scipy quad) of hat and Gaussian."""
     from scipy import integrate, stats
 
-    from dhs.core.sources import _LEVEL_STEPS, _hat_gaussian_taps
+    from dhs.core.template_levels import LEVEL_STEPS, hat_gaussian_taps
 
-    taps = _hat_gaussian_taps(sigma)
+    taps = hat_gaussian_taps(sigma)
     m = (taps.size - 1) // 2
-    x = np.arange(-m, m + 1) / _LEVEL_STEPS
+    x = np.arange(-m, m + 1) / LEVEL_STEPS
     if sigma == 0.0:
         direct = np.maximum(0.0, 1.0 - np.abs(x))
     else:
@@ -140,31 +140,31 @@ def test_prefilter_kernel_is_the_bilinear_hat_convolved_with_a_gaussian(sigma):
         )
     np.testing.assert_allclose(taps, direct, rtol=1e-4, atol=1e-7)  # (renormalised: tails beyond 4 sigma)
     # a partition of unity at every phase of the level grid: no flux gained or lost
-    for phase in range(_LEVEL_STEPS):
-        assert taps[phase::_LEVEL_STEPS].sum() == pytest.approx(1.0, abs=1e-12)
+    for phase in range(LEVEL_STEPS):
+        assert taps[phase::LEVEL_STEPS].sum() == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.35, 2.0])
 @pytest.mark.parametrize("axis", [0, 1])
 def test_level_build_per_phase_equals_correlating_the_zero_inserted_template(sigma, axis):
-    """_upsample_filter (per output phase, skipping the inserted zeros) against the direct definition:
-    insert _LEVEL_STEPS - 1 zeros between samples along ``axis`` and correlate with the taps."""
+    """upsample_filter (per output phase, skipping the inserted zeros) against the direct definition:
+    insert LEVEL_STEPS - 1 zeros between samples along ``axis`` and correlate with the taps."""
     from scipy import ndimage
 
-    from dhs.core.sources import _LEVEL_STEPS, _hat_gaussian_taps, _upsample_filter
+    from dhs.core.template_levels import LEVEL_STEPS, hat_gaussian_taps, upsample_filter
 
     a = np.random.default_rng(4).normal(size=(13, 9))
-    taps = _hat_gaussian_taps(sigma)
+    taps = hat_gaussian_taps(sigma)
     shape = list(a.shape)
-    shape[axis] = _LEVEL_STEPS * (a.shape[axis] - 1) + 1
+    shape[axis] = LEVEL_STEPS * (a.shape[axis] - 1) + 1
     inserted = np.zeros(shape)
     every = [slice(None), slice(None)]
-    every[axis] = slice(None, None, _LEVEL_STEPS)
+    every[axis] = slice(None, None, LEVEL_STEPS)
     inserted[tuple(every)] = a
     direct = ndimage.correlate1d(inserted, taps, axis=axis, mode="constant")
-    np.testing.assert_allclose(_upsample_filter(a, taps, _LEVEL_STEPS, axis), direct, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(upsample_filter(a, taps, LEVEL_STEPS, axis), direct, rtol=0, atol=1e-14)
     out32 = np.empty(shape, dtype=np.float32)
-    assert _upsample_filter(a, taps, _LEVEL_STEPS, axis, out=out32) is out32
+    assert upsample_filter(a, taps, LEVEL_STEPS, axis, out=out32) is out32
     np.testing.assert_allclose(out32, direct, rtol=1e-6, atol=1e-6)
 
 

@@ -1,10 +1,10 @@
-"""Sub-cell moments of refined cells (dhs.core.render): the parallel-axis sums and the zero-flux patterns
+"""Sub-cell moments of refined cells (dhs.core.subcell_moments): the parallel-axis sums and the zero-flux patterns
 that carry them onto the cell grid, against analytic moments."""
 
 import numpy as np
 import pytest
 
-from dhs.core.render import (
+from dhs.core.subcell_moments import (
     _add_subcell_moments,
     _combine_moments,
     _smooth_split_moments,
