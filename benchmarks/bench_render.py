@@ -38,7 +38,8 @@ from dhs.core import (
 from dhs.core.batch import render_lensed_batch
 from dhs.core.psf import KERNEL_FLUX_FRACTION, moffat_kernel_size
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cosmos_render.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/cosmos_render.py, lens_draws.py
+from lens_draws import draw_lens_and_source_position
 
 PIX = 0.262
 SIZE = 64
@@ -52,21 +53,15 @@ def _params(n: int, seed: int = 1):
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        te = rng.uniform(0.5, 2.0)
-        em, ep = rng.uniform(0, 0.4), rng.uniform(0, math.pi)
-        gm, gp = rng.uniform(0, 0.08), rng.uniform(0, math.pi)
-        lens = SIELens(
-            te, em * math.cos(2 * ep), em * math.sin(2 * ep), gm * math.cos(2 * gp), gm * math.sin(2 * gp)
-        )
-        r, a = 0.6 * te * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
+        lens, _, x, y = draw_lens_and_source_position(rng, (0.5, 2.0), 0.4)
         src = SersicSource(
             rng.uniform(2, 20),
             rng.uniform(0.1, 0.5),
             n=rng.uniform(0.5, 4.0),
             e1=rng.uniform(-0.3, 0.3),
             e2=rng.uniform(-0.3, 0.3),
-            x=r * math.cos(a),
-            y=r * math.sin(a),
+            x=x,
+            y=y,
         )
         out.append((lens, src, tuple(rng.uniform(-0.5, 0.5, 2))))
     return out

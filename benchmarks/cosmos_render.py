@@ -82,23 +82,18 @@ def load_templates(catalog: str | None, n: int = 40) -> tuple[list[np.ndarray], 
 
 def draw_stamps(templates: list[np.ndarray], pixscale: float, n: int, seed: int = 1) -> list[Stamp]:
     """``n`` random stamps (see the module docstring for the ranges)."""
-    from dhs.core import SIELens
+    from lens_draws import draw_lens_and_source_position
 
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        te = rng.uniform(0.3, 2.5)
-        em, ep = rng.uniform(0, 0.3), rng.uniform(0, math.pi)
-        gm, gp = rng.uniform(0, 0.08), rng.uniform(0, math.pi)
-        lens = SIELens(te, em * math.cos(2 * ep), em * math.sin(2 * ep), gm * math.cos(2 * gp),
-                       gm * math.sin(2 * gp))
-        r, a = 0.6 * te * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
+        lens, _, x, y = draw_lens_and_source_position(rng, (0.3, 2.5), 0.3)
         tpl = templates[int(rng.integers(len(templates)))]
         if rng.uniform() < 0.5:
             tpl = np.ascontiguousarray(tpl[:, ::-1])
         f_r = 10.0 ** (-0.4 * (rng.uniform(20.0, 23.0) - 22.5))
         out.append(Stamp(lens, tpl, pixscale, float(rng.uniform(0.5, 2.5)), float(rng.uniform(0, 2 * math.pi)),
-                         r * math.cos(a), r * math.sin(a),
+                         x, y,
                          tuple(float(rng.choice(FWHM_POOL)) for _ in range(3)), float(rng.choice(BETA_POOL)),
                          tuple(rng.uniform(-0.5, 0.5, 2)), (0.7 * f_r, f_r, 1.4 * f_r)))
     return out

@@ -27,7 +27,7 @@ from dhs.injection.schema import metrics_schema, output_schema
 from dhs.io.stage_meta import STAGE_CONFIG_NAME
 from dhs.sampling.lrg import resolve_variants
 from dhs.sampling.manifest import manifest_schema
-from dhs.stages.stage3 import parent_schema
+from dhs.sampling.parent_task import parent_schema
 from dhs.survey.bricks import bricks_at
 
 SPLITS = np.array(["train", "val", "test"])
@@ -90,6 +90,34 @@ def _hosts_per_brick(n_rows: int, n_bricks: int, rng: np.random.Generator) -> np
     return cnt
 
 
+class SplitWriters:
+    """One zstd Parquet file per ``region_split`` (hive folders under ``root``), written chunk by chunk."""
+
+    def __init__(self, root: str, schema: pa.Schema):
+        self.root, self.schema = root, schema
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, table: pa.Table, split: np.ndarray) -> None:
+        """Append the rows of ``table`` to the file of their split (``split``: one value per row)."""
+        for s in SPLITS.tolist():
+            sel = np.flatnonzero(split == s)
+            if not len(sel):
+                continue
+            if s not in self.writers:
+                d = os.path.join(self.root, f"region_split={s}")
+                os.makedirs(d)
+                self.writers[s] = pq.ParquetWriter(os.path.join(d, "part-00000.parquet"), self.schema,
+                                                   compression="zstd")
+            self.writers[s].write_table(table.take(pa.array(sel)), row_group_size=CHUNK)
+
+    def __enter__(self) -> SplitWriters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
 def write_parent(root: str, n_hosts: int, *, variant: str, variants: list[str], seed: int = 7,
                  non_host_frac: float = 0.03, bad_frac: float = 0.005, bricks_per_region: int = 64) -> dict:
     """A stage 3 parent table at ``root`` with ``n_hosts`` usable hosts (``is_lrg_<variant>``) plus
@@ -113,8 +141,7 @@ def write_parent(root: str, n_hosts: int, *, variant: str, variants: list[str], 
     file_schema = pa.schema([f for f in schema if f.name != "region_split"])
     brick_of_row = np.repeat(np.arange(n_bricks), per_brick)
     objid_of_row = np.arange(n_total) - np.repeat(np.cumsum(per_brick) - per_brick, per_brick)
-    writers: dict[str, pq.ParquetWriter] = {}
-    try:
+    with SplitWriters(root, file_schema) as out:
         for c0 in range(0, n_total, CHUNK):
             b = brick_of_row[c0:c0 + CHUNK]
             n = len(b)
@@ -156,20 +183,7 @@ def write_parent(root: str, n_hosts: int, *, variant: str, variants: list[str], 
             for v in vnames:
                 cols[f"is_lrg_{v}"] = (host | bad) if v == variant else (kind > 0.5)
             table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in file_schema}, schema=file_schema)
-            split = region_split[region[b]]
-            for s in SPLITS.tolist():
-                sel = np.flatnonzero(split == s)
-                if not len(sel):
-                    continue
-                if s not in writers:
-                    d = os.path.join(root, f"region_split={s}")
-                    os.makedirs(d)
-                    writers[s] = pq.ParquetWriter(os.path.join(d, "part-00000.parquet"), file_schema,
-                                                  compression="zstd")
-                writers[s].write_table(table.take(pa.array(sel)), row_group_size=CHUNK)
-    finally:
-        for w in writers.values():
-            w.close()
+            out.write(table, region_split[region[b]])
     _done(root, n_total)
     return {"rows": n_total, "hosts": n_hosts, "bricks": n_bricks, "regions": n_regions}
 
@@ -186,8 +200,7 @@ def write_metrics(root: str, n_rows: int, *, seed: int = 11, control_frac: float
     schema = metrics_schema(output_schema(manifest_schema(), keep_arrays=()))
     file_schema = pa.schema([f for f in schema if f.name != "region_split"])
     region_split = SPLITS[np.random.default_rng(seed + 1).choice(3, n_regions, p=SPLIT_P)]
-    writers: dict[str, pq.ParquetWriter] = {}
-    try:
+    with SplitWriters(root, file_schema) as out:
         for c0 in range(0, n_rows, CHUNK):
             n = min(CHUNK, n_rows - c0)
             r = np.random.default_rng([seed, c0])
@@ -230,20 +243,7 @@ def write_metrics(root: str, n_rows: int, *, seed: int = 11, control_frac: float
                 v = cols.get(f.name)
                 arrays.append(pa.nulls(n, f.type) if v is None else pa.array(v, type=f.type, from_pandas=True))
             table = pa.Table.from_arrays(arrays, schema=file_schema)
-            split = region_split[region]
-            for s in SPLITS.tolist():
-                sel = np.flatnonzero(split == s)
-                if not len(sel):
-                    continue
-                if s not in writers:
-                    d = os.path.join(root, f"region_split={s}")
-                    os.makedirs(d)
-                    writers[s] = pq.ParquetWriter(os.path.join(d, "part-00000.parquet"), file_schema,
-                                                  compression="zstd")
-                writers[s].write_table(table.take(pa.array(sel)), row_group_size=CHUNK)
-    finally:
-        for w in writers.values():
-            w.close()
+            out.write(table, region_split[region])
     _done(root, n_rows)
     return {"rows": n_rows, "regions": n_regions}
 

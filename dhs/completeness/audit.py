@@ -52,6 +52,37 @@ def radial_distance(h: int, w: int) -> np.ndarray:
     return np.hypot(yy - h // 2, xx - w // 2)
 
 
+def _stamp_array(stamps: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """The stamps as float64 (N, n_bands, H, W); a clear error for any other shape."""
+    a = np.asarray(stamps, dtype=np.float64)
+    if a.ndim != 4 or a.shape[1] != len(bands):
+        raise ValueError(f"stamps must have shape (N, {len(bands)}, H, W) for bands {tuple(bands)}, got {a.shape}")
+    return a
+
+
+def _finite_sum(pix: np.ndarray) -> np.ndarray:
+    """Per row of (N, M) pixels: the sum of the finite ones, NaN when none is finite."""
+    return np.where(np.any(np.isfinite(pix), axis=1), np.nansum(pix, axis=1), np.nan)
+
+
+def _region_flux(a: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(N, n_bands) flux of the pixels in ``region`` (H, W mask): the sum of the finite ones, NaN when none is."""
+    return np.where(np.any(np.isfinite(a[:, :, region]), axis=2), np.nansum(a[:, :, region], axis=2), np.nan)
+
+
+def _flux_colour_features(flux: np.ndarray, total: np.ndarray, bands: Sequence[str], flux_name: str,
+                          total_name: str, colour_name: str) -> dict[str, np.ndarray]:
+    """``<flux_name>_<band>`` per band, ``total_name`` and, with g and r, ``colour_name`` = −2.5 log10(g / r)
+    (mag; NaN unless both fluxes are > 0)."""
+    out: dict[str, np.ndarray] = {f"{flux_name}_{b}": flux[:, i] for i, b in enumerate(bands)}
+    out[total_name] = total
+    if "g" in bands and "r" in bands:
+        fg, fr = flux[:, list(bands).index("g")], flux[:, list(bands).index("r")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[colour_name] = np.where((fg > 0) & (fr > 0), -2.5 * np.log10(fg / fr), np.nan)
+    return out
+
+
 def shortcut_features(
     stamps: np.ndarray,
     bands: Sequence[str] = ("g", "r", "z"),
@@ -67,27 +98,15 @@ def shortcut_features(
       pixel) of the pixels in the annulus ``annulus_inner_frac`` · R ≤ distance < R, R = min(H, W) / 2.
     NaN pixels are ignored (a stamp with no finite pixel in a region gives NaN).
     """
-    a = np.asarray(stamps, dtype=np.float64)
-    if a.ndim != 4 or a.shape[1] != len(bands):
-        raise ValueError(f"stamps must have shape (N, {len(bands)}, H, W) for bands {tuple(bands)}, got {a.shape}")
+    a = _stamp_array(stamps, bands)
     if core_radius_pix <= 0 or not (0 < annulus_inner_frac < 1):
         raise ValueError(f"need core_radius_pix > 0 and 0 < annulus_inner_frac < 1, got {core_radius_pix}, {annulus_inner_frac}")
     n, nb, h, w = a.shape
     r = radial_distance(h, w)
-    core = r < core_radius_pix
     big_r = min(h, w) / 2.0
     ann = (r >= annulus_inner_frac * big_r) & (r < big_r)
-    out: dict[str, np.ndarray] = {}
-    central = np.nansum(a[:, :, core], axis=2)  # (N, nb)
-    core_has = np.any(np.isfinite(a[:, :, core]), axis=2)
-    central = np.where(core_has, central, np.nan)
-    for i, b in enumerate(bands):
-        out[f"central_flux_{b}"] = central[:, i]
-    out["total_flux"] = np.where(np.any(np.isfinite(a.reshape(n, -1)), axis=1), np.nansum(a.reshape(n, -1), axis=1), np.nan)
-    if "g" in bands and "r" in bands:
-        cg, cr = central[:, list(bands).index("g")], central[:, list(bands).index("r")]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["central_g_minus_r"] = np.where((cg > 0) & (cr > 0), -2.5 * np.log10(cg / cr), np.nan)
+    out = _flux_colour_features(_region_flux(a, r < core_radius_pix), _finite_sum(a.reshape(n, -1)), bands,
+                                "central_flux", "total_flux", "central_g_minus_r")
     nb_r = list(bands).index("r") if "r" in bands else nb // 2
     pix = a[:, nb_r][:, ann]  # (N, n_ann)
     out[f"outer_noise_mad_{bands[nb_r]}"] = stats.median_abs_deviation(pix, axis=1, scale="normal", nan_policy="omit")
@@ -108,9 +127,7 @@ def centre_masked_features(
     - ``masked_g_minus_r``: −2.5 log10(masked g / masked r) (mag; NaN if either is ≤ 0).
     The outer-annulus noise feature of :func:`shortcut_features` already excludes the core.
     """
-    a = np.asarray(stamps, dtype=np.float64)
-    if a.ndim != 4 or a.shape[1] != len(bands):
-        raise ValueError(f"stamps must have shape (N, {len(bands)}, H, W) for bands {tuple(bands)}, got {a.shape}")
+    a = _stamp_array(stamps, bands)
     n, _, h, w = a.shape
     r = radial_distance(h, w)
     outer = annulus_inner_frac * min(h, w) / 2.0
@@ -118,16 +135,8 @@ def centre_masked_features(
         raise ValueError(f"need 0 < mask_radius_pix < annulus_inner_frac * min(H, W) / 2 = {outer:g}, "
                          f"got {mask_radius_pix}")
     ring = (r >= mask_radius_pix) & (r < outer)
-    rest = r >= mask_radius_pix
-    flux = np.nansum(a[:, :, ring], axis=2)
-    flux = np.where(np.any(np.isfinite(a[:, :, ring]), axis=2), flux, np.nan)
-    out: dict[str, np.ndarray] = {f"masked_flux_{b}": flux[:, i] for i, b in enumerate(bands)}
-    pix = a[:, :, rest].reshape(n, -1)
-    out["masked_total_flux"] = np.where(np.any(np.isfinite(pix), axis=1), np.nansum(pix, axis=1), np.nan)
-    if "g" in bands and "r" in bands:
-        fg, fr = flux[:, list(bands).index("g")], flux[:, list(bands).index("r")]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["masked_g_minus_r"] = np.where((fg > 0) & (fr > 0), -2.5 * np.log10(fg / fr), np.nan)
+    out = _flux_colour_features(_region_flux(a, ring), _finite_sum(a[:, :, r >= mask_radius_pix].reshape(n, -1)),
+                                bands, "masked_flux", "masked_total_flux", "masked_g_minus_r")
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 

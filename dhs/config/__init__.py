@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from dhs.config.base import StrictModel
 from dhs.config.stage3 import Stage3Config
@@ -87,18 +87,12 @@ class LoggingSettings(StrictModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("level")
+    @field_validator("level", "spark_level")
     @classmethod
-    def _dhs_level(cls, value: str) -> str:
-        if value not in DHS_LOG_LEVELS:
-            raise ValueError(f"expected one of {', '.join(DHS_LOG_LEVELS)}")
-        return value
-
-    @field_validator("spark_level")
-    @classmethod
-    def _spark_level(cls, value: str) -> str:
-        if value not in SPARK_LOG_LEVELS:
-            raise ValueError(f"expected one of Spark's log levels {', '.join(SPARK_LOG_LEVELS)}")
+    def _known_level(cls, value: str, info: ValidationInfo) -> str:
+        allowed, what = (DHS_LOG_LEVELS, "") if info.field_name == "level" else (SPARK_LOG_LEVELS, "Spark's log levels ")
+        if value not in allowed:
+            raise ValueError(f"expected one of {what}{', '.join(allowed)}")
         return value
 
 

@@ -194,6 +194,25 @@ def read_lens_table(path: str | os.PathLike[str], fmt: str = "auto", ra: str | N
     return lens_table_from_columns(t, p, ra=ra, dec=dec, grade=grade, reference=reference, name=name, keys=keys)
 
 
+def read_lens_table_any(path: str, fmt: str = "auto", s3: object = None, **columns: str | None) -> LensTable:
+    """:func:`read_lens_table` for a local path or an ``s3://`` object (fetched to a temporary file with the
+    same suffix; ``source`` stays the s3:// address). ``columns``: the column arguments of
+    :func:`read_lens_table`."""
+    from dhs.io.paths import is_s3, read_bytes
+
+    if not is_s3(path):
+        return read_lens_table(path, fmt, **columns)
+    import tempfile
+
+    suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".tbl"
+    with tempfile.TemporaryDirectory() as d:
+        local = os.path.join(d, "lenses" + (suffix if suffix.startswith(".") else "." + suffix))
+        with open(local, "wb") as fh:
+            fh.write(read_bytes(path, s3))
+        t = read_lens_table(local, fmt, **columns)
+    return LensTable(t.ra, t.dec, t.grade, t.reference, t.lens_id, path, t.columns)
+
+
 def lenscat_available() -> bool:
     """True when the optional ``lenscat`` package can be imported."""
     try:

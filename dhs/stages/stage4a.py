@@ -61,6 +61,8 @@ from dhs.stages.order_stats import exact_quantiles
 
 STAGE = "4a"
 DROP = "__drop_reason"
+#: The columns of a manifest cell (hosts are binned and planned per cell).
+CELL_COLUMNS = ("region_split", "psf_bin", "depth_bin", "selection_set_id")
 
 
 def _host_frame(spark: Any, cfg: RunConfig, parent_dir: str) -> tuple[Any, int, str, list[str]]:
@@ -147,9 +149,103 @@ def _bin_edges(eligible: Any, settings: Any) -> dict[str, list[float]]:
             "psfdepth_r_mag5": exact_quantiles(kdf, "psfdepth_r_mag5", edge_probabilities(settings.depth_bins)).tolist()}
 
 
+def _flag_hosts(host_df: Any, lenses: tuple[np.ndarray, np.ndarray] | None, radius: float) -> tuple[Any, pa.Schema]:
+    """The hosts prepared by :func:`dhs.sampling.manifest.prepare_hosts` with ``__drop_reason`` (null for an
+    eligible host; :func:`dhs.sampling.manifest.drop_reasons`), persisted; and the prepared schema."""
+    from pyspark import StorageLevel
+
+    prepared_schema = prepare_hosts(host_df.limit(0).toArrow()).schema
+    flagged_schema = prepared_schema.append(pa.field(DROP, pa.string()))
+
+    def flag_hosts(batches):
+        for batch in batches:
+            t = prepare_hosts(pa.Table.from_batches([batch]))
+            exclude = None
+            if lenses is not None:
+                exclude = near_known_lens(t.column("ra").to_numpy(zero_copy_only=False),
+                                          t.column("dec").to_numpy(zero_copy_only=False), lenses[0], lenses[1], radius)
+            t = t.append_column(DROP, pa.array(drop_reasons(t, exclude).tolist(), type=pa.string()))
+            yield from t.cast(flagged_schema).to_batches()
+
+    flagged = host_df.mapInArrow(flag_hosts, spark_schema(flagged_schema)).persist(StorageLevel.MEMORY_AND_DISK)
+    return flagged, prepared_schema
+
+
+def drop_counts(groups: list[Any]) -> tuple[int, dict[str, int]]:
+    """Hosts in and hosts dropped per reason, from the hosts counted per ``__drop_reason`` (null = kept)."""
+    n_in = sum(int(r["count"]) for r in groups)
+    return n_in, {r[DROP]: int(r["count"]) for r in groups if r[DROP] is not None}
+
+
+def _bin_hosts(eligible: Any, edges: dict[str, list[float]], prepared_schema: pa.Schema) -> tuple[Any, pa.Schema]:
+    """The eligible hosts with their PSF and depth bins (:func:`dhs.sampling.manifest.add_bins`)."""
+    binned_schema = add_bins(prepared_schema.empty_table(), edges).schema
+
+    def bin_hosts(batches):
+        for batch in batches:
+            yield from add_bins(pa.Table.from_batches([batch]), edges).cast(binned_schema).to_batches()
+
+    return eligible.mapInArrow(bin_hosts, spark_schema(binned_schema)), binned_schema
+
+
+def _write_manifest(binned: Any, cells: list[Any], schema: pa.Schema, cfg: RunConfig, grid: Any, priors: Any,
+                    out_dir: str) -> None:
+    """Build every cell's rows (``groupBy(cell).applyInArrow`` of :func:`dhs.sampling.manifest.build_cell`)
+    and write the manifest partitioned by ``region_split``."""
+    settings, experiment_id, seed = cfg.stage4a, cfg.experiment_id, cfg.seed
+    plans = {c.label: c for c in cells}
+
+    def cell_rows(table: pa.Table) -> pa.Table:
+        label = cell_label(table.column("region_split")[0].as_py(), table.column("psf_bin")[0].as_py(),
+                           table.column("depth_bin")[0].as_py(), table.column("selection_set_id")[0].as_py())
+        return build_cell(table, plans[label], settings, experiment_id=experiment_id, seed=seed, grid=grid,
+                          priors=priors, schema=schema)
+
+    manifest = binned.groupBy(*CELL_COLUMNS).applyInArrow(cell_rows, spark_schema(schema))
+    write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
+
+
+def _written_counts(spark: Any, out_dir: str, theta_e_over_psf_min: float) -> list[dict[str, Any]]:
+    """Per (region_split, is_control) of the written manifest: rows, distinct hosts and resolved rows."""
+    from pyspark.sql import functions as F
+
+    written = spark.read.parquet(to_spark_path(out_dir))
+    resolved = (F.col("theta_e_over_psf") >= F.lit(theta_e_over_psf_min)).cast("long")
+    return [{"region_split": r["region_split"], "is_control": int(r["is_control"]), "n": int(r["n"]),
+             "hosts": int(r["hosts"]), "resolved": int(r["resolved"] or 0)}
+            for r in written.groupBy("region_split", "is_control")
+            .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts"),
+                 F.sum(resolved).alias("resolved")).collect()]
+
+
+def manifest_extra(cfg: RunConfig, grid: Any, priors: Any, edges: dict, flag: str, set_ids: list[str],
+                   kl_info: dict[str, Any], dropped: dict[str, int], columns: list[str]) -> dict[str, Any]:
+    """What ``_stage_config.json`` records besides the counts: host flag, selection sets, grid, priors, bin
+    edges, seeds, the known-lens exclusion (with the hosts it excluded) and the manifest columns."""
+    settings = cfg.stage4a
+    if kl_info.get("enabled"):
+        kl_info = {**kl_info, "hosts_excluded": int(dropped.get("near_known_lens", 0))}
+    return {
+        "host_flag": flag,
+        "selection_set": settings.selection_set,
+        "selection_set_ids": set_ids,
+        "null_fraction": settings.null_fraction,
+        "grid": grid.as_dict() if grid is not None else None,
+        "priors": priors.as_dict(),
+        "bin_edges": edges,
+        "seeds": {
+            "run_seed": cfg.seed,
+            "host_order": "xxhash64(galaxy_id, seed=run_seed) within (split, psf_bin, depth_bin)",
+            "task_seed": "xxhash64(task_id, seed=run_seed) as signed int64",
+            "prior_draws": f"PCG64(SeedSequence([uint64(task_seed), {STREAM}]))",
+        },
+        "known_lenses": kl_info,
+        "columns": columns,
+    }
+
+
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4a: build and write the manifest of ``cfg.experiment_id``."""
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     settings = cfg.stage4a
@@ -166,92 +262,31 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     priors = parse_priors(settings.priors)
     n_cfg = n_configs(settings, grid)
     lenses, kl_info = _known_lenses(cfg)
-    radius = settings.known_lenses.radius_arcsec
-
     host_df, rows_in, flag, set_ids = _host_frame(spark, cfg, parent_dir)
-    prepared_schema = prepare_hosts(host_df.limit(0).toArrow()).schema
-    flagged_schema = prepared_schema.append(pa.field(DROP, pa.string()))
-
-    def flag_hosts(batches):
-        for batch in batches:
-            t = prepare_hosts(pa.Table.from_batches([batch]))
-            exclude = None
-            if lenses is not None:
-                exclude = near_known_lens(t.column("ra").to_numpy(zero_copy_only=False),
-                                          t.column("dec").to_numpy(zero_copy_only=False), lenses[0], lenses[1], radius)
-            t = t.append_column(DROP, pa.array(drop_reasons(t, exclude).tolist(), type=pa.string()))
-            yield from t.cast(flagged_schema).to_batches()
-
-    flagged = host_df.mapInArrow(flag_hosts, spark_schema(flagged_schema)).persist(StorageLevel.MEMORY_AND_DISK)
+    flagged, prepared_schema = _flag_hosts(host_df, lenses, settings.known_lenses.radius_arcsec)
     try:
-        n_hosts_in = 0
-        dropped: dict[str, int] = {}
-        for r in flagged.groupBy(DROP).count().collect():
-            n_hosts_in += int(r["count"])
-            if r[DROP] is not None:
-                dropped[r[DROP]] = int(r["count"])
-        eligible = flagged.filter(F.col(DROP).isNull()).drop(DROP)
+        n_hosts_in, dropped = drop_counts(flagged.groupBy(DROP).count().collect())
         if n_hosts_in == sum(dropped.values()):
             raise ValueError(f"stage 4a: no eligible hosts in {parent_dir} (flag {flag}; dropped {dropped or 'none'})")
+        eligible = flagged.filter(F.col(DROP).isNull()).drop(DROP)
         edges = _bin_edges(eligible, settings)
-        binned_schema = add_bins(prepared_schema.empty_table(), edges).schema
-
-        def bin_hosts(batches):
-            for batch in batches:
-                yield from add_bins(pa.Table.from_batches([batch]), edges).cast(binned_schema).to_batches()
-
-        binned = eligible.mapInArrow(bin_hosts, spark_schema(binned_schema))
-        cell_cols = ("region_split", "psf_bin", "depth_bin", "selection_set_id")
+        binned, binned_schema = _bin_hosts(eligible, edges, prepared_schema)
         sizes = {(r["region_split"], int(r["psf_bin"]), int(r["depth_bin"]), r["selection_set_id"]): int(r["count"])
-                 for r in binned.groupBy(*cell_cols).count().collect()}
+                 for r in binned.groupBy(*CELL_COLUMNS).count().collect()}
         cells = plan_cells(sizes, settings, n_cfg)
         steps.done("hosts and cells", parent_rows=rows_in, hosts=n_hosts_in, dropped=sum(dropped.values()),
                    cells=len(cells), configs=n_cfg)
-        plans = {c.label: c for c in cells}
         schema = manifest_schema(binned_schema)
-        experiment_id, seed = cfg.experiment_id, cfg.seed
-
-        def cell_rows(table: pa.Table) -> pa.Table:
-            label = cell_label(table.column("region_split")[0].as_py(), table.column("psf_bin")[0].as_py(),
-                               table.column("depth_bin")[0].as_py(), table.column("selection_set_id")[0].as_py())
-            return build_cell(table, plans[label], settings, experiment_id=experiment_id, seed=seed, grid=grid,
-                              priors=priors, schema=schema)
-
-        manifest = binned.groupBy(*cell_cols).applyInArrow(cell_rows, spark_schema(schema))
-        write_parquet_atomically(manifest, out_dir, partition_by=("region_split",))
+        _write_manifest(binned, cells, schema, cfg, grid, priors, out_dir)
         steps.done("write manifest", injection_rows=sum(c.n_pos_rows for c in cells),
                    control_rows_planned=sum(c.n_controls for c in cells))
     finally:
         flagged.unpersist()
 
-    written = spark.read.parquet(to_spark_path(out_dir))
-    resolved = (F.col("theta_e_over_psf") >= F.lit(settings.resolved.theta_e_over_psf_min)).cast("long")
-    agg = [{"region_split": r["region_split"], "is_control": int(r["is_control"]), "n": int(r["n"]),
-            "hosts": int(r["hosts"]), "resolved": int(r["resolved"] or 0)}
-           for r in written.groupBy("region_split", "is_control")
-           .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("galaxy_id").alias("hosts"),
-                F.sum(resolved).alias("resolved")).collect()]
-    counts = summarize_counts(cells, agg, settings, n_input=n_hosts_in, dropped=dropped, n_cfg=n_cfg)
+    written = _written_counts(spark, out_dir, settings.resolved.theta_e_over_psf_min)
+    counts = summarize_counts(cells, written, settings, n_input=n_hosts_in, dropped=dropped, n_cfg=n_cfg)
     counts["parent_rows"] = int(rows_in)
-    if kl_info.get("enabled"):
-        kl_info["hosts_excluded"] = int(dropped.get("near_known_lens", 0))
-    extra = {
-        "host_flag": flag,
-        "selection_set": settings.selection_set,
-        "selection_set_ids": set_ids,
-        "null_fraction": settings.null_fraction,
-        "grid": grid.as_dict() if grid is not None else None,
-        "priors": priors.as_dict(),
-        "bin_edges": edges,
-        "seeds": {
-            "run_seed": cfg.seed,
-            "host_order": "xxhash64(galaxy_id, seed=run_seed) within (split, psf_bin, depth_bin)",
-            "task_seed": "xxhash64(task_id, seed=run_seed) as signed int64",
-            "prior_draws": f"PCG64(SeedSequence([uint64(task_seed), {STREAM}]))",
-        },
-        "known_lenses": kl_info,
-        "columns": schema.names,
-    }
+    extra = manifest_extra(cfg, grid, priors, edges, flag, set_ids, kl_info, dropped, schema.names)
     res = StageResult(stage=STAGE, output_path=out_dir, rows_in=n_hosts_in, rows_out=counts["rows_out"],
                       failures={f"host_{k}": v for k, v in dropped.items()},
                       extra={"per_split": counts["per_split"]})

@@ -38,6 +38,10 @@ from dhs.stages.common import (
     write_parquet_atomically,
 )
 from dhs.stages.executor_state import executor_bank, executor_store
+from dhs.stages.outcome_counts import outcome_counts, reason_kind, sum_by
+
+__all__ = ["check_manifest_columns", "executor_bank", "executor_store", "make_mapper", "manifest_path",
+           "process_rows", "reason_kind", "rows_to_batch", "run"]
 
 STAGE = "4c"
 
@@ -116,15 +120,57 @@ def check_manifest_columns(names: list[str], path: str) -> None:
         raise ValueError(f"stage 4c: manifest {path} lacks required columns {missing}; has {sorted(names)}")
 
 
-def reason_kind(error: str | None) -> str:
-    """The kind of an error reason: the text before the first ':' (e.g. ``read_error``)."""
-    return "" if error is None else error.split(":", 1)[0]
+def check_inputs(cfg: RunConfig, src: str) -> None:
+    """Fail fast when the manifest or the configured COSMOS bank does not exist."""
+    opts = cfg.s3.options()
+    if not exists(src, opts):
+        raise FileNotFoundError(f"stage 4c: manifest not found at {src} (run stage 4a first or set "
+                                "stage4c.manifest_path)")
+    if cfg.stage4c.cosmos_bank and not exists(cfg.stage4c.cosmos_bank, opts):
+        raise FileNotFoundError(f"stage 4c: stage4c.cosmos_bank {cfg.stage4c.cosmos_bank} does not exist")
+
+
+def array_columns(settings: Any) -> list[str]:
+    """The array columns of stamps/: ``stamp``, the kept arrays and ``stamp_npz`` when asked for."""
+    return ["stamp"] + list(settings.keep_arrays) + (["stamp_npz"] if settings.stamp_npz else [])
+
+
+def _inject(manifest: Any, cfg: RunConfig, schema: pa.Schema, n_part: int, rows_done: Any) -> Any:
+    """The stamps DataFrame: the manifest range-partitioned on (brickname, task_id) — a brick's rows stay
+    together (its coadds are read once per partition) but a brick with many tasks is spread over several
+    partitions instead of making one huge task — and injected by :func:`make_mapper`."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return (manifest.repartitionByRange(n_part, "brickname", "task_id")
+            .sortWithinPartitions("brickname", "task_id")
+            .mapInArrow(make_mapper(cfg, schema, rows_done), from_arrow_schema(schema)))
+
+
+def _write_metrics(spark: Any, schema: pa.Schema, stamps_dir: str, metrics_dir: str) -> list[Any]:
+    """metrics/ = stamps/ without the arrays (column pruning: the arrays are not read back); returns the rows
+    counted per (region_split, cutout_ok, error, clean) of the written metrics (one small job)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    written = spark.read.schema(from_arrow_schema(schema)).parquet(to_spark_path(stamps_dir))
+    metrics = written.drop(*[c for c in ARRAY_COLUMNS if c in written.columns])
+    write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
+    m = spark.read.schema(metrics.schema).parquet(to_spark_path(metrics_dir))
+    return m.groupBy("region_split", "cutout_ok", "error", "clean").count().collect()
+
+
+def stamp_counts(groups: list[Any], rows_in: int, settings: Any) -> dict[str, Any]:
+    """The ``counts`` of ``_stage_config.json`` from the groups of :func:`_write_metrics`: rows in/out, ok,
+    failed, clean, failures by kind and reason, rows per split."""
+    out = outcome_counts(groups)
+    return {"rows_in": rows_in, "rows_out": out["rows_out"], "ok": out["ok"], "failed": out["failed"],
+            "clean": int(sum(g["count"] for g in groups if g["clean"] == 1)),
+            "clean_max_bad_pixel_frac": settings.clean_max_bad_pixel_frac,
+            "failures_by_kind": out["failures_by_kind"], "failures_by_reason": out["failures_by_reason"],
+            "rows_per_split": sum_by(groups, "region_split")}
 
 
 def run(spark: Any, cfg: RunConfig) -> StageResult:
     """Run stage 4c: read the manifest, inject, write stamps/ and metrics/ with their stage configs."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     settings = cfg.stage4c
     stamps_dir = stage_output_dir(cfg, STAGE, "stamps")
     metrics_dir = stage_output_dir(cfg, STAGE, "metrics")
@@ -133,13 +179,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     started = time.time()
     steps = StageSteps(STAGE, spark)
     src = manifest_path(cfg)
-    opts = cfg.s3.options()
-    if not exists(src, opts):
-        raise FileNotFoundError(f"stage 4c: manifest not found at {src} (run stage 4a first or set "
-                                "stage4c.manifest_path)")
-    if settings.cosmos_bank and not exists(settings.cosmos_bank, opts):
-        raise FileNotFoundError(f"stage 4c: stage4c.cosmos_bank {settings.cosmos_bank} does not exist")
-
+    check_inputs(cfg, src)
     manifest = spark.read.parquet(to_spark_path(src))
     check_manifest_columns(manifest.columns, src)
     arrow_in = pa.schema([pa.field(f.name, _arrow_type(f.dataType)) for f in manifest.schema.fields])
@@ -149,48 +189,20 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     rows_in = manifest.count()
     steps.done("manifest", rows=rows_in, partitions=n_part)
 
-    spark_schema = from_arrow_schema(schema)
-    # range partitions on (brickname, task_id): a brick's rows stay together (its coadds are read once per
-    # partition) but a brick with many tasks is spread over several partitions instead of making one huge task
-    df = (manifest.repartitionByRange(n_part, "brickname", "task_id")
-          .sortWithinPartitions("brickname", "task_id")
-          .mapInArrow(make_mapper(cfg, schema, steps.count_rows(rows_in)), spark_schema))
-    write_parquet_atomically(df, stamps_dir, partition_by=("region_split",),
+    stamps = _inject(manifest, cfg, schema, n_part, steps.count_rows(rows_in))
+    write_parquet_atomically(stamps, stamps_dir, partition_by=("region_split",),
                              max_records_per_file=settings.records_per_file())
     steps.done("inject + write stamps", rows=rows_in)
-
-    # metrics/ = stamps/ without the arrays (column pruning: the arrays are not read back)
-    written = spark.read.schema(spark_schema).parquet(to_spark_path(stamps_dir))
-    metrics = written.drop(*[c for c in ARRAY_COLUMNS if c in written.columns])
-    write_parquet_atomically(metrics, metrics_dir, partition_by=("region_split",))
-
-    m = spark.read.schema(metrics.schema).parquet(to_spark_path(metrics_dir))
-    agg = m.groupBy("region_split", "cutout_ok", "error", "clean").count().collect()     # one small job
+    groups = _write_metrics(spark, schema, stamps_dir, metrics_dir)
     steps.done("write metrics")
-    rows_out = int(sum(r["count"] for r in agg))
-    failures: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    per_split: dict[str, int] = {}
-    for r in agg:
-        per_split[r["region_split"]] = per_split.get(r["region_split"], 0) + int(r["count"])
-        if r["error"] is not None:
-            k = reason_kind(r["error"])
-            failures[k] = failures.get(k, 0) + int(r["count"])
-            reasons[r["error"]] = reasons.get(r["error"], 0) + int(r["count"])
-    n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
-    if rows_out != rows_in:
-        raise RuntimeError(f"stage 4c: rows out ({rows_out}) != rows in ({rows_in}) for {src}")
-    n_clean = int(sum(r["count"] for r in agg if r["clean"] == 1))
-    counts = {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
-              "clean": n_clean, "clean_max_bad_pixel_frac": settings.clean_max_bad_pixel_frac,
-              "failures_by_kind": failures, "failures_by_reason": dict(sorted(reasons.items())),
-              "rows_per_split": per_split}
-    result = StageResult(stage=STAGE, output_path=stamps_dir, rows_in=rows_in, rows_out=rows_out,
-                         failures=failures, extra={"metrics_path": metrics_dir})
+    counts = stamp_counts(groups, rows_in, settings)
+    if counts["rows_out"] != rows_in:
+        raise RuntimeError(f"stage 4c: rows out ({counts['rows_out']}) != rows in ({rows_in}) for {src}")
+    result = StageResult(stage=STAGE, output_path=stamps_dir, rows_in=rows_in, rows_out=counts["rows_out"],
+                         failures=dict(counts["failures_by_kind"]), extra={"metrics_path": metrics_dir})
     return finish_stage(cfg, result, [stamps_dir, metrics_dir], inputs=[src, cfg.survey_root] +
                         ([settings.cosmos_bank] if settings.cosmos_bank else []), counts=counts,
-                        started=started, extra={"partitions": n_part, "arrays": ["stamp"] + list(
-                            settings.keep_arrays) + (["stamp_npz"] if settings.stamp_npz else [])})
+                        started=started, extra={"partitions": n_part, "arrays": array_columns(settings)})
 
 
 def _arrow_type(dtype: Any) -> pa.DataType:

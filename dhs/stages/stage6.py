@@ -4,7 +4,7 @@ Flow (pure logic in :mod:`dhs.reallens`; this module is the Spark wiring):
 
 1. read the known-lens table on the driver (``stage6.lens_catalog`` or ``lenscat``; fail fast naming it);
 2. read the sweeps in parallel, one task per file or row chunk (the file list and chunking of stage 3:
-   :func:`dhs.stages.stage3.resolve_sweep_paths`), each task emitting candidate lens–object pairs, the
+   :func:`dhs.stages.sweep_inputs.resolve_sweep_paths`), each task emitting candidate lens–object pairs, the
    negative-pool rows that pass the Paper IV filters (with derived columns, N2 category, HEALPix split and
    sampling hash) and a summary row (rows read, per-filter counts, read error);
 3. driver: resolve the crossmatch (nearest, deterministic ties and duplicates) → ``positives/`` (one row
@@ -29,11 +29,7 @@ last) holding the counts of every step; each step's rows in = rows out (+ rows r
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,37 +37,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dhs.config import RunConfig
-from dhs.io.lens_tables import LensTable, lenscat_table, read_lens_table
-from dhs.io.paths import is_s3, join, read_bytes, to_spark_path, write_bytes
+from dhs.io.lens_tables import LensTable, lenscat_table, read_lens_table_any
+from dhs.io.paths import to_spark_path
 from dhs.logs import StageSteps
 from dhs.reallens.confusers import shares_from_counts
 from dhs.reallens.crossmatch import DUPLICATE, MATCHED, UNMATCHED, assign_tiers, resolve_matches
-from dhs.reallens.cutouts import CutoutServiceClient, cutout_columns, cutout_row
 from dhs.reallens.derived import hash_split, healpix_index
 from dhs.reallens.filters import FILTER_ORDER, rejection_report
 from dhs.reallens.sampling import gates, stratum_quotas
 from dhs.reallens.sweep_task import CANDIDATE_SCHEMA, OBJECT_SCHEMA, process_sweep
-from dhs.reallens.validation import (
-    audit,
-    cap_per_class,
-    disjointness_summary,
-    report_markdown,
-    sky_cell_keys,
-    split_proportions_from_counts,
-)
-from dhs.sampling.hashing import stable_hash64
 from dhs.stages.common import (
     StageResult,
     finish_stage,
     should_skip,
     skipped_result,
-    spark_schema,
     stage_output_dir,
     write_parquet_atomically,
 )
-from dhs.stages.executor_state import executor_store
+from dhs.stages.stage6_cutouts import write_cutouts
 from dhs.stages.stage6_hard_negatives import check_score_table, hard_negatives_current, hard_negatives_step
-from dhs.stages.sweep_inputs import resolve_sweep_paths, sweep_read_tasks
+from dhs.stages.stage6_validation import cross_split_pairs, validate, write_validation
+from dhs.stages.sweep_inputs import (
+    check_readable,
+    read_sweeps_in_tasks,
+    resolve_sweep_paths,
+    unreadable_sweeps,
+)
+
+__all__ = ["KINDS", "LensTable", "cross_split_pairs", "load_lenses", "positives_table", "run"]
 
 STAGE = "6"
 KINDS = ("positives", "negatives", "sample", "cutouts", "validation")
@@ -90,15 +83,7 @@ def load_lenses(cfg: RunConfig) -> LensTable:
     cols = st.lens_columns
     kw = {"ra": cols.ra, "dec": cols.dec, "grade": cols.grade, "reference": cols.reference, "name": cols.name}
     if st.lens_catalog:
-        if is_s3(st.lens_catalog):
-            suffix = "".join(os.path.basename(st.lens_catalog).partition(".")[1:]) or ".tbl"
-            with tempfile.TemporaryDirectory() as d:
-                local = os.path.join(d, "lenses" + (suffix if suffix.startswith(".") else "." + suffix))
-                with open(local, "wb") as fh:
-                    fh.write(read_bytes(st.lens_catalog, cfg.s3.options()))
-                t = read_lens_table(local, st.lens_format, **kw)
-            return LensTable(t.ra, t.dec, t.grade, t.reference, t.lens_id, st.lens_catalog, t.columns)
-        return read_lens_table(st.lens_catalog, st.lens_format, **kw)
+        return read_lens_table_any(st.lens_catalog, st.lens_format, cfg.s3.options(), **kw)
     if st.use_lenscat:
         return lenscat_table(**kw)
     raise ValueError("stage 6 needs a known-lens catalogue: set stage6.lens_catalog to a CSV/TSV/FITS table with "
@@ -107,8 +92,8 @@ def load_lenses(cfg: RunConfig) -> LensTable:
 
 
 def _task_schema() -> pa.Schema:
-    """One mapInArrow output carrying candidates, negatives and summaries (``_kind`` tells which)."""
-    return CANDIDATE_SCHEMA.append(pa.field("_kind", pa.string())).append(pa.field("_summary", pa.string()))
+    """The rows of the sweep tasks: candidates and negatives (``_kind`` "pos" / "neg")."""
+    return CANDIDATE_SCHEMA.append(pa.field("_kind", pa.string()))
 
 
 def _pad(table: pa.Table, kind: str, schema: pa.Schema) -> pa.Table:
@@ -124,39 +109,24 @@ def _pad(table: pa.Table, kind: str, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _read_sweeps(spark: Any, cfg: RunConfig, lenses: LensTable) -> tuple[Any, list[dict[str, Any]], list[str]]:
-    """Spark DataFrame of task outputs (persisted), the per-task summaries and the sweep paths."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    st = cfg.stage6
-    s3 = cfg.s3.options()
-    seed = int(cfg.seed)
+def _read_sweeps(spark: Any, cfg: RunConfig, paths: list[str], lenses: LensTable) -> tuple[Any, list[dict[str, Any]]]:
+    """Every sweep read by a Spark task (:func:`dhs.reallens.sweep_task.process_sweep`): the persisted rows
+    (candidates and pool rows, told apart by ``_kind``) and the per-task summaries."""
+    st, s3, seed = cfg.stage6, cfg.s3.options(), int(cfg.seed)
     lens_ra, lens_dec = lenses.ra.copy(), lenses.dec.copy()
     schema = _task_schema()
 
-    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for path, a, b in zip(*(batch.column(i).to_pylist() for i in range(3))):
-                rows = None if a < 0 else (a, b)
-                cand, neg, summ = process_sweep(path, lens_ra, lens_dec, st, seed, s3, rows)
-                for t, kind in ((cand, "pos"), (neg, "neg")):
-                    if t is not None and t.num_rows:
-                        yield from _pad(t, kind, schema).to_batches(max_chunksize=4096)
-                srow = {f.name: pa.nulls(1, f.type) for f in schema}
-                srow["_kind"] = pa.array(["summary"], pa.string())
-                srow["_summary"] = pa.array([json.dumps(summ, sort_keys=True)], pa.string())
-                yield pa.RecordBatch.from_arrays([srow[f.name] for f in schema], schema=schema)
+    def rows_of(path: str, rows: tuple[int, int] | None) -> tuple[list[pa.Table], dict[str, Any]]:
+        cand, neg, summ = process_sweep(path, lens_ra, lens_dec, st, seed, s3, rows)
+        return [_pad(t, kind, schema) for t, kind in ((cand, "pos"), (neg, "neg")) if t is not None], summ
 
-    paths = resolve_sweep_paths(cfg)
-    tasks = sweep_read_tasks(cfg, paths)
-    tschema = T.StructType([T.StructField("path", T.StringType()), T.StructField("start", T.LongType()),
-                            T.StructField("stop", T.LongType())])
-    tdf = spark.createDataFrame(spark.sparkContext.parallelize(tasks, max(1, len(tasks))), tschema)
-    raw = tdf.mapInArrow(task, spark_schema(schema)).persist()
-    summaries = [json.loads(r[0]) for r in raw.where(F.col("_kind") == "summary").select("_summary").collect()]
-    summaries.sort(key=lambda s: (s["path"], s["rows"] or [-1]))
-    return raw, summaries, paths
+    return read_sweeps_in_tasks(spark, cfg, paths, rows_of, schema)
+
+
+def filter_counts(summaries: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows failing each pool filter and rows rejected by each filter first (filter order), over all tasks."""
+    return ({k: sum(s["failed"][k] for s in summaries) for k in FILTER_ORDER},
+            {k: sum(s["first_failed"][k] for s in summaries) for k in FILTER_ORDER})
 
 
 # ------------------------------------------------------------------------------------------ positives
@@ -208,68 +178,42 @@ def positives_table(lenses: LensTable, cand: pa.Table, cfg: RunConfig) -> tuple[
     return out, {**res.counts(), "filters": report}
 
 
-# ---------------------------------------------------------------------------------------------- run
-def run(spark: Any, cfg: RunConfig) -> StageResult:
-    """Run stage 6 (module docstring). Skips when every output exists and ``force`` is false."""
+def _write_positives(spark: Any, cfg: RunConfig, lenses: LensTable, raw: Any, out_dir: str
+                     ) -> tuple[Any, int, dict[str, Any]]:
+    """Crossmatch the candidate pairs on the driver and write ``positives/``; returns the written table, the
+    number of candidate pairs and the report of :func:`positives_table`."""
+    from pyspark.sql import functions as F
+
+    cand_rows = raw.where(F.col("_kind") == "pos").drop("_kind", "_summary")
+    cand = pa.Table.from_pylist([r.asDict() for r in cand_rows.collect()], schema=CANDIDATE_SCHEMA)
+    pos_tbl, report = positives_table(lenses, cand, cfg)
+    write_parquet_atomically(spark.createDataFrame(pos_tbl).coalesce(1), out_dir, partition_by=("region_split",))
+    return spark.read.parquet(to_spark_path(out_dir)), cand.num_rows, report
+
+
+def _write_pool(spark: Any, cfg: RunConfig, raw: Any, out_dir: str) -> Any:
+    """Write the negative pool (``negatives/``: the rows that passed the pool filters); returns it read back."""
+    from pyspark.sql import functions as F
+
+    neg = raw.where(F.col("_kind") == "neg").select(*[f.name for f in OBJECT_SCHEMA])
+    write_parquet_atomically(neg.repartition(max(1, cfg.spark.shuffle_partitions), "healpix")
+                             .sortWithinPartitions("galaxy_id"), out_dir, partition_by=("region_split",))
+    return spark.read.parquet(to_spark_path(out_dir))
+
+
+# --------------------------------------------------------------------------------------------- sample
+def _write_sample(spark: Any, cfg: RunConfig, positives: Any, pool: Any, pool_counts: dict, out_dir: str
+                  ) -> tuple[Any, dict[str, Any]]:
+    """Quotas per stratum from the matched positives that pass the filters; negatives ranked by their 64-bit
+    hash within (stratum, pool) windows; writes ``sample/`` (positives label 1, negatives label 0) and returns
+    it read back with the quotas."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    dirs = {k: stage_output_dir(cfg, STAGE, k) for k in KINDS}
-    hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if cfg.stage6.hard_negatives.score_table else None
-    if hn_dir:
-        check_score_table(cfg, spark)
-    if should_skip(cfg, list(dirs.values())):
-        if hn_dir is None or hard_negatives_current(cfg, hn_dir, dirs["negatives"]):
-            return skipped_result(STAGE, dirs["sample"])
-        return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
-    started = time.time()
-    steps = StageSteps(STAGE, spark)
-    st = cfg.stage6
-    lenses = load_lenses(cfg)
-    raw, summaries, paths = _read_sweeps(spark, cfg, lenses)
-    unreadable = sorted({s["path"]: s["error"] for s in summaries if s["error"]}.items())
-    if unreadable and not cfg.stage3.allow_missing_sweeps:
-        raw.unpersist()
-        raise RuntimeError(f"stage 6: {len(unreadable)} sweep file(s) could not be read (set "
-                           "stage3.allow_missing_sweeps: true to skip them): "
-                           + "; ".join(f"{p}: {e}" for p, e in unreadable))
-    rows_read = sum(s["rows_read"] for s in summaries)
-    steps.done("read sweeps", files=len(paths), rows_read=rows_read, lenses=len(lenses))
-    failed = {k: sum(s["failed"][k] for s in summaries) for k in FILTER_ORDER}
-    first_failed = {k: sum(s["first_failed"][k] for s in summaries) for k in FILTER_ORDER}
-
-    # ---- positives
-    cand_rows = raw.where(F.col("_kind") == "pos").drop("_kind", "_summary")
-    cand = pa.Table.from_pylist([r.asDict() for r in cand_rows.collect()], schema=CANDIDATE_SCHEMA)
-    pos_tbl, pos_report = positives_table(lenses, cand, cfg)
-    match_counts = {k: int(pos_report[k]) for k in (MATCHED, UNMATCHED, DUPLICATE)}
-    pos_rejected = pos_report["filters"]
-    n_pos_ok = match_counts[MATCHED] - pos_rejected["rejected"]
-    pos_df = spark.createDataFrame(pos_tbl)
-    write_parquet_atomically(pos_df.coalesce(1), dirs["positives"], partition_by=("region_split",))
-    pos_written = spark.read.parquet(to_spark_path(dirs["positives"]))
-    n_pos_rows = pos_written.count()
-
-    # ---- negatives (the filtered pool)
     obj_cols = [f.name for f in OBJECT_SCHEMA]
-    neg = raw.where(F.col("_kind") == "neg").select(*obj_cols)
-    write_parquet_atomically(neg.repartition(max(1, cfg.spark.shuffle_partitions), "healpix")
-                             .sortWithinPartitions("galaxy_id"), dirs["negatives"], partition_by=("region_split",))
-    raw.unpersist()
-    pool = spark.read.parquet(to_spark_path(dirs["negatives"]))
-    pool_counts = {(r["stratum"], r["pool"]): int(r["count"])
-                   for r in pool.groupBy("stratum", "pool").count().collect()}
-    n_pool = sum(pool_counts.values())
-    pool_shares = shares_from_counts({(r["pool"], r["n2_category"]): int(r["count"])
-                                      for r in pool.groupBy("pool", "n2_category").count().collect()})
-    if rows_read != n_pool + sum(first_failed.values()):
-        raise RuntimeError(f"stage 6: sweep rows read ({rows_read}) != pool ({n_pool}) + rejected "
-                           f"({sum(first_failed.values())})")
-
-    # ---- sample: quotas per stratum, rank by 64-bit hash within (stratum, pool)
-    matched = pos_written.where((F.col("match_status") == MATCHED) & (F.col("passes_filters") == 1))
+    matched = positives.where((F.col("match_status") == MATCHED) & (F.col("passes_filters") == 1))
     pos_counts = {r["stratum"]: int(r["count"]) for r in matched.groupBy("stratum").count().collect()}
-    quotas = stratum_quotas(pos_counts, pool_counts, st.sampling)
+    quotas = stratum_quotas(pos_counts, pool_counts, cfg.stage6.sampling)
     qrows = [(s, p, int(q[f"{p.lower()}_take"])) for s, q in quotas.items() for p in ("N1", "N2")]
     qdf = spark.createDataFrame(qrows or [("", "N1", 0)], "stratum string, pool string, take long")
     w = Window.partitionBy("stratum", "pool").orderBy("sample_hash", "galaxy_id")
@@ -286,62 +230,120 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
                            "weight", F.lit(1).alias("label"))
     sample = pos_s.unionByName(neg_s)
     write_parquet_atomically(sample.repartition(max(1, cfg.spark.shuffle_partitions), "brickname")
-                             .sortWithinPartitions("galaxy_id"), dirs["sample"], partition_by=("region_split",))
-    samp = spark.read.parquet(to_spark_path(dirs["sample"]))
-    by_group = samp.groupBy("label", "stratum", "pool").count().collect()
-    sel_counts = {(r["stratum"], r["pool"]): int(r["count"]) for r in by_group if int(r["label"]) == 0}
-    n_sample_pos = sum(int(r["count"]) for r in by_group if int(r["label"]) == 1)
-    n_sample_neg = sum(sel_counts.values())
-    n_sample = n_sample_pos + n_sample_neg
-    gate = gates(quotas, sel_counts, st.sampling)
-    steps.done("positives, pool and sample", positives=n_pos_rows, pool=n_pool, sample=n_sample)
+                             .sortWithinPartitions("galaxy_id"), out_dir, partition_by=("region_split",))
+    return spark.read.parquet(to_spark_path(out_dir)), quotas
 
-    # ---- cutouts
-    cut_counts = _cutouts(spark, cfg, samp, dirs["cutouts"], n_sample)
-    steps.done("cutouts", rows=n_sample)
 
-    # ---- validation
-    summary = _validate(spark, cfg, dirs["cutouts"], samp)
-    summary["counts"] = {"lenses": len(lenses), **match_counts, "positives_rejected": pos_rejected["rejected"],
-                         "positives_rejected_first_filter": pos_rejected["rejected_first_filter"], "pool": n_pool,
-                         "sample_positives": n_sample_pos, "sample_negatives": n_sample_neg}
-    summary["n2_share"] = pool_shares["n2_share"]
-    summary["gates"] = gate
-    audit_rows = summary["audit"] or [{"feature": "", "n_pos": 0, "n_neg": 0}]
-    val_tbl = pa.Table.from_pylist(audit_rows)
-    write_parquet_atomically(spark.createDataFrame(val_tbl).coalesce(1), dirs["validation"], partition_by=())
-    write_bytes(join(dirs["validation"], "_validation.json"),
-                json.dumps(summary, indent=2, sort_keys=True, default=str).encode(), cfg.s3.options())
-    write_bytes(join(dirs["validation"], "_report.md"), report_markdown(summary).encode(), cfg.s3.options())
+def group_counts(rows: list[Any], *keys: str) -> dict[Any, int]:
+    """{key tuple (or value with one key): count} of grouped rows with a ``count`` column."""
+    return {(r[keys[0]] if len(keys) == 1 else tuple(r[k] for k in keys)): int(r["count"]) for r in rows}
 
-    counts = {
-        "sweeps": {"files": len(paths), "unreadable": [{"path": p, "error": e} for p, e in unreadable],
+
+def sample_counts(groups: list[Any]) -> tuple[dict[tuple[str, str], int], int]:
+    """From the sample rows counted per (label, stratum, pool): negatives per (stratum, pool) and positives."""
+    sel = {(r["stratum"], r["pool"]): int(r["count"]) for r in groups if int(r["label"]) == 0}
+    return sel, sum(int(r["count"]) for r in groups if int(r["label"]) == 1)
+
+
+# --------------------------------------------------------------------------------------------- counts
+def stage6_counts(cfg: RunConfig, lenses: LensTable, paths: list[str], summaries: list[dict[str, Any]],
+                  pos: dict[str, Any], pool: dict[str, Any], sample: dict[str, Any], cut_counts: dict[str, Any],
+                  validation: dict[str, Any]) -> dict[str, Any]:
+    """The ``counts`` of ``_stage_config.json``, one entry per step (rows in, rows out, rejections)."""
+    st = cfg.stage6
+    failed, first_failed = filter_counts(summaries)
+    rows_read = sum(s["rows_read"] for s in summaries)
+    rep = pos["report"]["filters"]
+    match_counts = {k: int(pos["report"][k]) for k in (MATCHED, UNMATCHED, DUPLICATE)}
+    n_pos_ok = match_counts[MATCHED] - rep["rejected"]
+    return {
+        "sweeps": {"files": len(paths),
+                   "unreadable": [{"path": p, "error": e} for p, e in unreadable_sweeps(summaries)],
                    "rows_read": rows_read,
                    "per_file": [{k: s[k] for k in ("path", "rows", "error", "rows_read", "pool_rows",
                                                    "candidate_pairs")} for s in summaries]},
-        "positives": {"rows_in": len(lenses), "rows_out": n_pos_rows, **match_counts,
-                      "candidate_pairs": cand.num_rows, "match_radius_arcsec": st.match_radius_arcsec,
+        "positives": {"rows_in": len(lenses), "rows_out": pos["rows"], **match_counts,
+                      "candidate_pairs": pos["candidate_pairs"], "match_radius_arcsec": st.match_radius_arcsec,
                       "lens_source": lenses.source, "lens_columns": lenses.columns,
                       "positive_filters": list(st.positive_filters), "in_sample": n_pos_ok,
-                      "rejected_by_filters": pos_rejected["rejected"],
-                      "rejected_first_filter": pos_rejected["rejected_first_filter"],
-                      "failed_each_filter": pos_rejected["failed_each_filter"],
+                      "rejected_by_filters": rep["rejected"],
+                      "rejected_first_filter": rep["rejected_first_filter"],
+                      "failed_each_filter": rep["failed_each_filter"],
                       "rejected_lenses": [{"lens_id": r["key"], "galaxy_id": r["object"], "filters": r["filters"]}
-                                          for r in pos_rejected["rows"]]},
-        "negatives": {"rows_in": rows_read, "rows_out": n_pool, "rejected": sum(first_failed.values()),
-                      "rejected_first_filter": first_failed, "failed_each_filter": failed, "pool": pool_shares},
-        "sample": {"rows_in": n_pos_ok + n_pool, "rows_out": n_sample,
-                   "positives": n_sample_pos, "negatives": n_sample_neg, "not_selected": n_pool - n_sample_neg,
-                   "quotas": quotas, "gates": gate},
+                                          for r in rep["rows"]]},
+        "negatives": {"rows_in": rows_read, "rows_out": pool["n"], "rejected": sum(first_failed.values()),
+                      "rejected_first_filter": first_failed, "failed_each_filter": failed, "pool": pool["shares"]},
+        "sample": {"rows_in": n_pos_ok + pool["n"], "rows_out": sample["n"],
+                   "positives": sample["positives"], "negatives": sample["negatives"],
+                   "not_selected": pool["n"] - sample["negatives"], "quotas": sample["quotas"],
+                   "gates": sample["gates"]},
         "cutouts": cut_counts,
-        "validation": {"rows_in": summary["audit_rows_in"], "stamps_audited": summary["audit_stamps"],
-                       "rows_out": len(summary["audit"]),
-                       "flags": {r["feature"]: r["flag"] for r in summary["audit"]}},
+        "validation": {"rows_in": validation["audit_rows_in"], "stamps_audited": validation["audit_stamps"],
+                       "rows_out": len(validation["audit"]),
+                       "flags": {r["feature"]: r["flag"] for r in validation["audit"]}},
     }
-    failures = {k: v for k, v in cut_counts["failures_by_kind"].items()}
-    if unreadable:
-        failures["unreadable_sweep"] = len(unreadable)
-    result = StageResult(stage=STAGE, output_path=dirs["sample"], rows_in=n_sample, rows_out=cut_counts["rows_out"],
+
+
+def validation_counts(lenses: LensTable, pos: dict[str, Any], pool: dict[str, Any], sample: dict[str, Any]
+                      ) -> dict[str, Any]:
+    """The ``counts`` block of ``_validation.json``."""
+    rep = pos["report"]
+    match_counts = {k: int(rep[k]) for k in (MATCHED, UNMATCHED, DUPLICATE)}
+    return {"lenses": len(lenses), **match_counts, "positives_rejected": rep["filters"]["rejected"],
+            "positives_rejected_first_filter": rep["filters"]["rejected_first_filter"], "pool": pool["n"],
+            "sample_positives": sample["positives"], "sample_negatives": sample["negatives"]}
+
+
+# ---------------------------------------------------------------------------------------------- run
+def run(spark: Any, cfg: RunConfig) -> StageResult:
+    """Run stage 6 (module docstring). Skips when every output exists and ``force`` is false."""
+    dirs = {k: stage_output_dir(cfg, STAGE, k) for k in KINDS}
+    hn_dir = stage_output_dir(cfg, STAGE, HARD_KIND) if cfg.stage6.hard_negatives.score_table else None
+    if hn_dir:
+        check_score_table(cfg, spark)
+    if should_skip(cfg, list(dirs.values())):
+        if hn_dir is None or hard_negatives_current(cfg, hn_dir, dirs["negatives"]):
+            return skipped_result(STAGE, dirs["sample"])
+        return hard_negatives_step(spark, cfg, load_lenses(cfg), dirs, hn_dir)
+    started = time.time()
+    steps = StageSteps(STAGE, spark)
+    lenses = load_lenses(cfg)
+    paths = resolve_sweep_paths(cfg)
+    raw, summaries = _read_sweeps(spark, cfg, paths, lenses)
+    try:
+        check_readable(STAGE, unreadable_sweeps(summaries), cfg.stage3.allow_missing_sweeps)
+        rows_read = sum(s["rows_read"] for s in summaries)
+        steps.done("read sweeps", files=len(paths), rows_read=rows_read, lenses=len(lenses))
+        positives, n_cand, pos_report = _write_positives(spark, cfg, lenses, raw, dirs["positives"])
+        pos = {"rows": positives.count(), "candidate_pairs": n_cand, "report": pos_report}
+        pool_df = _write_pool(spark, cfg, raw, dirs["negatives"])
+    finally:
+        raw.unpersist()
+    pool_counts = group_counts(pool_df.groupBy("stratum", "pool").count().collect(), "stratum", "pool")
+    pool = {"n": sum(pool_counts.values()), "shares": shares_from_counts(
+        group_counts(pool_df.groupBy("pool", "n2_category").count().collect(), "pool", "n2_category"))}
+    rejected = sum(filter_counts(summaries)[1].values())
+    if rows_read != pool["n"] + rejected:
+        raise RuntimeError(f"stage 6: sweep rows read ({rows_read}) != pool ({pool['n']}) + rejected ({rejected})")
+
+    samp, quotas = _write_sample(spark, cfg, positives, pool_df, pool_counts, dirs["sample"])
+    sel_counts, n_sample_pos = sample_counts(samp.groupBy("label", "stratum", "pool").count().collect())
+    sample = {"positives": n_sample_pos, "negatives": sum(sel_counts.values()), "quotas": quotas,
+              "gates": gates(quotas, sel_counts, cfg.stage6.sampling)}
+    sample["n"] = sample["positives"] + sample["negatives"]
+    steps.done("positives, pool and sample", positives=pos["rows"], pool=pool["n"], sample=sample["n"])
+    cut_counts = write_cutouts(spark, cfg, samp, dirs["cutouts"], sample["n"])
+    steps.done("cutouts", rows=sample["n"])
+
+    summary = validate(spark, cfg, dirs["cutouts"], samp)
+    summary.update(counts=validation_counts(lenses, pos, pool, sample), n2_share=pool["shares"]["n2_share"],
+                   gates=sample["gates"])
+    write_validation(spark, cfg, summary, dirs["validation"])
+    counts = stage6_counts(cfg, lenses, paths, summaries, pos, pool, sample, cut_counts, summary)
+    failures = dict(cut_counts["failures_by_kind"])
+    if counts["sweeps"]["unreadable"]:
+        failures["unreadable_sweep"] = len(counts["sweeps"]["unreadable"])
+    result = StageResult(stage=STAGE, output_path=dirs["sample"], rows_in=sample["n"], rows_out=cut_counts["rows_out"],
                          failures=failures, extra={"dirs": dirs, "counts": counts})
     result = finish_stage(cfg, result, list(dirs.values()), inputs=paths + [lenses.source, cfg.survey_root],
                           counts=counts, started=started, extra={"dirs": dirs})
@@ -350,143 +352,3 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
         result.extra["hard_negatives"] = hn.extra
         result.extra["dirs"] = {**dirs, HARD_KIND: hn_dir}
     return result
-
-
-# ------------------------------------------------------------------------------------------ cutouts
-def cutout_arrow_schema(sample_schema: pa.Schema) -> pa.Schema:
-    """Sample columns + the cutout columns (:func:`dhs.reallens.cutouts.cutout_columns`)."""
-    kinds = {"int": pa.int32(), "float": pa.float64(), "str": pa.string(), "binary": pa.binary()}
-    fields = list(sample_schema) + [pa.field(n, kinds[k]) for n, k in cutout_columns()]
-    return pa.schema(fields)
-
-
-def _cutouts(spark: Any, cfg: RunConfig, samp: Any, out_dir: str, rows_in: int) -> dict[str, Any]:
-    """Cut every sample row (``rows_in`` of them) into ``out_dir``; returns the counts (rows out must equal
-    rows in; failures by kind and by reason)."""
-    from pyspark.sql.pandas.types import to_arrow_type
-
-    c = cfg.stage6.cutouts
-    root, endpoint, region = cfg.survey_root, cfg.s3.endpoint_url, cfg.s3.region
-    in_schema = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in samp.schema.fields])
-    schema = cutout_arrow_schema(in_schema)
-
-    def mapper(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        store = executor_store(root, c.cache_bytes, endpoint, region) if c.source == "coadd" else None
-        client = None if store is not None else CutoutServiceClient(
-            c.service_url, c.service_layer, c.service_retries, c.service_timeout_s, c.service_backoff_s)
-        for batch in batches:
-            rows = batch.to_pylist()
-            out = []
-            for r in rows:
-                r.update(cutout_row(r["ra"], r["dec"], r.get("brickname"), c.size, store=store, client=client,
-                                    keep_invvar=c.keep_invvar, keep_maskbits=c.keep_maskbits,
-                                    core_radius_pix=c.core_radius_pix, annulus_pix=tuple(c.annulus_pix),
-                                    central_box_pix=c.central_box_pix))
-                out.append(r)
-            yield pa.RecordBatch.from_pylist(out, schema=schema)
-
-    n_part = c.partitions or cfg.spark.shuffle_partitions
-    # range partitions: a brick's rows stay together but a crowded brick is split over several tasks
-    df = (samp.repartitionByRange(max(1, n_part), "brickname", "galaxy_id").sortWithinPartitions("brickname", "galaxy_id")
-          .mapInArrow(mapper, spark_schema(schema)))
-    write_parquet_atomically(df, out_dir, partition_by=("region_split",))
-    written = spark.read.parquet(to_spark_path(out_dir))
-    agg = written.groupBy("cutout_ok", "error").count().collect()
-    rows_out = int(sum(r["count"] for r in agg))
-    if rows_out != rows_in:
-        raise RuntimeError(f"stage 6: cutout rows out ({rows_out}) != rows in ({rows_in})")
-    by_kind: dict[str, int] = {}
-    by_reason: dict[str, int] = {}
-    for r in agg:
-        if r["error"] is not None:
-            k = r["error"].split(":", 1)[0]
-            by_kind[k] = by_kind.get(k, 0) + int(r["count"])
-            by_reason[r["error"]] = by_reason.get(r["error"], 0) + int(r["count"])
-    n_ok = int(sum(r["count"] for r in agg if r["cutout_ok"] == 1))
-    return {"rows_in": rows_in, "rows_out": rows_out, "ok": n_ok, "failed": rows_out - n_ok,
-            "failures_by_kind": by_kind, "failures_by_reason": dict(sorted(by_reason.items())),
-            "source": c.source, "size": c.size}
-
-
-# ---------------------------------------------------------------------------------------- validation
-def cross_split_pairs(samp: Any, radius_arcsec: float) -> dict[str, Any]:
-    """:func:`dhs.reallens.validation.cross_split_neighbours` computed by Spark: positions are keyed by the
-    cells of :func:`dhs.reallens.validation.sky_cell_keys`, each row is joined to the rows of its own and
-    adjacent cells, and pairs in different splits closer than the radius are counted once."""
-    from pyspark.sql import functions as F
-
-    if radius_arcsec <= 0:
-        return {"radius_arcsec": radius_arcsec, "pairs": 0}
-    fields = [pa.field("galaxy_id", pa.string()), pa.field("region_split", pa.string()),
-              pa.field("ra", pa.float64()), pa.field("dec", pa.float64())]
-    schema = pa.schema([*fields, pa.field("cell", pa.int64()), pa.field("own", pa.bool_())])
-
-    def cells(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            t = pa.Table.from_batches([b])
-            ra = t.column("ra").to_numpy(zero_copy_only=False).astype(np.float64)
-            dec = t.column("dec").to_numpy(zero_copy_only=False).astype(np.float64)
-            own, row, key = sky_cell_keys(ra, dec, radius_arcsec)
-            for idx, cell, is_own in ((np.arange(t.num_rows), own, True), (row, key, False)):
-                part = t.take(pa.array(idx))
-                yield pa.RecordBatch.from_arrays(
-                    [*(part.column(f.name).combine_chunks().cast(f.type) for f in fields),
-                     pa.array(cell, pa.int64()), pa.array(np.full(len(idx), is_own))], schema=schema)
-
-    keyed = (samp.select("galaxy_id", "region_split", "ra", "dec").where(F.col("ra").isNotNull() & F.col("dec").isNotNull())
-             .mapInArrow(cells, spark_schema(schema)))
-    a = keyed.where(~F.col("own")).select(*[F.col(c).alias(f"a_{c}") for c in ("galaxy_id", "region_split", "ra", "dec", "cell")])
-    b = keyed.where(F.col("own")).select(*[F.col(c).alias(f"b_{c}") for c in ("galaxy_id", "region_split", "ra", "dec", "cell")])
-    rad = F.lit(np.pi / 180.0)
-    hav = (F.sin((F.col("b_dec") - F.col("a_dec")) * rad / 2) ** 2
-           + F.cos(F.col("a_dec") * rad) * F.cos(F.col("b_dec") * rad) * F.sin((F.col("b_ra") - F.col("a_ra")) * rad / 2) ** 2)
-    sep_arcsec = F.degrees(F.asin(F.sqrt(F.least(hav, F.lit(1.0)))) * 2) * 3600.0
-    n = (a.join(b, F.col("a_cell") == F.col("b_cell"))
-         .where((F.col("a_galaxy_id") < F.col("b_galaxy_id"))
-                & ~F.col("a_region_split").eqNullSafe(F.col("b_region_split")) & (sep_arcsec < radius_arcsec))
-         .count())
-    return {"radius_arcsec": radius_arcsec, "pairs": int(n)}
-
-
-def _validate(spark: Any, cfg: RunConfig, cut_dir: str, samp: Any) -> dict[str, Any]:
-    """Shortcut audit of the good cutouts (positives vs negatives, capped per class), split proportions per
-    class, HEALPix disjointness and cross-split neighbours of the sample (module docstring, step 6)."""
-    from pyspark.sql import functions as F
-
-    v = cfg.stage6.validation
-    cut = spark.read.parquet(to_spark_path(cut_dir))
-    feat_cols = [c for c in cut.columns if c.startswith("feat_")] + [
-        c for c in cut.columns if c.startswith(("core_flux_", "annulus_median_", "outer_median_"))]
-    good = cut.where(F.col("cutout_ok") == 1)
-    per_label = {int(r["label"]): int(r["count"]) for r in good.groupBy("label").count().collect()}
-    # thin each class in Spark (every stride-th 64-bit hash residue) before the exact cap on the driver
-    keep = F.lit(False)
-    for lab, n in per_label.items():
-        stride = max(1, n // v.max_per_class)
-        keep = keep | ((F.col("label") == lab) & (F.pmod(F.col("sample_hash"), F.lit(stride)) == 0))
-    rows = good.where(keep).select("galaxy_id", "label", *feat_cols).collect()
-    seed = stable_hash64("stage6-validation", int(cfg.seed))
-    by_cls: dict[int, dict[str, np.ndarray]] = {}
-    for lab in (0, 1):
-        rs = [r for r in rows if int(r["label"]) == lab]
-        capped = cap_per_class([r["galaxy_id"] for r in rs], v.max_per_class, seed)
-        rs = [r for r, k in zip(rs, capped.tolist()) if k]
-        by_cls[lab] = {c.removeprefix("feat_"): np.array([np.nan if r[c] is None else r[c] for r in rs],
-                                                          dtype=np.float64) for c in feat_cols}
-    audit_rows = audit(by_cls[1], by_cls[0], v, seed) if rows else []
-    # split shares, pixel disjointness and cross-split pairs are aggregated by Spark: the driver receives
-    # counts, never the sample
-    per = {(int(r["label"]), str(r["region_split"])): int(r["count"])
-           for r in samp.groupBy("label", "region_split").count().collect()}
-    fr = cfg.stage6.split_fractions
-    splits = {name: split_proportions_from_counts({s: c for (lb, s), c in per.items() if lb == lab}, fr,
-                                                  v.split_tolerance) for name, lab in (("positives", 1), ("negatives", 0))}
-    pix = samp.groupBy("healpix").agg(F.countDistinct(F.coalesce(F.col("region_split"), F.lit("None"))).alias("k"))
-    shared = pix.where(F.col("k") > 1)
-    disj = disjointness_summary(pix.count(), shared.count(),
-                                [int(r[0]) for r in shared.orderBy("healpix").limit(10).collect()])
-    neigh = cross_split_pairs(samp, v.neighbour_radius_arcsec)
-    n_used = {name: len(next(iter(by_cls[lab].values()), [])) for name, lab in (("positives", 1), ("negatives", 0))}
-    return {"audit": audit_rows, "audit_rows_in": sum(per_label.values()), "audit_stamps": n_used,
-            "splits": splits, "disjointness": disj,
-            "neighbours": neigh}

@@ -32,6 +32,7 @@ from dhs.reallens.hard_negatives import (
     read_score_schemas,
 )
 from dhs.stages.common import StageResult, finish_stage, output_complete, spark_schema
+from dhs.stages.stage6_cutouts import write_cutouts
 
 STAGE = "6"
 
@@ -101,22 +102,10 @@ def _nothing_selected(path: str, id_column: str, best: Any, pool: Any, per: dict
             f"{eligible} of them away from known lenses, strata with sample positives: {sorted(pos_counts)}")
 
 
-def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: Any, dirs: dict[str, str],
-                        hn_dir: str) -> StageResult:
-    """Select and cut the hard negatives from the stage-6 outputs in ``dirs`` (module docstring). ``lenses``:
-    the run's known-lens table (:func:`dhs.stages.stage6.load_lenses`: ``ra``, ``dec`` in degrees,
-    ``source``)."""
-    from pyspark.sql import Window
+def _scores(spark: Any, hn: Any) -> tuple[Any, Any]:
+    """The score table's rows read as (id, score) and their counts (rows, null or NaN, below ``min_score``,
+    with an id, distinct ids); returns (best finite score per id at or above ``min_score``, counts row)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import to_arrow_type
-
-    from dhs.stages.stage6 import _cutouts
-
-    started = time.time()
-    st = cfg.stage6
-    hn = st.hard_negatives
-    check_score_table(cfg, spark)
-    radius = exclusion_radius(cfg)
 
     raw = spark.read.parquet(to_spark_path(hn.score_table))
     scores = raw.select(F.col(hn.id_column).cast("string").alias(SCORE_ID),
@@ -127,13 +116,12 @@ def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: Any, dirs: dict[str,
                       F.sum(F.when(~finite, 1).otherwise(0)).alias("null_or_nan"),
                       F.sum(F.when(finite & below, 1).otherwise(0)).alias("below_min_score"),
                       F.count(SCORE_ID).alias("with_id"), F.countDistinct(SCORE_ID).alias("ids")).collect()[0]
-    best = (scores.where(finite & ~below).groupBy(SCORE_ID).agg(F.max(SCORE).alias(SCORE)))
+    return scores.where(finite & ~below).groupBy(SCORE_ID).agg(F.max(SCORE).alias(SCORE)), srow
 
-    pool = spark.read.parquet(to_spark_path(dirs["negatives"])).where(F.col("pool").isin(list(hn.pools)))
-    pos = spark.read.parquet(to_spark_path(dirs["positives"]))
-    lens_objects = (pos.where(F.col("match_status").isin(MATCHED, DUPLICATE) & F.col("galaxy_id").isNotNull())
-                    .select("galaxy_id").distinct())
-    scored = pool.join(best, "galaxy_id", "inner").join(lens_objects, "galaxy_id", "left_anti")
+
+def _flag_near_lenses(scored: Any, lenses: Any, radius: float) -> Any:
+    """``scored`` with ``_near_lens``: a known lens lies within ``radius`` arcsec (persisted)."""
+    from pyspark.sql.pandas.types import to_arrow_type
 
     lens_ra, lens_dec = lenses.ra.copy(), lenses.dec.copy()
     in_schema = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in scored.schema.fields])
@@ -145,66 +133,106 @@ def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: Any, dirs: dict[str,
                             b.column("dec").to_numpy(zero_copy_only=False), lens_ra, lens_dec, radius)
             yield pa.RecordBatch.from_arrays(list(b.columns) + [pa.array(near, pa.bool_())], schema=flag_schema)
 
-    flagged = scored.mapInArrow(flag_near, spark_schema(flag_schema)).persist()
-    try:
-        per = {(r["stratum"], bool(r["_near_lens"])): int(r["count"])
-               for r in flagged.groupBy("stratum", "_near_lens").count().collect()}
-        pool_per = {r["stratum"]: int(r["count"]) for r in pool.groupBy("stratum").count().collect()}
-        eligible = {s: n for (s, near), n in per.items() if not near}
-        near = {s: n for (s, near_), n in per.items() if near_}
-        sample = spark.read.parquet(to_spark_path(dirs["sample"]))
-        pos_counts = {r["stratum"]: int(r["count"])
-                      for r in sample.where(F.col("label") == 1).groupBy("stratum").count().collect()}
-        quotas = hard_negative_quotas(pos_counts, eligible, hn)
-        qrows = [(s, int(q["take"])) for s, q in quotas.items()]
-        qdf = spark.createDataFrame(qrows or [("", 0)], "stratum string, _take long")
-        w = Window.partitionBy("stratum").orderBy(F.desc(SCORE), F.asc("sample_hash"), F.asc("galaxy_id"))
-        in_sample = sample.where(F.col("label") == 0).select("galaxy_id").distinct().withColumn("in_sample", F.lit(1))
-        chosen = (flagged.where(~F.col("_near_lens")).drop("_near_lens")
-                  .join(F.broadcast(qdf), "stratum", "inner")
-                  .withColumn("hn_rank", F.row_number().over(w)).where(F.col("hn_rank") <= F.col("_take"))
-                  .drop("_take")
-                  .join(in_sample, "galaxy_id", "left")
-                  .withColumn("in_sample", F.coalesce(F.col("in_sample"), F.lit(0)).cast("int"))
-                  .withColumn("label", F.lit(0)).withColumn("weight", F.lit(1.0))
-                  .withColumn("hn_rank", F.col("hn_rank").cast("long")))
-        n_take = sum(int(q["take"]) for q in quotas.values())
-        if n_take == 0:
-            raise ScoreTableError(_nothing_selected(hn.score_table, hn.id_column, best, pool, per, pos_counts))
-        cut = _cutouts(spark, cfg, chosen, hn_dir, n_take)
-    finally:
-        flagged.unpersist()
+    return scored.mapInArrow(flag_near, spark_schema(flag_schema)).persist()
 
-    written = spark.read.parquet(to_spark_path(hn_dir))
-    agg = (written.groupBy("stratum", "pool")
-           .agg(F.count(F.lit(1)).alias("n"), F.min(SCORE).alias("min_score"), F.max(SCORE).alias("max_score"),
-                F.sum("in_sample").alias("in_sample")).collect())
+
+def _chosen(spark: Any, flagged: Any, quotas: dict[str, dict[str, Any]], sample: Any) -> Any:
+    """The hard negatives: per stratum the ``take`` highest scores away from known lenses (ties: smaller
+    sampling hash, then galaxy_id), with ``hn_rank``, ``in_sample``, ``label`` 0 and ``weight`` 1."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    qrows = [(s, int(q["take"])) for s, q in quotas.items()]
+    qdf = spark.createDataFrame(qrows or [("", 0)], "stratum string, _take long")
+    w = Window.partitionBy("stratum").orderBy(F.desc(SCORE), F.asc("sample_hash"), F.asc("galaxy_id"))
+    in_sample = sample.where(F.col("label") == 0).select("galaxy_id").distinct().withColumn("in_sample", F.lit(1))
+    return (flagged.where(~F.col("_near_lens")).drop("_near_lens")
+            .join(F.broadcast(qdf), "stratum", "inner")
+            .withColumn("hn_rank", F.row_number().over(w)).where(F.col("hn_rank") <= F.col("_take"))
+            .drop("_take")
+            .join(in_sample, "galaxy_id", "left")
+            .withColumn("in_sample", F.coalesce(F.col("in_sample"), F.lit(0)).cast("int"))
+            .withColumn("label", F.lit(0)).withColumn("weight", F.lit(1.0))
+            .withColumn("hn_rank", F.col("hn_rank").cast("long")))
+
+
+def strata_counts(pool_per: dict[str, int], quotas: dict[str, dict[str, Any]], per: dict[tuple[str, bool], int],
+                  pos_counts: dict[str, int], written: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per stratum: pool size, scored objects, excluded near a lens, eligible, positives, target, selected
+    (all, N1, N2), selected also in the sample, score range of the selected, from the counts of the step
+    (``per``: scored objects per (stratum, near a lens); ``written``: rows per (stratum, pool) written)."""
+    eligible = {s: n for (s, near), n in per.items() if not near}
+    near = {s: n for (s, near_), n in per.items() if near_}
     strata: dict[str, dict[str, Any]] = {}
     for s in sorted(set(pool_per) | set(quotas)):
         q = quotas.get(s, {"target": 0, "take": 0})
-        rows = [r for r in agg if r["stratum"] == s]
-        strata[s] = {"pool": pool_per.get(s, 0), "scored": eligible.get(s, 0) + near.get(s, 0),
-                     "excluded_near_lens": near.get(s, 0), "eligible": eligible.get(s, 0),
-                     "positives": pos_counts.get(s, 0), "target": int(q["target"]), "selected": 0,
-                     "selected_n1": 0, "selected_n2": 0, "in_sample": 0, "min_score": None, "max_score": None}
-        for r in rows:
-            d = strata[s]
+        d = strata[s] = {"pool": pool_per.get(s, 0), "scored": eligible.get(s, 0) + near.get(s, 0),
+                         "excluded_near_lens": near.get(s, 0), "eligible": eligible.get(s, 0),
+                         "positives": pos_counts.get(s, 0), "target": int(q["target"]), "selected": 0,
+                         "selected_n1": 0, "selected_n2": 0, "in_sample": 0, "min_score": None, "max_score": None}
+        for r in (r for r in written if r["stratum"] == s):
             d["selected"] += int(r["n"])
             d[f"selected_{str(r['pool']).lower()}"] += int(r["n"])
             d["in_sample"] += int(r["in_sample"] or 0)
             for k, pick in (("min_score", min), ("max_score", max)):
                 d[k] = r[k] if d[k] is None else pick(d[k], r[k])
-    n_sel = sum(d["selected"] for d in strata.values())
-    if n_sel != n_take:
-        raise RuntimeError(f"stage 6 hard negatives: {n_sel} rows written, quotas ask {n_take}")
-    counts = {"hard_negatives": {
+    return strata
+
+
+def hard_negative_counts(hn: Any, srow: Any, strata: dict[str, dict[str, Any]], radius: float,
+                         cut: dict[str, Any]) -> dict[str, Any]:
+    """The ``counts`` of the hard negatives' ``_stage_config.json``."""
+    return {"hard_negatives": {
         "score_table": hn.score_table, "rows_in": int(srow["rows"]), "score_ids": int(srow["ids"]),
         "null_or_nan_scores": int(srow["null_or_nan"] or 0), "below_min_score": int(srow["below_min_score"] or 0),
         "duplicate_id_rows": int(srow["with_id"]) - int(srow["ids"]),
         "scored_pool_objects": sum(d["scored"] for d in strata.values()),
         "excluded_near_lens": sum(d["excluded_near_lens"] for d in strata.values()),
         "exclusion_radius_arcsec": radius, "pools": list(hn.pools), "count": hn.count,
-        "rows_out": n_sel, "strata": strata, "cutouts": cut}}
+        "rows_out": sum(d["selected"] for d in strata.values()), "strata": strata, "cutouts": cut}}
+
+
+def hard_negatives_step(spark: Any, cfg: RunConfig, lenses: Any, dirs: dict[str, str],
+                        hn_dir: str) -> StageResult:
+    """Select and cut the hard negatives from the stage-6 outputs in ``dirs`` (module docstring). ``lenses``:
+    the run's known-lens table (:func:`dhs.stages.stage6.load_lenses`: ``ra``, ``dec`` in degrees,
+    ``source``)."""
+    from pyspark.sql import functions as F
+
+    started = time.time()
+    hn = cfg.stage6.hard_negatives
+    check_score_table(cfg, spark)
+    radius = exclusion_radius(cfg)
+    best, srow = _scores(spark, hn)
+    pool = spark.read.parquet(to_spark_path(dirs["negatives"])).where(F.col("pool").isin(list(hn.pools)))
+    pos = spark.read.parquet(to_spark_path(dirs["positives"]))
+    lens_objects = (pos.where(F.col("match_status").isin(MATCHED, DUPLICATE) & F.col("galaxy_id").isNotNull())
+                    .select("galaxy_id").distinct())
+    scored = pool.join(best, "galaxy_id", "inner").join(lens_objects, "galaxy_id", "left_anti")
+    flagged = _flag_near_lenses(scored, lenses, radius)
+    try:
+        per = {(r["stratum"], bool(r["_near_lens"])): int(r["count"])
+               for r in flagged.groupBy("stratum", "_near_lens").count().collect()}
+        pool_per = {r["stratum"]: int(r["count"]) for r in pool.groupBy("stratum").count().collect()}
+        sample = spark.read.parquet(to_spark_path(dirs["sample"]))
+        pos_counts = {r["stratum"]: int(r["count"])
+                      for r in sample.where(F.col("label") == 1).groupBy("stratum").count().collect()}
+        quotas = hard_negative_quotas(pos_counts, {s: n for (s, near), n in per.items() if not near}, hn)
+        n_take = sum(int(q["take"]) for q in quotas.values())
+        if n_take == 0:
+            raise ScoreTableError(_nothing_selected(hn.score_table, hn.id_column, best, pool, per, pos_counts))
+        cut = write_cutouts(spark, cfg, _chosen(spark, flagged, quotas, sample), hn_dir, n_take)
+    finally:
+        flagged.unpersist()
+
+    written = (spark.read.parquet(to_spark_path(hn_dir)).groupBy("stratum", "pool")
+               .agg(F.count(F.lit(1)).alias("n"), F.min(SCORE).alias("min_score"), F.max(SCORE).alias("max_score"),
+                    F.sum("in_sample").alias("in_sample")).collect())
+    strata = strata_counts(pool_per, quotas, per, pos_counts, written)
+    counts = hard_negative_counts(hn, srow, strata, radius, cut)
+    n_sel = counts["hard_negatives"]["rows_out"]
+    if n_sel != n_take:
+        raise RuntimeError(f"stage 6 hard negatives: {n_sel} rows written, quotas ask {n_take}")
     result = StageResult(stage=STAGE, output_path=hn_dir, rows_in=int(srow["rows"]), rows_out=n_sel,
                          failures=dict(cut["failures_by_kind"]), extra={"counts": counts})
     return finish_stage(cfg, result, [hn_dir], inputs=[hn.score_table, dirs["negatives"], lenses.source],

@@ -112,7 +112,8 @@ def _to_arrow(values: np.ndarray, is_string: bool) -> pa.Array:
 
 
 def _read_raw(data: Any, col: Any, sl: slice) -> np.ndarray:
-    return np.asarray(data.field(col.name)[sl])
+    # (a copy: the file's memory map closes with the file)
+    return np.array(data.field(col.name)[sl])
 
 
 def sweep_nrows(path: str, s3: S3Options | None = None) -> int:
@@ -207,6 +208,12 @@ def _read_local(path: str, local: str, columns: Sequence[str] | None, include_ve
                     f"{path}: required column {name.upper()!r} not in HDU1 "
                     f"({len(cols)} columns; data model lacks it and no mapping is defined)"
                 )
+        # unlink the memory-mapped table from its column definitions before the file closes: astropy
+        # otherwise copies every column of the whole table on close, so that a row-range task would pay for
+        # the whole file (10 chunks of a 10^6-object sweep: 2.5 s each instead of 0.23 s)
+        cache.clear()
+        for column in hdu.columns:
+            column.array = None
     for band in mags:
         fname = f"flux_{band.lower()}"
         if fname not in out:
