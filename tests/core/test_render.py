@@ -405,11 +405,11 @@ def test_templates_sharper_than_their_pixels_match_lenstronomy_interpol(name):
 @pytest.mark.parametrize("sigma", [1.5, 2.0, 3.0])
 def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
     """Gaussian templates of ``sigma`` template pixels (not compact enough for quarter-pixel refinement) at
-    template pixels of 0.08-0.2", coarser than the renderer's cells, which then sample the pre-filtered
-    template without refinement; unlensed and lensed, 0.65" seeing, against INTERPOL point-sampled 24x:
-    within 0.6 % of the peak.  The pre-filter already makes the samples cell means, so they get no
-    point-sample-to-cell-mean (Laplacian) correction: that second cell-box blur would put them 0.4-0.8 %
-    low at the peak with these draws, against 0.17-0.34 % without it."""
+    template pixels of 0.08-0.2", coarser than the renderer's cells; unlensed and lensed, 0.65" seeing (finer
+    than DR10's), against INTERPOL point-sampled 24x: within 1 % of the peak (issue #3's bound).  These
+    templates are band-limited and take the per-ray filtered path (dhs.core.template_render), like bank
+    templates at template scales above ~3: worst 0.68 % of the peak with these draws (sigma 3).  (The
+    adaptive path, which such templates took before, reached 0.17-0.34 % at a 2.6x higher cost.)"""
     yy, xx = np.mgrid[:25, :25] - 12.0
     tpl = np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
     rng = np.random.default_rng(5)
@@ -425,7 +425,7 @@ def test_templates_coarser_than_the_cells_match_lenstronomy_interpol(sigma):
         worst = max(worst, np.abs(img - ref).max() / ref.max())
         assert img.sum() == pytest.approx(ref.sum(), rel=0.003), (lens, src.template_pixscale)
     print(f"sigma {sigma}: worst |diff| / peak {worst:.4f}")
-    assert worst <= 0.006
+    assert worst <= 0.01
 
 
 @pytest.mark.slow
