@@ -258,12 +258,8 @@ def band_limited_grid_flux(
 def _level_quads(source, top: int) -> np.ndarray:
     """(top + 1, H - 1, W - 1) complex128 array whose every element holds, as four float32, the corners
     (r, c), (r, c + 1), (r + 1, c), (r + 1, c + 1) of a template cell in levels 0..``top`` of
-    source.band_limited_levels: one gather fetches a bilinear interpolation's four values.  Cached on the
-    source (shared by with_flux copies) and extended when more levels are asked for."""
-    store = source._levels
-    quads = store.get("bl_quads")
-    if quads is not None and quads.shape[0] > top:
-        return quads
+    source.band_limited_levels: one gather fetches a bilinear interpolation's four values.  Built per call,
+    not cached on the source (16 bytes per pixel and level: a batch's sources would hold ~2 MB each)."""
     levels = source.band_limited_levels(top)[: top + 1]
     n, height, width = levels.shape
     q = np.empty((n, height - 1, width - 1, 4), dtype=np.float32)
@@ -271,9 +267,7 @@ def _level_quads(source, top: int) -> np.ndarray:
     q[..., 1] = levels[:, :-1, 1:]
     q[..., 2] = levels[:, 1:, :-1]
     q[..., 3] = levels[:, 1:, 1:]
-    quads = q.view(np.complex128)[..., 0]
-    store["bl_quads"] = quads
-    return quads
+    return q.view(np.complex128)[..., 0]
 
 
 def _sample(quads: np.ndarray, col: np.ndarray, row: np.ndarray, variance: np.ndarray,
