@@ -9,7 +9,6 @@ import boto3
 import h5py
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from dhs.cosmos import bank as bank_mod
 from dhs.cosmos.bank import BANK_FORMAT, CosmosBank, CosmosBankError, write_bank
@@ -104,7 +103,9 @@ def test_clear_errors_for_files_that_are_not_banks(tmp_path):
         CosmosBank.open(other)
 
 
-def test_open_from_s3_downloads_once(small_bank, monkeypatch):
+@pytest.mark.s3
+def test_open_from_s3_downloads_once(small_bank, monkeypatch, s3_endpoint):
+    # (the session's S3 server, tests/conftest.py: an in-process mock_aws() would reset its buckets on exit)
     path, imgs, _ = small_bank
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -112,36 +113,35 @@ def test_open_from_s3_downloads_once(small_bank, monkeypatch):
     monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
     monkeypatch.setattr(bank_mod, "_cache_dir", lambda: str(path.parent / "s3cache"))
     os.makedirs(path.parent / "s3cache")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="banks")
-        s3.upload_file(str(path), "banks", "cosmos/bank.h5")
-        b = CosmosBank.open("s3://banks/cosmos/bank.h5")
-        np.testing.assert_allclose(b.template(0), imgs[0] / imgs[0].sum(), rtol=1e-6, atol=1e-12)
-        local = b.path
-        # the object disappears from S3: a second open in this process must use the cached copy
-        s3.delete_object(Bucket="banks", Key="cosmos/bank.h5")
-        b2 = CosmosBank.open("s3://banks/cosmos/bank.h5", lazy=False)
-        assert b2.path == local and b2.n == 5
-        with pytest.raises(CosmosBankError, match="cannot download COSMOS bank s3://banks/missing.h5"):
-            CosmosBank.open("s3://banks/missing.h5")
-        # another worker process on the same machine (empty in-process cache) reuses the file while the
-        # object is unchanged, and fetches again when it changed
-        s3.upload_file(str(path), "banks", "cosmos/bank.h5")
-        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
-        before = os.stat(local).st_mtime_ns
-        assert CosmosBank.open("s3://banks/cosmos/bank.h5").path == local
-        assert os.stat(local).st_mtime_ns == before
-        other = path.parent / "other.h5"
-        write_bank(other, imgs[::-1], {}, {"pixscale_arcsec": 0.05})
-        s3.upload_file(str(other), "banks", "cosmos/bank.h5")
-        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
-        b3 = CosmosBank.open("s3://banks/cosmos/bank.h5")
-        np.testing.assert_allclose(b3.template(0), imgs[4] / imgs[4].sum(), rtol=1e-6, atol=1e-12)
-        # a pickled S3 bank whose local copy is gone (another machine) fetches it again
-        state = pickle.dumps(b3)
-        b3.close()
-        os.remove(local)
-        monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
-        b4 = pickle.loads(state)
-        assert os.path.exists(b4.path) and b4.n == 5
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="banks")
+    s3.upload_file(str(path), "banks", "cosmos/bank.h5")
+    b = CosmosBank.open("s3://banks/cosmos/bank.h5", s3_endpoint_url=s3_endpoint)
+    np.testing.assert_allclose(b.template(0), imgs[0] / imgs[0].sum(), rtol=1e-6, atol=1e-12)
+    local = b.path
+    # the object disappears from S3: a second open in this process must use the cached copy
+    s3.delete_object(Bucket="banks", Key="cosmos/bank.h5")
+    b2 = CosmosBank.open("s3://banks/cosmos/bank.h5", lazy=False, s3_endpoint_url=s3_endpoint)
+    assert b2.path == local and b2.n == 5
+    with pytest.raises(CosmosBankError, match="cannot download COSMOS bank s3://banks/missing.h5"):
+        CosmosBank.open("s3://banks/missing.h5", s3_endpoint_url=s3_endpoint)
+    # another worker process on the same machine (empty in-process cache) reuses the file while the
+    # object is unchanged, and fetches again when it changed
+    s3.upload_file(str(path), "banks", "cosmos/bank.h5")
+    monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+    before = os.stat(local).st_mtime_ns
+    assert CosmosBank.open("s3://banks/cosmos/bank.h5", s3_endpoint_url=s3_endpoint).path == local
+    assert os.stat(local).st_mtime_ns == before
+    other = path.parent / "other.h5"
+    write_bank(other, imgs[::-1], {}, {"pixscale_arcsec": 0.05})
+    s3.upload_file(str(other), "banks", "cosmos/bank.h5")
+    monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+    b3 = CosmosBank.open("s3://banks/cosmos/bank.h5", s3_endpoint_url=s3_endpoint)
+    np.testing.assert_allclose(b3.template(0), imgs[4] / imgs[4].sum(), rtol=1e-6, atol=1e-12)
+    # a pickled S3 bank whose local copy is gone (another machine) fetches it again
+    state = pickle.dumps(b3)
+    b3.close()
+    os.remove(local)
+    monkeypatch.setattr(bank_mod, "_S3_CACHE", {})
+    b4 = pickle.loads(state)
+    assert os.path.exists(b4.path) and b4.n == 5
