@@ -19,7 +19,7 @@ from scipy import special
 from .rows import RowTable
 from .scratch import scratch_array
 from .sersic import _MIN_CELL_ERROR, SersicSource
-from .sersic_centre import _CENTRE_RULE, centre_cell_rays
+from .sersic_centre import _CENTRE_RULE, centre_cell_rays, centre_near_cells
 
 __all__ = ["SersicBatch"]
 
@@ -232,20 +232,15 @@ class SersicBatch(RowTable):
         j01 = (((px[:, 2] - px[:, 0]) + px[:, 3]) - px[:, 1]) * kj
         j10 = (((py[:, 1] - py[:, 0]) + py[:, 3]) - py[:, 2]) * kj
         j11 = (((py[:, 2] - py[:, 0]) + py[:, 3]) - py[:, 1]) * kj
-        det = j00 * j11 - j01 * j10
-        size = (np.abs(j00) + np.abs(j01) + np.abs(j10) + np.abs(j11)) * h
         bend = np.abs(((px[:, 0] - px[:, 1]) - px[:, 2]) + px[:, 3])
         bend += np.abs(((py[:, 0] - py[:, 1]) - py[:, 2]) + py[:, 3])
         dx = c[:, 0] - 0.25 * (((px[:, 0] + px[:, 1]) + px[:, 2]) + px[:, 3])
         dy = c[:, 1] - 0.25 * (((py[:, 0] + py[:, 1]) + py[:, 2]) + py[:, 3])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ux = (j11 * dx - j01 * dy) / det
-            uy = (j00 * dy - j10 * dx) / det
-        half = 0.5 * h
-        near = np.flatnonzero((np.abs(ux) + np.abs(uy) < 4.0 * half) & (bend < 5e-3 * size) & (det != 0.0))
+        near, ux, uy = centre_near_cells(j00, j01, j10, j11, dx, dy, bend, h)
         if near.size == 0:
             return
-        ux, uy, c = ux[near], uy[near], c[near]
+        half = 0.5 * h
+        c = c[near]
         j00, j01, j10, j11 = j00[near], j01[near], j10[near], j11[near]
         ox, oy, r_in, r_out, halfw = centre_cell_rays(ux, uy, half)
         weights = _CENTRE_RULE[1]

@@ -32,6 +32,21 @@ _CELL_BEND = np.array([1.0, -1.0, -1.0, 1.0])
 _UNIT_CORNERS = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
 
 
+def centre_near_cells(j00, j01, j10, j11, dx, dy, bend, h: float):
+    """Cells (side h, arcsec) whose lens map is affine (``bend`` < 5e-3 of their source-plane size) and whose
+    centre lies within two cells (|ux| + |uy| < 2 h) of the profile centre's image: (indices, ux, uy of
+    those cells), (ux, uy) the centre's image in cell-local image-plane coordinates (arcsec), from the cells'
+    2x2 Jacobians j and the source-plane offsets (dx, dy) of the centre from the cells' centres."""
+    det = j00 * j11 - j01 * j10
+    size = (np.abs(j00) + np.abs(j01) + np.abs(j10) + np.abs(j11)) * h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ux = (j11 * dx - j01 * dy) / det
+        uy = (j00 * dy - j10 * dx) / det
+    half = 0.5 * h
+    near = np.flatnonzero((np.abs(ux) + np.abs(uy) < 4.0 * half) & (bend < 5e-3 * size) & (det != 0.0))
+    return near, ux[near], uy[near]
+
+
 def centre_cell_rays(ux: np.ndarray, uy: np.ndarray, half: float):
     """Polar quadrature of square cells about a point: for cells of half-width ``half`` (arcsec, image plane)
     whose centres lie at (-ux, -uy) from the point, the Gauss-Legendre directions (cos, sin of phi: (k, 4, N)),
@@ -110,20 +125,14 @@ def centre_cell_means(
     pts = np.stack((bx[sel], by[sel]), axis=1).astype(np.float64)  # (k, 2, 4)
     jac = pts @ (_CELL_JACOBIAN / h)  # (k, 2, 2): d beta_a / d x_j
     j00, j01, j10, j11 = jac[:, 0, 0], jac[:, 0, 1], jac[:, 1, 0], jac[:, 1, 1]
-    det = j00 * j11 - j01 * j10
-    size = (np.abs(j00) + np.abs(j01) + np.abs(j10) + np.abs(j11)) * h
     bend = np.abs(pts @ _CELL_BEND).sum(axis=1)  # zero for an affine map
-    # the centre's image in cell-local image-plane coordinates (inverse of the 2x2 Jacobian)
     dx = x - 0.25 * pts[:, 0].sum(axis=1)
     dy = y - 0.25 * pts[:, 1].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ux = (j11 * dx - j01 * dy) / det
-        uy = (j00 * dy - j10 * dx) / det
-    half = 0.5 * h
-    near = np.flatnonzero((np.abs(ux) + np.abs(uy) < 4.0 * half) & (bend < 5e-3 * size) & (det != 0.0))
+    near, ux, uy = centre_near_cells(j00, j01, j10, j11, dx, dy, bend, h)
     if near.size == 0:
         return
-    ux, uy, jac = ux[near], uy[near], jac[near]
+    half = 0.5 * h
+    jac = jac[near]
     ox, oy, r_in, r_out, halfw = centre_cell_rays(ux, uy, half)
     weights = _CENTRE_RULE[1]
     # elliptical radius (units of r_eff) per unit image-plane distance along phi
