@@ -15,6 +15,7 @@ from dhs.report.html import build_report
 from tests.completeness.fixture_tables import host_image, metrics_table
 
 
+@pytest.mark.slow
 def test_report_links_resolve(tmp_path):
     df = metrics_table(n_pos=300, n_ctrl=120, seed=4)
     scores = pd.DataFrame({"task_id": df["task_id"], "score": np.random.default_rng(0).uniform(size=len(df))})

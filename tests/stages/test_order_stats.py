@@ -25,7 +25,7 @@ def test_quantile_edges_equal_numpy_bit_for_bit():
         assert np.array_equal(quantile_edges(v, nb), np.quantile(v, np.linspace(0, 1, nb + 1)))
 
 
-@pytest.mark.parametrize("bins, exact_max", [(8, 10), (4096, 100_000)])
+@pytest.mark.parametrize("bins, exact_max", [pytest.param(8, 10, marks=pytest.mark.slow), (4096, 100_000)])
 def test_order_statistics_match_sorted_values(spark, bins, exact_max):
     rng = np.random.default_rng(1)
     v = np.concatenate([rng.lognormal(0, 1, 3000), np.full(700, 2.5), np.round(rng.normal(24, 0.3, 1000), 2)])

@@ -96,6 +96,7 @@ def test_stage4d_proxy_report_and_audit(spark, fixture_run):
     assert again.skipped
 
 
+@pytest.mark.slow
 def test_stage4d_model_scores(spark, fixture_run):
     from dhs.stages import stage4d
 
