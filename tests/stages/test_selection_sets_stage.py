@@ -26,6 +26,7 @@ def test_stage3_host_selection_sets_follow_the_set_variant(stage3_result, debug_
     assert any(len(h) for h in parent["host_selection_sets"])
 
 
+@pytest.mark.slow
 def test_stage4a_one_manifest_per_selection_set(spark, tmp_path):
     from dhs.stages import stage4a
 

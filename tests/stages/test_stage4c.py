@@ -190,6 +190,7 @@ def _run_4c(spark, debug_config, sky, manifest, out, partitions, force=True, bat
     return stage4c.run(spark, cfg), cfg
 
 
+@pytest.mark.slow
 def test_faults_and_determinism(spark, debug_config, faulted, tmp_path):
     sky, manifest, expected, n = faulted
     r2, cfg2 = _run_4c(spark, debug_config, sky, manifest, tmp_path / "p2", 2)

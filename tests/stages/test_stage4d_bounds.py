@@ -17,6 +17,7 @@ from tests.completeness.fixture_tables import metrics_table, write_4c_outputs
 pytestmark = pytest.mark.spark
 
 
+@pytest.mark.slow
 def test_audit_sample_capped_and_joint_counts(spark, tmp_path):
     from dhs.stages import stage4d
 
