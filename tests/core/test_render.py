@@ -149,9 +149,9 @@ def test_interpolated_source_in_best_seeing_matches_lenstronomy_interpol(shared_
         _cosmos_templates(shared_data), (scale,), np.random.default_rng(int(scale * 10))
     )
     print(f"scale {scale}: worst |diff| / peak {worst:.4f}")
-    # raw cut-outs carry HST pixel noise; at scale 1 one lensed draw is 1.16 % of the peak off (0.65, 0.48,
-    # 0.41 % at the other scales); bank templates stay within 0.7 % (benchmarks/cosmos_render.py --accuracy)
-    assert worst <= (0.012 if scale == 1.0 else 0.01)
+    # raw cut-outs carry HST pixel noise; the worst draw (scale 1, lensed) comes from the cells next to the
+    # lens centre, whose images are arcs of the pseudo-caustic (integrated as sub-cells by the renderer)
+    assert worst <= 0.01
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
