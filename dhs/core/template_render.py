@@ -166,7 +166,15 @@ def band_limited_grid_flux(
         bx = np.broadcast_to(x1[None, :], shape)
         by = np.broadcast_to(y1[:, None], shape)
     quads = LevelQuads(source)
-    rays = _footprints(source, bx, by, skip)
+    block = _centre_block(x1, y1, h, skip) if lens.theta_e > 0 else None
+    main_skip = skip
+    if block is not None:
+        # (the block's cells are integrated below: the filtered pass skips them, and the widest footprints)
+        (r_lo, c_lo), xs, ys = block
+        n = _CENTRE_SPLIT
+        main_skip = np.zeros(shape, dtype=bool) if skip is None else skip.copy()
+        main_skip[r_lo : r_lo + ys.size // n, c_lo : c_lo + xs.size // n] = True
+    rays = _footprints(source, bx, by, main_skip)
     scale = source.flux * (h / source.pixel_size) ** 2
     if rays is None:
         flat, values = np.zeros(0, dtype=np.intp), np.zeros(0)
@@ -174,10 +182,8 @@ def band_limited_grid_flux(
         near, values = _filtered_values(*rays[1:], quads)
         flat, values = rays[0][near], values * scale
     rows, cols = np.divmod(flat, shape[1])
-    block = _centre_block(x1, y1, h, skip) if lens.theta_e > 0 else None
     if block is not None:
-        (r_lo, c_lo), xs, ys = block
-        cells = _point_sampled_cells(lens, source, xs, ys, quads) * (scale / _CENTRE_SPLIT**2)
+        cells = _point_sampled_cells(lens, source, xs, ys, quads) * (scale / n**2)
         rows = np.concatenate([rows, [r_lo - 1, r_lo + cells.shape[0]]])
         cols = np.concatenate([cols, [c_lo - 1, c_lo + cells.shape[1]]])
     if rows.size == 0:
@@ -339,10 +345,10 @@ def _filtered_values(c0, r0, a_c, a_r, b_c, b_r, quads: LevelQuads):
         reach_r = reach_c * uy
         reach_c *= ux
         lower_t, frac_t, c0_t, r0_t = lower[tap], frac[tap], c0[tap], r0[tap]
-        order = np.argsort(per_side, kind="stable")
-        bounds = np.flatnonzero(np.diff(per_side[order])) + 1
-        for sel in np.split(order, bounds):
-            m = int(per_side[sel[0]])
+        for m in _TAP_CLASSES:
+            sel = np.flatnonzero(per_side == m)
+            if sel.size == 0:
+                continue
             j = np.arange(-m, m + 1, dtype=np.float64) / m  # in units of the reach
             wts = np.exp(-0.5 * (_TAP_REACH * j) ** 2)
             wts /= wts.sum()
@@ -352,7 +358,7 @@ def _filtered_values(c0, r0, a_c, a_r, b_c, b_r, quads: LevelQuads):
             rr = np.multiply.outer(reach_r[sel], j)
             rr += r0_t[sel, None]
             vals = sample_levels(quads, cc, rr, lower_t[sel], frac_t[sel])
-            values[tap[sel]] = np.dot(vals, wts.astype(np.float32))
+            values[tap[sel]] = np.einsum("ij,j->i", vals, wts.astype(np.float32))  # (no BLAS: exact FP flags)
     return near, values
 
 
