@@ -9,7 +9,7 @@ smooth (band-limited) templates are rendered by dhs.core.template_render.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,7 +89,6 @@ class InterpolatedSource:
     y: float = 0.0
     angle: float = 0.0
     scale: float = 1.0
-    _padded: np.ndarray = field(init=False, repr=False)
     #: the renderer passes each ray's source-plane cell size (``cell``) for the anti-aliasing pre-filter
     wants_cell_size = True
     #: refine one 2x2 level at a time: the criterion (cells <= 1.1 template pixels) covers the whole
@@ -122,12 +121,9 @@ class InterpolatedSource:
             raise ValueError(f"InterpolatedSource.flux must be >= 0 nanomaggies, got {self.flux}")
         # border of zeros wide enough for the widest pre-filter (4 sigma) plus the bilinear zero ring
         border = 1 + math.ceil(4.0 * FILTER_SIGMAS[-1])
-        padded = np.zeros((tpl.shape[0] + 2 * border, tpl.shape[1] + 2 * border), dtype=np.float64)
-        padded[border:-border, border:-border] = tpl / total
         object.__setattr__(self, "template", tpl)
         object.__setattr__(self, "_border", border)
-        object.__setattr__(self, "_padded", padded)
-        object.__setattr__(self, "_padded32", padded.astype(np.float32))
+        object.__setattr__(self, "_total", total)
         object.__setattr__(self, "_non_negative", bool(tpl.min() >= 0.0))
         # refinement: largest cell (template pixels) and, for compact templates, the distance (template
         # pixels) from the centre of the farthest pixel above 1e-6 of the brightest (None: refine anywhere
@@ -162,8 +158,20 @@ class InterpolatedSource:
 
     def extent_radius(self, frac: float = 0.999) -> float:
         """Radius (arcsec) of the circle holding the whole (pre-filtered) template (``frac`` is ignored)."""
-        ny, nx = self._padded.shape
+        ny, nx = (n + 2 * self._border for n in self.template.shape)
         return 0.5 * math.hypot(nx, ny) * self.pixel_size
+
+    def _padded(self, dtype=np.float64) -> np.ndarray:
+        """The unit-sum template on its border of zeros (float64 or float32), built on first use (the
+        band-limited path never needs it) and kept with the levels."""
+        key = "padded " + np.dtype(dtype).name
+        arr = self._levels.get(key)
+        if arr is None:
+            b = self._border
+            arr = np.zeros((self.template.shape[0] + 2 * b, self.template.shape[1] + 2 * b), dtype=dtype)
+            arr[b:-b, b:-b] = self.template / self._total
+            self._levels[key] = arr
+        return arr
 
     def with_flux(self, flux: float) -> InterpolatedSource:
         """Copy with a different total flux (nanomaggies), sharing the template arrays."""
@@ -232,9 +240,17 @@ class InterpolatedSource:
         """Distance (template pixels) from the template centre to its farthest non-zero pixel."""
         r = self._levels.get("light_radius")
         if r is None:
-            rows, cols = np.nonzero(self.template)
+            # (per row, its first and last non-zero pixel: the farthest pixel is one of them)
+            nz = self.template != 0
+            rows = np.flatnonzero(nz.any(axis=1))
             ny, nx = self.template.shape
-            r = float(np.hypot(rows - 0.5 * (ny - 1), cols - 0.5 * (nx - 1)).max()) if rows.size else 0.0
+            if rows.size:
+                first = nz[rows].argmax(axis=1)
+                last = nx - 1 - nz[rows, ::-1].argmax(axis=1)
+                dc = np.maximum(np.abs(first - 0.5 * (nx - 1)), np.abs(last - 0.5 * (nx - 1)))
+                r = float(np.hypot(rows - 0.5 * (ny - 1), dc).max())
+            else:
+                r = 0.0
             self._levels["light_radius"] = r
         return r
 
@@ -263,7 +279,7 @@ class InterpolatedSource:
         if self.flux == 0.0:
             return out
         pix = self.pixel_size
-        ny, nx = self._padded.shape
+        ny, nx = (n + 2 * self._border for n in self.template.shape)
         cs = math.cos(self.angle) / pix
         sn = math.sin(self.angle) / pix
         dx = np.subtract(bx, self.x, dtype=dtype)
@@ -284,7 +300,7 @@ class InterpolatedSource:
         c = col.reshape(-1)[idx]
         r = row.reshape(-1)[idx]
         if cell is None:
-            val = bilinear((self._padded32 if dtype == np.float32 else self._padded), c, r)
+            val = bilinear(self._padded(np.float32 if dtype == np.float32 else np.float64), c, r)
         else:
             # pre-filtered levels live on a grid LEVEL_STEPS times finer
             c *= float(LEVEL_STEPS)
@@ -294,7 +310,7 @@ class InterpolatedSource:
                 t = float(level_position(_ALIAS_SIGMA * float(cell) / pix))
                 k = min(int(t), top)
                 w = t - k
-                stack = level_stack(self._levels, self._padded, dtype, k, k + 1 if w > 0.0 else k)
+                stack = level_stack(self._levels, self._padded(), dtype, k, k + 1 if w > 0.0 else k)
                 val = bilinear(stack[k], c, r)
                 if w > 0.0:
                     val *= 1.0 - w
@@ -304,7 +320,7 @@ class InterpolatedSource:
                 t = level_position(h * (_ALIAS_SIGMA / pix))
                 k = np.minimum(t.astype(np.intp), top)
                 w = (t - k).astype(dtype)
-                stack = level_stack(self._levels, self._padded, dtype, int(k.min()), int(k.max()) + 1)
+                stack = level_stack(self._levels, self._padded(), dtype, int(k.min()), int(k.max()) + 1)
                 v0, v1 = bilinear(stack, c, r, level=k, pair=True)
                 v1 -= v0
                 v1 *= w

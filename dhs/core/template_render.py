@@ -37,6 +37,7 @@ under-filtered, in a region of little lensed light.  Sampling the levels: dhs.co
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -86,19 +87,29 @@ def is_band_limited(template: np.ndarray) -> bool:
     total = t.sum()
     if not total > 0 or np.abs(t).max() > 0.1 * total:
         return False
-    yy, xx = np.indices(t.shape, dtype=np.float64)
-    mx, my = (t * xx).sum() / total, (t * yy).sum() / total
-    rms2 = (t * ((xx - mx) ** 2 + (yy - my) ** 2)).sum() / total
+    # (the rms radius from the two marginal profiles)
+    rms2 = 0.0
+    for profile in (t.sum(axis=0), t.sum(axis=1)):
+        x = np.arange(profile.size, dtype=np.float64)
+        mean = (profile * x).sum() / total
+        rms2 += (profile * (x - mean) ** 2).sum() / total
     if not rms2 >= _MIN_RMS_PIXELS**2:
         return False
-    spec = np.abs(np.fft.rfft2(np.asarray(template, dtype=np.float64)))
+    spec = np.abs(np.fft.rfft2(t))
     dc = spec[0, 0]
     if not dc > 0:
         return False
-    fy = np.fft.fftfreq(template.shape[0])[:, None]
-    fx = np.fft.rfftfreq(template.shape[1])[None, :]
-    high = fx * fx + fy * fy >= _SMOOTH_FREQ**2
-    return bool(spec[high].max(initial=0.0) <= _SMOOTH_LEVEL * dc)
+    return bool(spec[_high_frequencies(t.shape)].max(initial=0.0) <= _SMOOTH_LEVEL * dc)
+
+
+@functools.lru_cache(maxsize=32)
+def _high_frequencies(shape: tuple[int, int]) -> np.ndarray:
+    """Mask of the real-FFT frequencies of a ``shape`` image at or beyond _SMOOTH_FREQ cycles/pixel."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    mask = fx * fx + fy * fy >= _SMOOTH_FREQ**2
+    mask.setflags(write=False)
+    return mask
 
 
 def _level_position(variance: np.ndarray) -> np.ndarray:
