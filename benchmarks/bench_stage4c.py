@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _manifest(cfg, replicate: int, out: Path) -> tuple[str, int]:
@@ -140,6 +141,8 @@ def in_process_split(cfg, manifest: str) -> dict:
 
 
 def spark_end_to_end(cfg, manifest: str, one: str, n: int, out: Path) -> dict:
+    from bench_scale import TreeSampler
+
     from dhs.spark import get_spark
     from dhs.stages import stage4c
 
@@ -150,10 +153,12 @@ def spark_end_to_end(cfg, manifest: str, one: str, n: int, out: Path) -> dict:
         s = cfg.stage4c.model_copy(update={"manifest_path": path})
         c = cfg.model_copy(update={"stage4c": s, "output_root": str(out / f"out_{name}"), "force": True})
         t0 = time.perf_counter()
-        stage4c.run(spark, c)
+        with TreeSampler() as sampler:  # (peak RSS of the Python workers: bank, Arrow batch, render scratch)
+            stage4c.run(spark, c)
         res[name] = time.perf_counter() - t0
     marginal = max(res["full"] - res["one"], 1e-9)
     return {"cores": cores, "seconds_full": res["full"], "seconds_one_row": res["one"],
+            "pyworker_peak_rss_mb": sampler.peak["pyworker_max_mb"],
             "stamps_per_s_per_core_incl_fixed": n / (res["full"] * cores),
             "stamps_per_s_per_core_marginal": (n - 1) / (marginal * cores)}
 
@@ -191,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench4c] Spark local[{e2e['cores']}]: {n} rows in {e2e['seconds_full']:.1f} s "
               f"(1-row job {e2e['seconds_one_row']:.1f} s): {e2e['stamps_per_s_per_core_incl_fixed']:.0f} "
               f"stamps/s/core incl. fixed cost, {e2e['stamps_per_s_per_core_marginal']:.0f} marginal")
+        print(f"[bench4c] largest Python worker: peak RSS {e2e['pyworker_peak_rss_mb']:.0f} MB "
+              f"(stage4c.cache_bytes = {cfg.stage4c.cache_bytes}, bank {cfg.stage4c.cosmos_bank or 'none'})")
         result["spark"] = e2e
     print(json.dumps(result))
     return 0

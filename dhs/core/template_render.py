@@ -345,10 +345,15 @@ def _filtered_values(c0, r0, a_c, a_r, b_c, b_r, quads: LevelQuads):
     if tap.size:
         resid = np.maximum(maj - base, 0.0)
         spacing_var = np.maximum(base, np.float32(_MIN_TAP_SPACING_VARIANCE))
-        per_side = _tap_class(np.ceil(_TAP_REACH / _TAP_SPACING * np.sqrt(resid / spacing_var)))
+        # tap class of every ray (index into _TAP_CLASSES), rays then ordered by class: one slice per class
+        wanted = np.ceil(_TAP_REACH / _TAP_SPACING * np.sqrt(resid / spacing_var))
+        cls = np.searchsorted(_TAP_CLASSES, np.minimum(wanted, _MAX_TAPS_PER_SIDE)).astype(np.int8)
+        order = np.argsort(cls, kind="stable")  # (a radix sort for int8)
+        ends = np.cumsum(np.bincount(cls, minlength=len(_TAP_CLASSES)))
+        tap = tap[order]
         # major-axis direction (unit vector in template pixels)
         ux = cxy[tap]
-        uy = maj - cxx[tap]
+        uy = maj[order] - cxx[tap]
         swap = np.abs(ux) + np.abs(uy) < 1e-30
         ux = np.where(swap, 1.0, ux)
         uy = np.where(swap, 0.0, uy)
@@ -356,29 +361,34 @@ def _filtered_values(c0, r0, a_c, a_r, b_c, b_r, quads: LevelQuads):
         ux *= norm
         uy *= norm
         # the major-axis step from the centre to the outermost tap (template pixels, float32)
-        reach_c = np.sqrt(resid)
+        reach_c = np.sqrt(resid[order])
         reach_c *= _TAP_REACH
         reach_r = reach_c * uy
         reach_c *= ux
         lower_t, frac_t, c0_t, r0_t = lower[tap], frac[tap], c0[tap], r0[tap]
-        for m in _TAP_CLASSES:
-            sel = np.flatnonzero(per_side == m)
-            if sel.size == 0:
+        start = 0
+        for m, end in zip(_TAP_CLASSES, ends):
+            if end == start:
                 continue
-            j = np.arange(-m, m + 1, dtype=np.float64) / m  # in units of the reach
-            wts = np.exp(-0.5 * (_TAP_REACH * j) ** 2)
-            wts /= wts.sum()
-            j = j.astype(np.float32)
+            sel = slice(start, int(end))
+            start = int(end)
+            j, wts = _tap_offsets(m)
             cc = np.multiply.outer(reach_c[sel], j)  # (k, 2m+1) tap positions, template pixels
             cc += c0_t[sel, None]
             rr = np.multiply.outer(reach_r[sel], j)
             rr += r0_t[sel, None]
             vals = sample_levels(quads, cc, rr, lower_t[sel], frac_t[sel])
-            values[tap[sel]] = np.einsum("ij,j->i", vals, wts.astype(np.float32))  # (no BLAS: exact FP flags)
+            values[tap[sel]] = np.einsum("ij,j->i", vals, wts)  # (no BLAS: exact FP flags)
     return near, values
 
 
-def _tap_class(per_side: np.ndarray) -> np.ndarray:
-    """Taps per side (>= 1) rounded up to the next of _TAP_CLASSES: a few groups of equal tap counts."""
-    classes = np.asarray(_TAP_CLASSES)
-    return classes[np.searchsorted(classes, np.minimum(per_side, _MAX_TAPS_PER_SIDE))]
+@functools.cache
+def _tap_offsets(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets in units of the reach, Gaussian weights summing to 1) of 2m + 1 taps, float32 (read-only)."""
+    j = np.arange(-m, m + 1, dtype=np.float64) / m
+    wts = np.exp(-0.5 * (_TAP_REACH * j) ** 2)
+    wts /= wts.sum()
+    j, wts = j.astype(np.float32), wts.astype(np.float32)
+    j.setflags(write=False)
+    wts.setflags(write=False)
+    return j, wts
