@@ -6,7 +6,10 @@ only error that matters is therefore aliasing: source structure at the cell grid
 image plane) folding onto the low frequencies the PSF passes.  Here every ray samples the template smoothed
 by a Gaussian that is *isotropic in the image plane*, of sigma ``FILTER_WIDTH`` x h (transfer 0.007 at 1/h,
 against ~0 at the cell box's own zeros and 0.09 for sigma 0.35 h), mapped to the source plane through the
-local lens Jacobian J: an anisotropic Gaussian of covariance (FILTER_WIDTH h)^2 J J^T.  It is made of an
+local lens Jacobian J: an anisotropic Gaussian of covariance (FILTER_WIDTH h)^2 J J^T, centred where the
+mapped image-plane Gaussian has its mean (the ray moved by (FILTER_WIDTH h)^2 / 2 x the Laplacian of the lens
+mapping: near the SIE centre, where it is ~theta_E / r^2, the unshifted means of demagnified cells were 2-3 %
+low; tests/core/test_template_centre.py).  It is made of an
 isotropic pre-filtered level of the template (its minor width) and, where the footprint is elongated (near
 critical curves, around the lens centre), Gaussian-weighted taps along the major axis.  The extra blur over
 the cell box, a Gaussian of variance (FILTER_WIDTH^2 - 1/12) h^2 in the image plane, is removed to second
@@ -27,12 +30,12 @@ inverse FFT each, built on first use) and the unfiltered template serves footpri
 peak and 0.14 % of the flux against the 16x brute force).
 Other templates (single bright pixels, compact Gaussians) take the adaptive renderer of dhs.core.render, which samples pre-filtered levels on a quarter-pixel grid.
 
-Cells within two cells of the lens centre are each integrated as 4 x 4 sub-cells (in the same pass as the
-other rays): there the SIE deflection is singular and a cell's source-plane image is an arc of the
-pseudo-caustic, which no Gaussian footprint describes (a raw COSMOS cut-out in 0.8" seeing was 1.16 % of the
-peak off at the lens centre without it, 0.6 % with; tests/core/test_render.py).  Levels reach a Gaussian
-sigma of 4 template pixels: footprints wider than that (demagnified rays around the lens centre) are
-under-filtered, in a region of little lensed light.  Sampling the levels: dhs.core.level_sampling.
+Cells within four cells of the lens centre are each the sum of 6 x 6 point samples of the unfiltered template
+(as the 16x-per-pixel brute force): there the SIE deflection is singular and a cell's source-plane image is
+a curved arc of the pseudo-caustic, which neither a Gaussian footprint nor straight taps describe (without
+it, a raw COSMOS cut-out in 0.8" seeing is 1.16 % of the peak off next to the lens centre; with it 0.5 %:
+tests/core/test_render.py).  Elsewhere levels reach a Gaussian sigma of 4 template pixels: footprints wider
+than that (demagnified rays) are under-filtered, in a region of little lensed light.  Sampling the levels: dhs.core.level_sampling.
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def band_limited_grid_flux(
     Same contract as dhs.core.render.lensed_grid_flux (x1 columns, y1 rows, arcsec from the lens centre;
     cells where the (rows, cols) mask ``skip`` is True hold 0) for a band-limited InterpolatedSource.
     The cells next to the lens centre, where the SIE deflection is singular and a cell's image is an arc of
-    the pseudo-caustic rather than a footprint, are each integrated as _CENTRE_SPLIT^2 sub-cells.
+    the pseudo-caustic rather than a footprint, are each the sum of _CENTRE_SPLIT^2 point samples.
     """
     from .lens import ray_shoot_grid
 
@@ -278,7 +281,34 @@ def _footprints(source, bx: np.ndarray, by: np.ndarray, skip, steps: bool = True
         return None
     c0 = col.reshape(-1)[flat].astype(np.float32, copy=False)
     r0 = row.reshape(-1)[flat].astype(np.float32, copy=False)
-    return (flat, c0, r0) + (_cell_steps(col, row, flat) if steps else ())
+    if not steps:
+        return flat, c0, r0
+    # the mean of a footprint is off its ray where the lens mapping bends: E[beta(theta + d)] = beta +
+    # sigma^2 / 2 x laplacian(beta) for the image-plane Gaussian d of sigma FILTER_WIDTH cells (second order;
+    # near the SIE centre the laplacian ~ theta_E / r^2 moved the filtered means of demagnified cells 2-3 %)
+    lap_c, lap_r = _cell_laplacians(col, row, flat)
+    c0 = c0 + np.float32(0.5 * FILTER_WIDTH**2) * lap_c
+    r0 = r0 + np.float32(0.5 * FILTER_WIDTH**2) * lap_r
+    return (flat, c0, r0) + _cell_steps(col, row, flat)
+
+
+def _cell_laplacians(col: np.ndarray, row: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Five-point Laplacians (template pixels per cell step^2, float32) of the ray grids ``col`` and ``row``
+    at the flat grid indices ``flat``; 0 on the grid's edges."""
+    height, width = col.shape
+    r, c = np.divmod(flat, width)
+    interior = (r > 0) & (r < height - 1) & (c > 0) & (c < width - 1)
+    if height < 3 or width < 3:
+        zero = np.zeros(flat.size, dtype=np.float32)
+        return zero, zero
+    f = np.where(interior, flat, width + 1)
+    out = []
+    for grid in (col, row):
+        g = grid.reshape(-1)
+        lap = (g[f + 1] + g[f - 1] + g[f + width] + g[f - width] - 4.0 * g[f]).astype(np.float32)
+        lap[~interior] = 0.0
+        out.append(lap)
+    return out[0], out[1]
 
 
 def _filtered_values(c0, r0, a_c, a_r, b_c, b_r, quads: LevelQuads):
