@@ -8,7 +8,7 @@ by a Gaussian that is *isotropic in the image plane*, of sigma ``FILTER_WIDTH`` 
 against ~0 at the cell box's own zeros and 0.09 for sigma 0.35 h), mapped to the source plane through the
 local lens Jacobian J: an anisotropic Gaussian of covariance (FILTER_WIDTH h)^2 J J^T, centred where the
 mapped image-plane Gaussian has its mean (the ray moved by (FILTER_WIDTH h)^2 / 2 x the Laplacian of the lens
-mapping: near the SIE centre, where it is ~theta_E / r^2, the unshifted means of demagnified cells were 2-3 %
+mapping: near the SIE centre, where it is ~theta_E / r^2, unshifted means of demagnified cells are 2-3 %
 low; tests/core/test_template_centre.py).  It is made of an
 isotropic pre-filtered level of the template (its minor width) and, where the footprint is elongated (near
 critical curves, around the lens centre), Gaussian-weighted taps along the major axis.  The extra blur over
@@ -285,7 +285,7 @@ def _footprints(source, bx: np.ndarray, by: np.ndarray, skip, steps: bool = True
         return flat, c0, r0
     # the mean of a footprint is off its ray where the lens mapping bends: E[beta(theta + d)] = beta +
     # sigma^2 / 2 x laplacian(beta) for the image-plane Gaussian d of sigma FILTER_WIDTH cells (second order;
-    # near the SIE centre the laplacian ~ theta_E / r^2 moved the filtered means of demagnified cells 2-3 %)
+    # near the SIE centre the laplacian ~ theta_E / r^2 moves the filtered means of demagnified cells 2-3 %)
     lap_c, lap_r = _cell_laplacians(col, row, flat)
     c0 = c0 + np.float32(0.5 * FILTER_WIDTH**2) * lap_c
     r0 = r0 + np.float32(0.5 * FILTER_WIDTH**2) * lap_r
