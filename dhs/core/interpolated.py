@@ -158,8 +158,13 @@ class InterpolatedSource:
 
     def extent_radius(self, frac: float = 0.999) -> float:
         """Radius (arcsec) of the circle holding the whole (pre-filtered) template (``frac`` is ignored)."""
-        ny, nx = (n + 2 * self._border for n in self.template.shape)
+        ny, nx = self._padded_shape
         return 0.5 * math.hypot(nx, ny) * self.pixel_size
+
+    @property
+    def _padded_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the template on its border of zeros."""
+        return self.template.shape[0] + 2 * self._border, self.template.shape[1] + 2 * self._border
 
     def _padded(self, dtype=np.float64) -> np.ndarray:
         """The unit-sum template on its border of zeros (float64 or float32), built on first use (the
@@ -168,7 +173,7 @@ class InterpolatedSource:
         arr = self._levels.get(key)
         if arr is None:
             b = self._border
-            arr = np.zeros((self.template.shape[0] + 2 * b, self.template.shape[1] + 2 * b), dtype=dtype)
+            arr = np.zeros(self._padded_shape, dtype=dtype)
             arr[b:-b, b:-b] = self.template / self._total
             self._levels[key] = arr
         return arr
@@ -279,7 +284,7 @@ class InterpolatedSource:
         if self.flux == 0.0:
             return out
         pix = self.pixel_size
-        ny, nx = (n + 2 * self._border for n in self.template.shape)
+        ny, nx = self._padded_shape
         cs = math.cos(self.angle) / pix
         sn = math.sin(self.angle) / pix
         dx = np.subtract(bx, self.x, dtype=dtype)

@@ -187,7 +187,7 @@ def band_limited_grid_flux(
     block = _centre_block(x1, y1, h, skip) if lens.theta_e > 0 else None
     main_skip = skip
     if block is not None:
-        # (the block's cells are integrated below: the filtered pass skips them, and the widest footprints)
+        # (the block's cells, and with them the widest footprints, are left to _point_sampled_cells)
         (r_lo, c_lo), xs, ys = block
         n = _CENTRE_SPLIT
         main_skip = np.zeros(shape, dtype=bool) if skip is None else skip.copy()
@@ -227,7 +227,7 @@ def band_limited_grid_flux(
 def _centre_block(x1: np.ndarray, y1: np.ndarray, h: float, skip):
     """((row, col) of its first cell, sub-cell x, sub-cell y) of the block of cells within _CENTRE_CELLS of
     the lens centre, split _CENTRE_SPLIT times per axis (arcsec from the lens centre); None when the lens
-    centre is off the grid or ``skip`` covers the block."""
+    centre is off the grid or ``skip`` holds any of the block's cells (the filtered pass then covers them)."""
     ic, ir = int(np.abs(x1).argmin()), int(np.abs(y1).argmin())
     if abs(float(x1[ic])) > 0.5 * h or abs(float(y1[ir])) > 0.5 * h:
         return None
