@@ -27,7 +27,7 @@ from .interpolated import InterpolatedSource
 from .lens import LensBatch, SIELens
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
-from .refinement import _MOMENT_DEPTH, BASE_TOL, _core_radius, refined_cell_means, stretched_window
+from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
 from .render import DEFAULT_SUPERSAMPLE, _check_grid, refine_levels, render_lensed_bands, subpixel_axes
 from .scratch import scratch_array
 from .sersic import SersicSource
@@ -78,7 +78,7 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
         c = cells - r * nx
         means, mom = refined_cell_means(
             lenses.take(planes), sources.take(planes),
-            x1[planes, c], y1[planes, r], h, 1, max_levels, moments=_MOMENT_DEPTH,
+            x1[planes, c], y1[planes, r], h, 1, max_levels, moments=max_levels,
         )
         sb.reshape(-1)[idx] = means
         _add_subcell_moments(sb, r, c, mom, planes)

@@ -91,9 +91,6 @@ class InterpolatedSource:
     scale: float = 1.0
     #: the renderer passes each ray's source-plane cell size (``cell``) for the anti-aliasing pre-filter
     wants_cell_size = True
-    #: refine one 2x2 level at a time: the criterion (cells <= 1.1 template pixels) covers the whole
-    #: template, so the cost is per ray and overshooting it by a level would cost 4x the rays
-    refinement_levels_per_step = 1
     #: the refinement samples the template to <= 1.1 template pixels, below which its bilinear surface is
     #: smooth: the renderer carries the sub-cell moments of its light one refinement step only
     smooth_below_refinement = True

@@ -1,7 +1,7 @@
 """Adaptive quadrature of a surface brightness over square image-plane cells.
 
 The renderer (dhs.core.render) point-samples the source on its cell grid; cells where that is not
-accurate enough are integrated here: each with the 2x2 Gauss-Legendre rule, split 4x4 (or 2x2) where the
+accurate enough are integrated here: each with the 2x2 Gauss-Legendre rule, split 2x2 where the
 source still flags it as under-resolved, down to MAX_REFINE_LEVELS halvings (refined_cell_means).  Cells
 are flagged by the source (its ``evaluate`` / ``needs_refinement``, see dhs.core.source_profile) and, near
 the lens centre where cells map to larger source-plane patches, by stretched_window / _flag_demagnified.
@@ -44,11 +44,6 @@ def _core_radius(h: float, level: int, max_levels: int) -> float:
     return 0.25 * h / 2 ** (max_levels - level)
 
 
-#: refinement steps below the base grid that carry the sub-cell moments of light (see refined_cell_means):
-#: three reach the finest Sersic cells, so a point-like source off the cell centres keeps its position to
-#: 0.0003 pixel (one step, with the sub-cells' light taken as smooth: 0.02 pixel).  Sources whose light is
-#: smooth below the refined cells (``smooth_below_refinement``: templates) carry them one step
-_MOMENT_DEPTH = 3
 #: Gauss-Legendre 2-point offset in units of the cell side
 _GL_UNIT = 1.0 / (2.0 * math.sqrt(3.0))
 
@@ -67,15 +62,16 @@ def refined_cell_means(
 
     Each cell is integrated with the 2x2 Gauss-Legendre rule (exact for bicubic variations).  Cells the
     source still flags as under-resolved for that rule (judged on the size of the cell's image in the
-    source plane) are split 4x4 (two levels at once; 2x2 for the last level) and treated the same way,
-    down to ``max_levels`` (default MAX_REFINE_LEVELS) halvings of the cell side: adaptive supersampling
-    for compact sources, Sersic cusps and strongly stretched regions of the lens map.
+    source plane) are split 2x2 and treated the same way, down to ``max_levels`` (default
+    MAX_REFINE_LEVELS) halvings of the cell side: adaptive supersampling for compact sources, Sersic cusps
+    and strongly stretched regions of the lens map.
 
     With ``moments`` > 0, also returns each cell's first and second moments of the light about its centre,
-    from its 2x2 points or its k x k sub-cells: a (5, n) array (Mx, My, Qxx, Qyy, Qxy) with
+    from its 2x2 points or its 2x2 sub-cells: a (5, n) array (Mx, My, Qxx, Qyy, Qxy) with
     M = integral of (offset / h) S / h^2 and Q = integral of (offset / h)^2 S / h^2 (a uniform cell has
-    M = 0 and Qxx = Qyy = mean / 12).  ``moments`` is the number of refinement steps that carry them;
-    below that, sub-cells count as smooth (first moments from their neighbours' differences, exact for
+    M = 0 and Qxx = Qyy = mean / 12).  ``moments`` is the number of refinement levels that carry them
+    (``max_levels`` follows them to the finest cells: a point-like source off the cell centres keeps its
+    position to ~0.0003 pixel); below that, sub-cells count as smooth (first moments from their neighbours' differences, exact for
     a linear gradient; _smooth_moments).
     """
     if max_levels is None:
@@ -133,14 +129,9 @@ def refined_cell_means(
     mom = _gl_moments(sb, means) if moments else None
     idx = np.flatnonzero(flags.any(axis=1))
     if idx.size:
-        # split k x k: two levels at once (k = 4) while that stays within max_levels -- each recursion
-        # step costs mostly fixed per-call overhead on a few hundred cells, so fewer, larger steps are
-        # faster, and the skipped intermediate level only made the integration coarser.  Sources whose
-        # criterion is a sampling size over large areas (templates: refinement_levels_per_step = 1) are
-        # split one level at a time: there the cost is per ray, and two levels would sample 2x finer
-        # than the criterion asks, with 4x the rays
-        two = source.refinement_levels_per_step == 2
-        k = 4 if two and level + 2 <= max_levels else 2
+        # split 2x2, one level per step: only the sub-cells still flagged are split again (a k x k split
+        # of several levels at once evaluates up to 4x the rays for the same accuracy)
+        k = 2
         offs = ((np.arange(k, dtype=np.float64) + 0.5) / k - 0.5) * h
         m = idx.size
         cx = np.empty((m, k, k), dtype=x.dtype)
@@ -158,7 +149,7 @@ def refined_cell_means(
             cx.reshape(-1),
             cy.reshape(-1),
             h / k,
-            level + (2 if k == 4 else 1),
+            level + 1,
             max_levels,
             moments=moments - 1 if moments > 1 else 0,
         )

@@ -38,7 +38,6 @@ from .lens import SIELens, ray_shoot_grid
 from .outside_flux import image_plane_half_width, lensed_flux_outside_box  # noqa: F401 (re-exported)
 from .psf import check_moffat
 from .refinement import (  # noqa: F401 (GL_TOL, stretched_window: re-exported)
-    _MOMENT_DEPTH,
     BASE_TOL,
     GL_TOL,
     MAX_REFINE_LEVELS,
@@ -210,7 +209,7 @@ def lensed_grid_flux(
                 h,
                 1,
                 max_levels,
-                moments=1 if source.smooth_below_refinement else _MOMENT_DEPTH,
+                moments=1 if source.smooth_below_refinement else max_levels,
             )
             sb.reshape(-1)[idx] = means
             _add_subcell_moments(sb, rows, cols, mom)

@@ -114,10 +114,8 @@ class SersicSource:
     #: a Sersic profile is positive everywhere (its flux is >= 0)
     non_negative = True
     #: how the renderer treats the profile (dhs.core.source_profile): point samples, not cell means;
-    #: refinement two 2x2 levels at a time; sub-cell moments followed down the whole refinement (cusps,
-    #: compact sources); always the adaptive quadrature (band_limited_grid_flux gives None)
+    #: sub-cell moments followed down the whole refinement (cusps, compact sources); always the adaptive quadrature (band_limited_grid_flux gives None)
     wants_cell_size = False
-    refinement_levels_per_step = 2
     smooth_below_refinement = False
     band_limited = False
 

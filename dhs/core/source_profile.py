@@ -29,8 +29,6 @@ class RefinableProfile(Protocol):
         wants_cell_size: True when ``evaluate`` uses ``cell`` (the source-plane size of the area each ray
             stands for, arcsec) as an anti-aliasing pre-filter width; its values are then means over that
             area, not point samples, and the renderer applies no Laplacian correction to them.
-        refinement_levels_per_step: 1 or 2, how many 2x2 levels the adaptive refinement may split a
-            flagged cell by at once (2: fewer, larger steps; 1: when the cost is per ray).
         smooth_below_refinement: True when the light has no structure below the refined cells, so the
             renderer follows the sub-cell moments of its light one refinement step only.
         non_negative: True when the surface brightness is >= 0 everywhere (so are its images: the
@@ -38,7 +36,6 @@ class RefinableProfile(Protocol):
     """
 
     wants_cell_size: bool
-    refinement_levels_per_step: int
     smooth_below_refinement: bool
     non_negative: bool
 

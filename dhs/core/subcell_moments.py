@@ -141,7 +141,7 @@ def _add_subcell_moments(
     is concentrated below the cell size -- a Sersic cusp or a compact source -- its true position and spread
     within the cell differ from that: without a correction the cusp would be drawn at the cell centre,
     shifting compact images by up to half a cell (2-4 % of the peak in 0.65" seeing at supersampling 3).  The refined cells' own moments
-    (``refined_cell_means(..., moments=_MOMENT_DEPTH)``) are compared with the implied ones and the
+    (``refined_cell_means(..., moments=max_levels)``) are compared with the implied ones and the
     differences added as zero-flux patterns on the neighbouring cells: a dipole (+d/2 at c+1, -d/2 at
     c-1) for each first moment, a (1/2, -1, 1/2) triplet for each second moment along an axis, and a
     +-1/4 quartet on the diagonals for the cross moment.  Cells on the grid's edge are left as they are.

@@ -117,12 +117,34 @@ def _fold(arr: np.ndarray, first: int, period: int, axis: int) -> np.ndarray:
     return out
 
 
+def _fold_half(arr: np.ndarray, period: int) -> np.ndarray:
+    """The non-negative half (frequencies 0 .. period // 2) of _fold(full, -(u - 1), period, -1), where
+    ``full`` is the Hermitian spectrum whose frequencies 0 .. u - 1 are ``arr`` (..., u) along the last
+    axis: what an inverse real FFT of length ``period`` reads, without building the negative half.
+
+    Terms are added in ascending signed frequency (as _fold does): negative frequencies -j (conjugates
+    of arr[j]) first, then the non-negative ones.
+    """
+    u = arr.shape[-1]
+    half = period // 2
+    out = np.zeros(arr.shape[:-1] + (half + 1,), dtype=arr.dtype)
+    # negative frequencies, most negative first: -j lands on (-j) mod period, kept when that is <= half
+    for start in range(((u - 1) // period) * period, -1, period * -1):
+        j_lo, j_hi = start + period - half, min(start + period - 1, u - 1)
+        if j_hi >= j_lo:  # -j for j in [j_lo, j_hi] lands on period - (j - start), descending from half
+            out[..., period - (j_hi - start) : half + 1] += np.conj(arr[..., j_hi : j_lo - 1 if j_lo else None : -1])
+        if 0 < start <= u - 1:  # -start lands on 0
+            out[..., 0] += np.conj(arr[..., start])
+    for start in range(0, u, period):
+        stop = min(start + half + 1, u)
+        out[..., : stop - start] += arr[..., start:stop]
+    return out
+
+
 def _spectra(w: np.ndarray, l_pix: int, ss: int, u: int) -> np.ndarray:
     """Pruned forward transforms  of (G, M, M) cell fluxes: (G, 2u-1, u) complex64."""
     big = l_pix * ss
-    padded = np.zeros(w.shape[:2] + (big,), dtype=np.float32)
-    padded[:, :, : w.shape[2]] = w
-    a = sfft.rfft(padded, axis=2)[:, :, :u]
+    a = sfft.rfft(w, n=big, axis=2)[:, :, :u]  # (zero-padded to the period)
     b = sfft.fft(a, n=big, axis=1)
     return np.concatenate((b[:, big - u + 1 :], b[:, :u]), axis=1)
 
@@ -142,9 +164,7 @@ def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pi
     yf = _fold(prod, -(u - 1), l_pix, axis=1)
     rows = sfft.ifft(yf, axis=1)[:, :size]
     rows *= ax[:, None, :]  # (the x shift commutes with the transforms along y)
-    full = np.concatenate((np.conj(rows[:, :, :0:-1]), rows), axis=2)
-    xf = _fold(full, -(u - 1), l_pix, axis=2)
-    img = sfft.irfft(xf[:, :, : l_pix // 2 + 1], n=l_pix, axis=2)[:, :, :size]
+    img = sfft.irfft(_fold_half(rows, l_pix), n=l_pix, axis=2)[:, :, :size]
     return img.astype(np.float64)
 
 

@@ -21,7 +21,6 @@ def test_both_source_classes_satisfy_the_protocol(source):
     assert isinstance(source.with_flux(2.0), SourceProfile)
     # the renderer's flags are plain values of the documented types
     assert isinstance(source.wants_cell_size, bool)
-    assert source.refinement_levels_per_step in (1, 2)
     assert isinstance(source.smooth_below_refinement, bool)
     assert isinstance(source.non_negative, bool)
     assert isinstance(source.band_limited, bool)
