@@ -38,8 +38,9 @@ from .transfer import psf_images
 
 __all__ = ["render_lensed_batch"]
 
-#: rows rendered together (bounds the working memory to ~5 MB per row at size 64, supersampling 3)
-CHUNK_ROWS = 32
+#: rows rendered together: their working arrays (~5 MB per row at size 64, supersampling 3) stay in the CPU
+#: caches (8 rows per chunk measured a few per cent faster than 4, 16 or 32)
+CHUNK_ROWS = 8
 
 
 def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float, max_levels: int) -> np.ndarray:
