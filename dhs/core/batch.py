@@ -28,7 +28,8 @@ from .lens import LensBatch, SIELens
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
 from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
-from .render import DEFAULT_SUPERSAMPLE, _check_grid, refine_levels, render_lensed_bands, subpixel_axes
+from .render import (DEFAULT_SUPERSAMPLE, _check_grid, apply_edge_weights, refine_levels, render_lensed_bands,
+                     subpixel_axes)
 from .scratch import scratch_array
 from .sersic import SersicSource
 from .sersic_batch import SersicBatch
@@ -126,8 +127,7 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
         sel = np.flatnonzero(levels == lv)
         w[sel] = _grids_flux([lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, int(lv))
     for i, a in enumerate(axes):
-        w[i] *= a[3][:, None]
-        w[i] *= a[2][None, :]
+        apply_edge_weights(w[i], a[2], a[3])
     shifts = np.array([a[4] for a in axes], dtype=np.float64)
     # (a Sersic source is non-negative, and so are its images)
     out[...] = psf_images(w, shifts, fluxes, fwhm, beta, size, ss, pixscale, clip=np.ones(n, dtype=bool))

@@ -235,9 +235,24 @@ def unit_lensed_subpixel_flux(
     """
     x1, y1, wx, wy, _ = subpixel_axes(size, supersample, pixscale, offset_pix)
     w = lensed_grid_flux(lens, source, x1, y1, pixscale / supersample)
-    w *= wy[:, None]
-    w *= wx[None, :]
+    apply_edge_weights(w, wx, wy)
     return w
+
+
+def apply_edge_weights(w: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> None:
+    """Multiply cell fluxes w (..., rows, cols) by the coverage weights of subpixel_axes (in place).
+
+    Only the two outermost cells on each side have weights other than 1, so only they are touched (the
+    same values as w * wy[:, None] * wx[None, :]).
+    """
+    if wy.size < 4 or wx.size < 4:  # (the two ends overlap)
+        w *= wy[:, None]
+        w *= wx[None, :]
+        return
+    for part in (slice(0, 2), slice(-2, None)):
+        w[..., part, :] *= wy[part, None]
+    for part in (slice(0, 2), slice(-2, None)):
+        w[..., part] *= wx[None, part]
 
 
 def _validate_psf(fwhm, beta, what: str) -> tuple[float, float]:
