@@ -28,8 +28,14 @@ from .lens import LensBatch, SIELens
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
 from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
-from .render import (DEFAULT_SUPERSAMPLE, _check_grid, apply_edge_weights, refine_levels, render_lensed_bands,
-                     subpixel_axes)
+from .render import (
+    DEFAULT_SUPERSAMPLE,
+    _check_grid,
+    apply_edge_weights,
+    refine_levels,
+    render_lensed_bands,
+    subpixel_axes,
+)
 from .scratch import scratch_array
 from .sersic import SersicSource
 from .sersic_batch import SersicBatch

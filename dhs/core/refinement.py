@@ -71,8 +71,8 @@ def refined_cell_means(
     M = integral of (offset / h) S / h^2 and Q = integral of (offset / h)^2 S / h^2 (a uniform cell has
     M = 0 and Qxx = Qyy = mean / 12).  ``moments`` is the number of refinement levels that carry them
     (``max_levels`` follows them to the finest cells: a point-like source off the cell centres keeps its
-    position to ~0.0003 pixel); below that, sub-cells count as smooth (first moments from their neighbours' differences, exact for
-    a linear gradient; _smooth_moments).
+    position to ~0.0003 pixel); below that, sub-cells count as smooth (first moments from their
+    neighbours' differences, exact for a linear gradient; _smooth_moments).
     """
     if max_levels is None:
         max_levels = MAX_REFINE_LEVELS

@@ -114,7 +114,8 @@ class SersicSource:
     #: a Sersic profile is positive everywhere (its flux is >= 0)
     non_negative = True
     #: how the renderer treats the profile (dhs.core.source_profile): point samples, not cell means;
-    #: sub-cell moments followed down the whole refinement (cusps, compact sources); always the adaptive quadrature (band_limited_grid_flux gives None)
+    #: sub-cell moments followed down the whole refinement (cusps, compact sources); always the adaptive
+    #: quadrature (band_limited_grid_flux gives None)
     wants_cell_size = False
     smooth_below_refinement = False
     band_limited = False

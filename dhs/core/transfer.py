@@ -129,10 +129,11 @@ def _fold_half(arr: np.ndarray, period: int) -> np.ndarray:
     half = period // 2
     out = np.zeros(arr.shape[:-1] + (half + 1,), dtype=arr.dtype)
     # negative frequencies, most negative first: -j lands on (-j) mod period, kept when that is <= half
-    for start in range(((u - 1) // period) * period, -1, period * -1):
+    for start in range(((u - 1) // period) * period, -1, -period):
         j_lo, j_hi = start + period - half, min(start + period - 1, u - 1)
         if j_hi >= j_lo:  # -j for j in [j_lo, j_hi] lands on period - (j - start), descending from half
-            out[..., period - (j_hi - start) : half + 1] += np.conj(arr[..., j_hi : j_lo - 1 if j_lo else None : -1])
+            descending = arr[..., j_hi : j_lo - 1 if j_lo else None : -1]
+            out[..., period - (j_hi - start) : half + 1] += np.conj(descending)
         if 0 < start <= u - 1:  # -start lands on 0
             out[..., 0] += np.conj(arr[..., start])
     for start in range(0, u, period):
