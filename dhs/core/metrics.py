@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -82,6 +83,16 @@ def total_injected_flux(arcs: np.ndarray) -> np.ndarray:
     return arcs.sum(axis=(-2, -1))
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (columns, rows) pixel coordinates of an image of ``shape``, read-only float64."""
+    rows, cols = np.indices(shape, dtype=np.float64)
+    cols, rows = cols.reshape(-1), rows.reshape(-1)
+    cols.setflags(write=False)
+    rows.setflags(write=False)
+    return cols, rows
+
+
 def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Sequence[float]) -> float:
     """Radius (arcsec) around ``centre_pix`` of the circle holding half of the arc's flux in the stamp.
 
@@ -92,8 +103,10 @@ def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Seque
             (size//2 + offset_pix[0], size//2 + offset_pix[1]).
 
     Returns:
-        The half-light radius in arcsec, interpolated linearly in the cumulative flux of pixels sorted
-        by the distance of their centres; NaN when the arc has no positive total flux.
+        The half-light radius in arcsec: pixels are taken in order of the distance of their centres (ties
+        in index order), and the radius is interpolated linearly in their cumulative flux between the
+        first pixel at which it reaches half the total and the pixel before; NaN when the arc has no
+        positive total flux.
     """
     arc = np.asarray(arc, dtype=np.float64)
     if arc.ndim != 2:
@@ -101,17 +114,32 @@ def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Seque
     total = float(arc.sum())
     if not (math.isfinite(total) and total > 0):
         return float("nan")
-    rows, cols = np.indices(arc.shape)
-    r = np.hypot(cols - float(centre_pix[0]), rows - float(centre_pix[1])).reshape(-1)
-    order = np.argsort(r, kind="stable")
-    r_sorted = r[order]
-    cum = np.cumsum(arc.reshape(-1)[order])
-    k = int(np.searchsorted(cum, 0.5 * total))
-    if k == 0:
-        return float(r_sorted[0] * pixscale)
-    c0, c1 = cum[k - 1], cum[k]
-    frac = (0.5 * total - c0) / (c1 - c0) if c1 > c0 else 0.0
-    return float((r_sorted[k - 1] + frac * (r_sorted[k] - r_sorted[k - 1])) * pixscale)
+    half = 0.5 * total
+    cols, rows = _pixel_centres(arc.shape)
+    r = np.hypot(cols - float(centre_pix[0]), rows - float(centre_pix[1]))
+    flux = arc.reshape(-1)
+    # whole-pixel rings first (no sort of the whole stamp), then the pixels of the ring where half the
+    # flux is reached, in order of distance
+    ring = r.astype(np.intp)  # (floor: r >= 0)
+    cum_ring = np.cumsum(np.bincount(ring, weights=flux))
+    j = min(int(np.argmax(cum_ring >= half)), cum_ring.size - 1)
+    before = float(cum_ring[j - 1]) if j > 0 else 0.0
+    members = np.flatnonzero(ring == j)
+    order = members[np.argsort(r[members], kind="stable")]
+    cum = before + np.cumsum(flux[order])
+    k = int(np.argmax(cum >= half)) if (cum >= half).any() else cum.size - 1
+    r_k = float(r[order[k]])
+    if k > 0:
+        r_prev, c_prev = float(r[order[k - 1]]), float(cum[k - 1])
+    else:
+        inner = ring < j
+        if not inner.any():
+            return r_k * pixscale
+        r_prev = float(r[inner].max())  # (the last pixel of the inner rings; its cumulative flux: before)
+        c_prev = before
+    c_k = float(cum[k])
+    frac = (half - c_prev) / (c_k - c_prev) if c_k > c_prev else 0.0
+    return (r_prev + frac * (r_k - r_prev)) * pixscale
 
 
 def lensed_total_flux(lens: SIELens, source: SourceProfile, *, n_base: int = 128) -> float:

@@ -459,22 +459,23 @@ def _finish(p: _Pending, arc: np.ndarray, mu: float, settings: Any, arrays: tupl
             timings: dict[str, float] | None) -> dict[str, Any]:
     """Metrics, optional arc noise, the injected stamp and the encoded arrays of a rendered row."""
     row, cutout, out, good_r, size, offset = p.row, p.cutout, p.out, p.good_r, p.size, p.offset
-    fl, src, target, metric = p.fluxes, p.source, p.target, p.metric
+    fl, target, metric = p.fluxes, p.target, p.metric
     arc = np.asarray(arc, dtype=np.float64)
     if not np.isfinite(arc).all():
         bands = "".join(b for i, b in enumerate(BANDS) if not np.isfinite(arc[i]).all())
         raise TaskFailure(f"nonfinite_output:arc_{bands}")
     with _timed(timings, "metrics"):
         invvar_r = np.asarray(cutout.invvar[R], dtype=np.float64)
+        snr_all = arc_snr_metrics(arc[R], invvar_r, good_r)
         if target is not None:
-            snr = arc_snr_metrics(arc[R], invvar_r, good_r).get(metric)
+            snr = snr_all.get(metric)
             if snr is None or not np.isfinite(snr) or snr <= 0:
                 raise TaskFailure(f"target_unreachable:{metric}: no arc flux on good r-band pixels")
             k = float(target) / float(snr)
             arc *= k
             fl = fl.scaled(k)
-            src = src.with_flux(float(fl.flux[R]))
-        snr_all = arc_snr_metrics(arc[R], invvar_r, good_r)
+            # (every SNR metric is proportional to the arc's flux: scaled, not measured again)
+            snr_all = {key: None if v is None else v * k for key, v in snr_all.items()}
         for key in SNR_METRICS:
             v = snr_all.get(key)
             out[key] = None if v is None else float(v)
