@@ -2,8 +2,9 @@
 
 The algorithm is the one of dhs.core.render (lens-aligned sub-pixel grid, Laplacian-corrected cell means,
 adaptive Gauss-Legendre refinement with sub-cell moments, exact Sersic-centre cells; then
-dhs.core.transfer), applied to the Sersic rows of a batch together, CHUNK_ROWS at a time: the grid-sized
-passes (rays, source, refinement flags, Laplacian) run row by row on arrays that stay in the CPU cache,
+dhs.core.transfer), applied to the Sersic rows of a batch together, CHUNK_ROWS at a time: every row is first sampled at its
+pixel centres, and the sub-pixel passes (rays, source, refinement flags, Laplacian) run only in the row's
+light window (dhs.core.light_window), row by row on arrays that stay in the CPU cache,
 the refined cells of all rows are integrated together (each carrying its row's lens and source
 constants: dhs.core.lens.LensBatch, dhs.core.sersic_batch.SersicBatch), and the FFTs of all rows and
 bands run as stacked transforms.  Rows with other sources (interpolated templates) are rendered one by
@@ -25,6 +26,7 @@ import numpy as np
 
 from .interpolated import InterpolatedSource
 from .lens import LensBatch, SIELens
+from .light_window import block_means, light_window, spread_blocks, stretched_bounds
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
 from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
@@ -50,28 +52,45 @@ __all__ = ["render_lensed_batch"]
 CHUNK_ROWS = 8
 
 
-def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float, max_levels: int) -> np.ndarray:
+def _grids_flux(
+    rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float, ss: int, max_levels: int
+) -> np.ndarray:
     """Lensed unit-source flux in each row's sub-pixel cells: (N, ny, nx) float32 (lensed_grid_flux per row).
 
-    The grid-sized passes (rays, source, flags, Laplacian) run row by row, on arrays that stay in the CPU
-    cache; the refined cells of all rows are integrated together.
+    Every row is sampled at its block (pixel) centres first; the sub-pixel passes (rays, source, flags,
+    Laplacian) run row by row inside the row's light window only (dhs.core.light_window; cells outside
+    take their block's mean), on arrays that stay in the CPU cache; the refined cells of all rows are
+    integrated together.
     """
     n, ny, nx = len(rows), y1.shape[1], x1.shape[1]
-    sb = np.empty((n, ny, nx), dtype=np.float32)
-    flags = np.empty((n, ny, nx), dtype=bool)
+    flags = np.zeros((n, ny, nx), dtype=bool)
     stretched = []
     lenses, sources = LensBatch.from_lenses(rows), SersicBatch.from_sources(srcs)
+    core = _core_radius(h, 0, max_levels)
+    if ss > 1:
+        means, block_flags = block_means(lenses, sources, x1, y1, h, ss, core)
+        sb = spread_blocks(means, ss, (ny, nx))
+    else:
+        sb = np.empty((n, ny, nx), dtype=np.float32)
     for i in range(n):
-        lens1, src1 = lenses.take([i]), sources.take([i])
-        shape = (1, ny, nx)
-        bx, by = lens1.ray_shoot_grids(
-            x1[i : i + 1], y1[i : i + 1],
-            out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32)),
+        win = (slice(None), slice(None))
+        if ss > 1:
+            win = light_window(means[i], block_flags[i], ss, (ny, nx), stretched_bounds(rows[i], x1[i], y1[i], h))
+            if win is None:
+                stretched.append(None)
+                continue
+        wx, wy = x1[i : i + 1, win[1]], y1[i : i + 1, win[0]]
+        shape = (1, wy.shape[1], wx.shape[1])
+        bx, by = lenses.take([i]).ray_shoot_grids(
+            wx, wy, out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32))
         )
-        sb_i, flags[i : i + 1] = src1.evaluate(bx, by, h, BASE_TOL, _core_radius(h, 0, max_levels))
-        stretched.append(_stretched_cells(rows[i], x1[i], y1[i], bx[0], by[0], h, i))
+        sb_i, flags[i : i + 1, win[0], win[1]] = sources.take([i]).evaluate(bx, by, h, BASE_TOL, core)
+        stretched.append(_stretched_cells(rows[i], wx[0], wy[0], bx[0], by[0], h, (i, win, (ny, nx))))
         _add_laplacian_correction(sb_i)
-        sb[i] = sb_i[0]
+        # (the window's outermost cells are there for the Laplacian stencil of the others; they keep their
+        # block's mean unless they lie on the grid's edge)
+        inner = tuple(_inner(part, limit) for part, limit in zip(win, (ny, nx)))
+        sb[i, inner[0][0], inner[1][0]] = sb_i[0, inner[0][1], inner[1][1]]
     _flag_demagnified(stretched, sources, h, flags)
     grown = flags.copy()
     grown[:, 1:] |= flags[:, :-1]
@@ -84,19 +103,28 @@ def _grids_flux(rows: list[SIELens], srcs: list[SersicSource], x1, y1, h: float,
         cells = idx - planes * (ny * nx)
         r = cells // nx
         c = cells - r * nx
-        means, mom = refined_cell_means(
+        means_r, mom = refined_cell_means(
             lenses.take(planes), sources.take(planes),
             x1[planes, c], y1[planes, r], h, 1, max_levels, moments=max_levels,
         )
-        sb.reshape(-1)[idx] = means
+        sb.reshape(-1)[idx] = means_r
         _add_subcell_moments(sb, r, c, mom, planes)
     sb *= h * h
     return sb
 
 
-def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, plane: int):
-    """Cells of one row stretched by the lens (dhs.core.render._flag_demagnified): their flat indices in
-    the (N, ny, nx) grids, source-plane rays and sizes; None when there are none."""
+def _inner(part: slice, limit: int) -> tuple[slice, slice]:
+    """(grid slice, window slice) of a window's cells without its outermost ones, except at the grid edge."""
+    start, stop = part.start or 0, limit if part.stop is None else part.stop
+    lo = 1 if start > 0 else 0
+    hi = 1 if stop < limit else 0
+    return slice(start + lo, stop - hi), slice(lo, stop - start - hi)
+
+
+def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, where):
+    """Cells of one row's window stretched by the lens (dhs.core.render._flag_demagnified): their flat
+    indices in the (N, ny, nx) grids, source-plane rays and sizes; None when there are none.  x1, y1, bx,
+    by: the window's axes and rays; where: (row, (row slice, column slice) of the window, (ny, nx))."""
     found = stretched_window(lens, x1, y1, bx, by, h)
     if found is None:
         return None
@@ -104,7 +132,9 @@ def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, plane: int):
     r, cc = np.nonzero(h_src > h)
     if r.size == 0:
         return None
-    flat = (plane * y1.size + row0 + r) * x1.size + col0 + cc
+    plane, win, (ny, nx) = where
+    top, left = win[0].start or 0, win[1].start or 0
+    flat = (plane * ny + top + row0 + r) * nx + left + col0 + cc
     return flat, wbx[r, cc], wby[r, cc], h_src[r, cc]
 
 
@@ -131,7 +161,9 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
     levels = np.array([refine_levels(h, s) for s in sources])
     for lv in np.unique(levels):
         sel = np.flatnonzero(levels == lv)
-        w[sel] = _grids_flux([lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, int(lv))
+        w[sel] = _grids_flux(
+            [lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, ss, int(lv)
+        )
     for i, a in enumerate(axes):
         apply_edge_weights(w[i], a[2], a[3])
     shifts = np.array([a[4] for a in axes], dtype=np.float64)

@@ -11,7 +11,9 @@ Pipeline for a (size x size) stamp with pixel p and supersampling s (sub-pixel h
    Sersic cusps, cells stretched by the lens near its centre) are integrated adaptively with nested
    2x2 Gauss-Legendre cells (dhs.core.refinement); at the finest level, the cells at a Sersic centre
    (singular for n != 0.5) are integrated exactly in polar coordinates about it (dhs.core.sersic_centre).
-   W = mean x h^2 is the lensed flux of each cell (lensed_grid_flux).  Refined cells also report the
+   W = mean x h^2 is the lensed flux of each cell (lensed_grid_flux).  (Sersic sources, dhs.core.batch, run
+   this only inside a window around their bright or unresolved light, dhs.core.light_window; the faint,
+   smooth rest takes pixel means.)  Refined cells also report the
    first and second moments of their light about the cell centre; where those differ from what the cell
    grid implies (light concentrated below the cell size: cusps, compact sources), the difference is
    carried by zero-flux patterns on the neighbouring cells (dhs.core.subcell_moments), so sub-cell

@@ -26,6 +26,84 @@ _SCRATCH_SIZE = 16384
 _MIN_CELL_ERROR = 1e-5
 
 
+def sersic_refinement_flags(
+    rho: np.ndarray, h, tol: float, area, centre_reach: float, *, n, b, rho_max, min_scale, r_eff, log_unit_amp
+) -> np.ndarray:
+    """The Sersic refinement criterion: cells of side h (arcsec, scalar or per point) at elliptical radii
+    rho = R / r_eff whose midpoint error is not within ``tol``.
+
+    The profile constants (index n, b_n, rho_max, min_scale and r_eff in arcsec, log unit amplitude) are
+    scalars or arrays broadcasting against rho (one source per row); the arithmetic is elementwise.
+    ``centre_reach``: cells whose nearest point lies within this many half-diagonals of the centre count as
+    cells at the profile's centre (0: only the cell holding it).  ``area``: the cell area (arcsec^2) the
+    flux bound uses, default h^2.
+    """
+    half_diag = 0.7072 * h / min_scale  # cell half-diagonal in units of the minor-axis r_eff
+    rho_min = np.maximum(rho - half_diag, 0.0)
+    scale = (h / r_eff) ** 2 / 24.0
+
+    k = b / n
+    m = 1.0 / n - 1.0
+
+    def curvature(r: np.ndarray) -> np.ndarray:
+        # |S_rr| + |S_r / r| over S for exp(-b r^(1/n)), r in units of r_eff:
+        # g = k r^m with k = b/n, m = 1/n - 1;  S_rr/S = g^2 - g m / r;  S_r/(r S) = -g / r
+        r = np.maximum(r, 1e-6)
+        g = k * r**m
+        inv_r = 1.0 / r
+        return g * (np.abs(g - m * inv_r) + inv_r)
+
+    # curvature error at the centre and at the cell's nearest point (no closer than the half-diagonal,
+    # where the Taylor estimate stops meaning anything); a cell holding the centre is bounded instead
+    # by the profile's relative change across it, b (2 half_diag)^(1/n), the error of a cusp
+    nearest = np.maximum(rho_min, half_diag)
+    # (n >= 1: the curvature decreases outwards, so the larger of the two is at the smaller radius)
+    if np.ndim(m) == 0:
+        err = curvature(np.minimum(rho, nearest)) if m <= 0.0 else np.maximum(curvature(rho), curvature(nearest))
+    else:
+        err = np.where(
+            m <= 0.0, curvature(np.minimum(rho, nearest)), np.maximum(curvature(rho), curvature(nearest))
+        )
+    err *= scale
+    err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
+    # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
+    # a cell's relative error cannot usefully exceed 1
+    cell_frac = np.exp(log_unit_amp + b - b * rho_min ** (1.0 / n)) * (h * h if area is None else area)
+    over = err > tol
+    # the centre of any n != 0.5 profile is singular (exp(-b rho^(1/n)) has an unbounded second
+    # derivative there: a cusp for n > 1, a kink at n = 1): the error of cells at it and next to
+    # it is not of the second order that ``tol`` assumes (up to 4 % per cell).  Refine
+    # them until the flux they could get wrong is negligible; at the finest level they are
+    # integrated exactly (integrate_centre_cells)
+    over |= (n != 0.5) & (rho_min <= centre_reach * half_diag)
+    return over & (rho_min < rho_max) & (np.minimum(err, 1.0) * cell_frac > _MIN_CELL_ERROR)
+
+
+#: bins of rho in a refinement table (a table per new source and cell size: 2048 bins cost 4 % of a
+#: render, no accuracy)
+_TABLE_BINS = 512
+
+
+def sersic_flag_tables(consts: np.ndarray, h: float, tol: float, area=None) -> tuple[np.ndarray, np.ndarray]:
+    """needs_refinement of cells of side h (arcsec) tabulated on bins of rho = R / r_eff, for many sources.
+
+    consts: (N, 6) float64 rows (n, b_n, rho_max, min_scale, r_eff, log unit amplitude).  Returns (N,
+    _TABLE_BINS) bool tables (a bin is flagged when either of its edges is: conservative) and the (N,) bin
+    widths in rho; rho beyond rho_max + a half-diagonal is never flagged.  Row i depends on row i only.
+    """
+    n, b, rho_max, min_scale, r_eff, lua = (consts[:, j : j + 1] for j in range(6))
+    top = rho_max + 0.7072 * h / min_scale
+    step = top / (_TABLE_BINS - 1)
+    edges = np.arange(_TABLE_BINS + 1) * step
+    # (on the base grid the Laplacian-corrected cells next to the centre are off too: up to 4 %)
+    flag = sersic_refinement_flags(
+        edges, h, tol, area, 1.0, n=n, b=b, rho_max=rho_max, min_scale=min_scale, r_eff=r_eff, log_unit_amp=lua
+    )
+    table = flag[:, :-1] | flag[:, 1:]
+    table[:, -1] = False  # beyond rho_max + half-diagonal nothing is flagged
+    return table, step[:, 0]
+
+
 def sersic_b_n(n: float) -> float:
     """Exact Sersic b_n: Gamma(2n) * P(2n, b_n) = Gamma(2n) / 2, i.e. gammaincinv(2n, 0.5)."""
     return float(special.gammaincinv(2.0 * float(n), 0.5))
@@ -244,54 +322,12 @@ class SersicSource:
     def _refinement_flags(
         self, rho: np.ndarray, h: np.ndarray | float, tol: float, area=None, centre_reach: float = 0.0
     ) -> np.ndarray:
-        """needs_refinement at elliptical radii rho = R / r_eff for cells of side h (scalar or per point).
-
-        ``centre_reach``: cells whose nearest point lies within this many half-diagonals of the centre
-        count as cells at the profile's centre (0: only the cell holding it).
-        """
-        n = self.n
-        b = self._b
-        rho_max = self._rho_max
-        half_diag = 0.7072 * h / self.min_scale  # cell half-diagonal in units of the minor-axis r_eff
-        rho_min = np.maximum(rho - half_diag, 0.0)
-        scale = (h / self.r_eff) ** 2 / 24.0
-
-        k = b / n
-        m = 1.0 / n - 1.0
-
-        def curvature(r: np.ndarray) -> np.ndarray:
-            # |S_rr| + |S_r / r| over S for exp(-b r^(1/n)), r in units of r_eff:
-            # g = k r^m with k = b/n, m = 1/n - 1;  S_rr/S = g^2 - g m / r;  S_r/(r S) = -g / r
-            r = np.maximum(r, 1e-6)
-            g = k * r**m
-            inv_r = 1.0 / r
-            return g * (np.abs(g - m * inv_r) + inv_r)
-
-        # curvature error at the centre and at the cell's nearest point (no closer than the half-diagonal,
-        # where the Taylor estimate stops meaning anything); a cell holding the centre is bounded instead
-        # by the profile's relative change across it, b (2 half_diag)^(1/n), the error of a cusp
-        nearest = np.maximum(rho_min, half_diag)
-        if m <= 0.0:
-            # (n >= 1: the curvature decreases outwards, so the larger of the two is at the smaller radius)
-            err = curvature(np.minimum(rho, nearest))
-        else:
-            err = np.maximum(curvature(rho), curvature(nearest))
-        err *= scale
-        err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
-        # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
-        # a cell's relative error cannot usefully exceed 1
-        cell_frac = np.exp(self._log_unit_amp + b - b * rho_min ** (1.0 / n)) * (
-            h * h if area is None else area
+        """needs_refinement at elliptical radii rho = R / r_eff for cells of side h (scalar or per point);
+        see sersic_refinement_flags."""
+        return sersic_refinement_flags(
+            rho, h, tol, area, centre_reach, n=self.n, b=self._b, rho_max=self._rho_max,
+            min_scale=self.min_scale, r_eff=self.r_eff, log_unit_amp=self._log_unit_amp,
         )
-        over = err > tol
-        if n != 0.5:
-            # the centre of any n != 0.5 profile is singular (exp(-b rho^(1/n)) has an unbounded second
-            # derivative there: a cusp for n > 1, a kink at n = 1): the error of cells at it and next to
-            # it is not of the second order that ``tol`` assumes (up to 4 % per cell).  Refine
-            # them until the flux they could get wrong is negligible; at the finest level they are
-            # integrated exactly (integrate_centre_cells)
-            over |= rho_min <= centre_reach * half_diag
-        return over & (rho_min < rho_max) & (np.minimum(err, 1.0) * cell_frac > _MIN_CELL_ERROR)
 
     def _refinement_table(self, h: float, tol: float, area: float | None = None) -> tuple[np.ndarray, float]:
         """needs_refinement for one cell size, tabulated on bins of rho = R / r_eff (conservative per bin)."""
@@ -301,17 +337,13 @@ class SersicSource:
             return hit
         if len(self._tables) > 64:
             self._tables.clear()
-        top = self._rho_max + 0.7072 * h / self.min_scale
-        n_bins = 512  # (a table per new source and cell size: 2048 bins cost 4 % of a render, no accuracy)
-        step = top / (n_bins - 1)
-        edges = np.arange(n_bins + 1) * step
-        # (on the base grid the Laplacian-corrected cells next to the centre are off too: up to 4 %)
-        flag = self._refinement_flags(edges, h, tol, area, centre_reach=1.0)
-        table = flag[:-1] | flag[1:]
-        table[-1] = False  # beyond rho_max + half-diagonal nothing is flagged
+        tables, steps = sersic_flag_tables(
+            np.array([[self.n, self._b, self._rho_max, self.min_scale, self.r_eff, self._log_unit_amp]]), h, tol, area
+        )
+        table = tables[0]
         table.setflags(write=False)
-        self._tables[key] = (table, step)
-        return table, step
+        self._tables[key] = (table, float(steps[0]))
+        return self._tables[key]
 
     def integrate_centre_cells(self, bx: np.ndarray, by: np.ndarray, h: float, means: np.ndarray) -> None:
         """Exact mean surface brightness of the image-plane cells around the profile's centre (in place).

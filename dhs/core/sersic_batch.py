@@ -18,7 +18,7 @@ from scipy import special
 
 from .rows import RowTable
 from .scratch import scratch_array
-from .sersic import _MIN_CELL_ERROR, SersicSource
+from .sersic import _MIN_CELL_ERROR, SersicSource, sersic_flag_tables
 from .sersic_centre import _CENTRE_RULE, centre_cell_rays, centre_near_cells
 
 __all__ = ["SersicBatch"]
@@ -48,7 +48,8 @@ class SersicBatch(RowTable):
     min_scale: np.ndarray
     r_eff: np.ndarray
     c64: np.ndarray  # (N, 10) float64: x, y, ea, eb, ed, n, b, lua_b, r_eff, min_scale
-    sources: tuple  # the SersicSource objects (unit flux), for their cached refinement tables
+    consts: np.ndarray  # (N, 6) float64: the refinement criterion's constants (sersic_flag_tables)
+    flag_tables: dict  # (h, tol, area) -> every row's refinement table (shared by selections)
 
     #: the renderer's source interface flags (see dhs.core.sources)
     wants_cell_size = False
@@ -67,8 +68,10 @@ class SersicBatch(RowTable):
         arr = np.array(rows, dtype=np.float64).reshape(-1, len(_F32))
         f32 = {name: np.ascontiguousarray(arr[:, i], dtype=np.float32) for i, name in enumerate(_F32)}
         c64 = arr[:, [0, 1, 2, 3, 4, 5, 6, 9, 12, 11]].copy()
-        unit = tuple(s if s.flux == 1.0 else s.with_flux(1.0) for s in sources)
-        return cls(**f32, c64=c64, sources=unit)
+        consts = np.array(
+            [(s.n, s._b, s._rho_max, s.min_scale, s.r_eff, s._log_unit_amp) for s in sources], dtype=np.float64
+        ).reshape(-1, 6)
+        return cls(**f32, c64=c64, consts=consts, flag_tables={})
 
     # --- evaluation ----------------------------------------------------------------------------
     def _rho2(self, bx: np.ndarray, by: np.ndarray, scratch: bool = False) -> np.ndarray:
@@ -137,35 +140,40 @@ class SersicBatch(RowTable):
         rho = np.sqrt(self._rho2(bx, by))
         return self._refinement_flags(rho, np.asarray(h, dtype=np.float32), float(tol), area)
 
+    def _flag_tables(self, h: float, tol: float, area) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's tabulated refinement criterion for one cell size (dhs.core.sersic.sersic_flag_tables):
+        (N, bins) bool and (N,) bin widths for all rows of the batch (not only a selection), cached."""
+        key = (h, tol, area)
+        hit = self.flag_tables.get(key)
+        if hit is None:
+            hit = self.flag_tables[key] = sersic_flag_tables(self.__dict__["consts"], h, tol, area)
+        return hit
+
     def _table_flags(self, rho2: np.ndarray, h: float, tol: float, area) -> np.ndarray:
         """needs_refinement for one cell size on (N, ...) grids, from each source's tabulated criterion."""
-        tables, steps, offsets = [], [], []
-        start = 0
+        tables, steps = self._flag_tables(h, tol, area)
         rows = self._selection()
-        for s in self.sources if rows is None else [self.sources[r] for r in rows]:
-            table, step = s._refinement_table(h, tol, area)
-            tables.append(table)
-            steps.append(1.0 / step)
-            offsets.append(start)
-            start += table.size
-        size = tables[0].size  # (every table has the same number of bins)
-        if len(tables) == 1:
+        if rows is None:
+            rows = np.arange(tables.shape[0])
+        size = tables.shape[1]
+        if rows.size == 1:
             # one row whose flagged radii form one interval from the centre (the usual case): one compare
-            off = np.flatnonzero(~tables[0])
+            table = tables[rows[0]]
+            off = np.flatnonzero(~table)
             end = int(off[0]) if off.size else size
-            if not tables[0][end:].any():
+            if not table[end:].any():
                 if end == size:
                     return np.ones(rho2.shape, dtype=bool)
-                return rho2 < (end / steps[0]) ** 2
+                return rho2 < (end / (1.0 / float(steps[rows[0]]))) ** 2
         nd = rho2.ndim
         shape = (-1,) + (1,) * (nd - 1)
         rho = np.sqrt(rho2, out=scratch_array("sersic_rho", rho2.shape, np.float32))
-        rho *= np.array(steps, dtype=np.float32).reshape(shape)
+        rho *= (1.0 / steps[rows]).astype(np.float32).reshape(shape)
         np.minimum(rho, float(size - 1), out=rho)
         index = scratch_array("sersic_index", rho2.shape, np.intp)
         np.copyto(index, rho, casting="unsafe")  # truncation
-        index += np.array(offsets, dtype=np.intp).reshape(shape)
-        return np.concatenate(tables)[index]
+        index += (rows * size).reshape(shape)
+        return tables.reshape(-1)[index]
 
     def _refinement_flags(self, rho: np.ndarray, h: np.ndarray, tol: float, area) -> np.ndarray:
         """SersicSource._refinement_flags (centre_reach 0) with per-row constants, float32."""

@@ -1,0 +1,122 @@
+"""Where a stamp needs its sub-pixel grid: the window around the bright, unresolved part of a lensed source.
+
+Sampling a lensed source on the sub-pixel grid (side h = pixel / s) over the whole stamp is most of the cost
+of the grid passes, but away from its images a compact source is faint and smooth on the scale of a pixel.
+The renderer therefore first samples every row at the pixel centres (blocks of s x s sub-pixel cells,
+side H = s h), and runs the sub-pixel passes only inside a rectangle of blocks (light_window) holding every
+block that is bright (mean surface brightness >= WINDOW_LEVEL of the row's brightest block), that the
+source flags as under-resolved at the block size (with BLOCK_TOL, a ninth of the base grid's tolerance:
+such blocks are as accurate as s x s sub-pixel cells flagged at the base tolerance), and the region near
+the lens centre where cells are stretched (render._flag_demagnified), plus one block of margin.  Outside
+it every sub-pixel cell takes its block's mean (spread_blocks): the block's flux is kept to second order
+(Laplacian-corrected point sample) and only its distribution inside the pixel is lost, on light below
+WINDOW_LEVEL of the peak.  The window's outermost ring of cells only serves the Laplacian stencil of the
+cells inside (a clamped stencil at the window's edge would bias the flux there).  Measured on random
+lensed and unlensed Sersics (r_eff 0.03-0.8 arcsec, n 0.5-4) and on the benchmark's stamps: windows of
+12-17 % of the stamp on average, images within 3.5e-5 of their peak and stamp flux within 1.2e-5 of the
+full sub-pixel grid (tests/core/test_light_window.py).
+
+Positions are arcsec from the lens centre; surface brightness per unit source flux (1/arcsec^2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .lens import LensBatch, SIELens
+from .refinement import BASE_TOL
+from .scratch import scratch_array
+from .subcell_moments import _add_laplacian_correction
+
+__all__ = ["BLOCK_TOL", "WINDOW_LEVEL", "block_means", "light_window", "spread_blocks", "stretched_bounds"]
+
+#: blocks at least this fraction of the row's brightest block are rendered on the sub-pixel grid
+WINDOW_LEVEL = 1e-3
+#: refinement tolerance at the block size: a ninth of the base grid's (see the module docstring)
+BLOCK_TOL = BASE_TOL / 9.0
+
+
+def block_axes(x1: np.ndarray, ss: int, h: float) -> np.ndarray:
+    """Centres (arcsec, float32) of the blocks -1 .. size of each row's sub-pixel axis x1 (N, size ss + 2).
+
+    Block k holds sub-pixel cells 1 + ss k .. ss k + ss (cells 0 and size ss + 1, the partial edge cells,
+    lie in blocks -1 and size); the centres are the pixel centres of the stamp, one more on each side.
+    """
+    size = (x1.shape[1] - 2) // ss
+    k = np.arange(-1, size + 1, dtype=np.float64)
+    return (x1[:, 1:2].astype(np.float64) + ((ss - 1) / 2.0 + ss * k) * h).astype(np.float32)
+
+
+def block_means(
+    lenses: LensBatch, sources, x1: np.ndarray, y1: np.ndarray, h: float, ss: int, core_radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean surface brightness of every row's blocks (-1 .. size along each axis) and the source's
+    refinement flags at the block size (BLOCK_TOL): two (N, size + 2, size + 2) arrays (float32, bool).
+
+    The means are Laplacian-corrected point samples at the block centres (second order in the block size).
+    """
+    xb, yb = block_axes(x1, ss, h), block_axes(y1, ss, h)
+    shape = (x1.shape[0], yb.shape[1], xb.shape[1])
+    bx, by = lenses.ray_shoot_grids(
+        xb, yb, out=(scratch_array("block_bx", shape, np.float32), scratch_array("block_by", shape, np.float32))
+    )
+    means, flags = sources.evaluate(bx, by, ss * h, BLOCK_TOL, core_radius)
+    _add_laplacian_correction(means)
+    return means, flags
+
+
+def stretched_bounds(lens: SIELens, x1: np.ndarray, y1: np.ndarray, h: float) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the sub-pixel cells near the lens centre whose
+    source-plane images may be larger than h (dhs.core.refinement.stretched_window), or None."""
+    if lens.theta_e <= 0:
+        return None
+    c = math.hypot(lens.e1, lens.e2)
+    q = (1.0 - c) / (1.0 + c)
+    g = math.hypot(lens.gamma1, lens.gamma2)
+    r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
+    cols = np.flatnonzero(np.abs(x1) < r_cut)
+    rows = np.flatnonzero(np.abs(y1) < r_cut)
+    if cols.size < 2 or rows.size < 2:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def light_window(
+    means: np.ndarray, flags: np.ndarray, ss: int, shape: tuple[int, int], extra=None
+) -> tuple[slice, slice] | None:
+    """Sub-pixel cells (row and column slices of a grid of ``shape``) to render on the sub-pixel grid.
+
+    means, flags: one row's (size + 2, size + 2) block means and flags (block_means); extra: cell bounds
+    that must be inside (stretched_bounds), or None.  The window is the bounding rectangle of the bright
+    or flagged blocks and of ``extra``, one block wider on each side and one more cell for the Laplacian
+    stencil; None when nothing needs it (the row's light is all faint and smooth).
+    """
+    ny, nx = shape
+    need = flags | (means >= WINDOW_LEVEL * float(means.max()))
+    rows = np.flatnonzero(need.any(axis=1))
+    bounds = []
+    if rows.size:
+        cols = np.flatnonzero(need.any(axis=0))
+        # block index b (0-based, block b - 1) holds cells 1 + ss (b - 1) .. ss b; one block of margin
+        for lo, hi in ((rows[0], rows[-1]), (cols[0], cols[-1])):
+            bounds.append((1 + ss * (int(lo) - 2) - 1, ss * (int(hi) + 1) + 2))
+    if extra is not None:
+        box = ((extra[0] - 1, extra[1] + 1), (extra[2] - 1, extra[3] + 1))
+        bounds = list(box) if not bounds else [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(bounds, box)]
+    if not bounds:
+        return None
+    (r0, r1), (c0, c1) = bounds
+    return slice(max(r0, 0), min(r1, ny)), slice(max(c0, 0), min(c1, nx))
+
+
+def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int]) -> np.ndarray:
+    """Sub-pixel grids (N, ny, nx) float32 whose cells take their block's mean (means: (N, size + 2,
+    size + 2) for blocks -1 .. size; cell 0 of each axis lies in block -1)."""
+    n, kb = means.shape[0], means.shape[1]
+    full = np.empty((n, kb, ss, means.shape[2], ss), dtype=np.float32)
+    full[...] = means[:, :, None, :, None]
+    full = full.reshape(n, kb * ss, means.shape[2] * ss)
+    ny, nx = shape
+    return np.ascontiguousarray(full[:, ss - 1 : ss - 1 + ny, ss - 1 : ss - 1 + nx])
