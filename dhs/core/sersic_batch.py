@@ -156,19 +156,19 @@ class SersicBatch(RowTable):
         if rows is None:
             rows = np.arange(tables.shape[0])
         size = tables.shape[1]
-        if rows.size == 1:
-            # one row whose flagged radii form one interval from the centre (the usual case): one compare
-            table = tables[rows[0]]
-            off = np.flatnonzero(~table)
-            end = int(off[0]) if off.size else size
-            if not table[end:].any():
-                if end == size:
-                    return np.ones(rho2.shape, dtype=bool)
-                return rho2 < (end / (1.0 / float(steps[rows[0]]))) ** 2
         nd = rho2.ndim
         shape = (-1,) + (1,) * (nd - 1)
         rho = np.sqrt(rho2, out=scratch_array("sersic_rho", rho2.shape, np.float32))
         rho *= (1.0 / steps[rows]).astype(np.float32).reshape(shape)
+        if rows.size == 1:
+            # one row whose flagged radii form one interval from the centre (the usual case): one compare
+            # (the bin index of rho is below ``end``: the same float32 arithmetic as the lookup below, so a
+            # row's flags do not depend on how many rows are evaluated with it)
+            table = tables[rows[0]]
+            off = np.flatnonzero(~table)
+            end = int(off[0]) if off.size else size
+            if not table[end:].any():
+                return rho < float(end)
         np.minimum(rho, float(size - 1), out=rho)
         index = scratch_array("sersic_index", rho2.shape, np.intp)
         np.copyto(index, rho, casting="unsafe")  # truncation

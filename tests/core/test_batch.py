@@ -132,3 +132,23 @@ def test_bad_shapes_are_reported():
         render_lensed_batch(lenses, sources, fluxes, fwhm, offsets_pix=offsets[:2])
     with pytest.raises(ValueError, match=r"fluxes must have shape \(3, n_bands\)"):
         render_lensed_batch(lenses, sources, fluxes[0], fwhm)
+
+
+def test_a_rows_refinement_flags_do_not_depend_on_the_other_rows():
+    """The tabulated refinement criterion of a row gives the same flags evaluated alone (one compare
+    against its flagged interval) and among other rows (table lookup), also at the bin edges."""
+    from dhs.core.sersic_batch import SersicBatch
+
+    srcs = [SersicSource(1.0, r, n=n) for r, n in ((0.05, 4.0), (0.3, 1.0), (0.2, 2.5), (0.5, 0.5))]
+    batch = SersicBatch.from_sources(srcs)
+    h = 0.262 / 3
+    tables, steps = batch._flag_tables(h, 0.2, None)
+    assert tables[0].any() and not tables[0].all()  # (the compact n = 4 source has an interval to test)
+    for i in range(len(srcs)):
+        # radii around every bin edge of row i (in units of r_eff, as R^2 / r_eff^2 in float32)
+        edges = np.arange(tables.shape[1] + 1) * steps[i]
+        rho = np.concatenate([edges * (1 + d) for d in (-1e-7, 0.0, 1e-7)]).astype(np.float32)
+        rho2 = (rho * rho)[None, :]
+        alone = batch.take([i])._table_flags(rho2, h, 0.2, None)
+        many = batch._table_flags(np.repeat(rho2, len(srcs), axis=0), h, 0.2, None)[i : i + 1]
+        np.testing.assert_array_equal(alone, many)
