@@ -168,7 +168,7 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
         apply_edge_weights(w[i], a[2], a[3])
     shifts = np.array([a[4] for a in axes], dtype=np.float64)
     # (a Sersic source is non-negative, and so are its images)
-    out[...] = psf_images(w, shifts, fluxes, fwhm, beta, size, ss, pixscale, clip=np.ones(n, dtype=bool))
+    psf_images(w, shifts, fluxes, fwhm, beta, size, ss, pixscale, clip=np.ones(n, dtype=bool), out=out)
     if mu is None:
         return
     for i in range(n):
@@ -290,13 +290,16 @@ def render_lensed_batch(
                 out[i] = res
     for start in range(0, len(sersic), CHUNK_ROWS):
         rows = sersic[start : start + CHUNK_ROWS]
-        part = np.zeros((len(rows), b, size, size), dtype=np.float64)
+        # (consecutive rows, the usual case: rendered in place)
+        consecutive = rows[-1] - rows[0] == len(rows) - 1
+        part = out[rows[0] : rows[-1] + 1] if consecutive else np.zeros((len(rows), b, size, size))
         part_mu = np.ones(len(rows)) if return_magnification else None
         _render_sersic_rows(
             [lenses[i] for i in rows], [sources[i] for i in rows], fluxes[rows], fwhm[rows], beta[rows],
             offsets[rows], size, ss, pixscale, part, part_mu,
         )
-        out[rows] = part
+        if not consecutive:
+            out[rows] = part
         if return_magnification:
             mu[rows] = part_mu
     return (out, mu) if return_magnification else out

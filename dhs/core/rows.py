@@ -29,14 +29,23 @@ class RowTable:
 
     def column(self, name: str) -> np.ndarray:
         """The (selected) values of column ``name``, one per row of this table."""
-        rows = self._selection()
-        if rows is None:
-            return self.__dict__[name]
-        cache = self.__dict__["_cache"]
+        d = self.__dict__
+        cache = d.get("_cache")
+        if cache is None:
+            return d[name]
         col = cache.get(name)
         if col is None:
-            col = cache[name] = self.__dict__[name][rows]
+            col = cache[name] = d[name][d["_rows"]]
         return col
 
     def _col(self, name: str, ndim: int) -> np.ndarray:
-        return self.column(name).reshape((-1,) + (1,) * (ndim - 1))
+        """column(name) shaped (-1, 1, ...) to broadcast against arrays of ``ndim`` dimensions (cached)."""
+        d = self.__dict__
+        cache = d.get("_shaped")
+        if cache is None:
+            cache = d["_shaped"] = {}
+        key = (name, ndim)
+        col = cache.get(key)
+        if col is None:
+            col = cache[key] = self.column(name).reshape((-1,) + (1,) * (ndim - 1))
+        return col

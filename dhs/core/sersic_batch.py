@@ -110,10 +110,14 @@ class SersicBatch(RowTable):
         t += self._col("lua_b", nd)
         out = np.exp(t, out=t)
         if inner is not None and inner.any():
-            n64, b64 = self.column("c64")[:, 5], self.column("c64")[:, 6]
-            frac = special.gammainc(2.0 * n64, b64 * rho_c ** (1.0 / n64))
+            # (the core's mean surface brightness, for the rows (cells) that reach it only)
+            hit = np.flatnonzero(inner.reshape(inner.shape[0], -1).any(axis=1))
+            n64, b64 = self.column("c64")[hit, 5], self.column("c64")[hit, 6]
+            frac = special.gammainc(2.0 * n64, b64 * rho_c[hit] ** (1.0 / n64))
             value = (frac / (math.pi * core_radius * core_radius)).astype(np.float32)
-            np.copyto(out, value.reshape((-1,) + (1,) * (nd - 1)), where=inner)
+            part = out[hit]
+            np.copyto(part, value.reshape((-1,) + (1,) * (nd - 1)), where=inner[hit])
+            out[hit] = part
         return out
 
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:

@@ -187,17 +187,21 @@ def _groups(plans: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
     return out
 
 
-def psf_images(w, shifts, fluxes, fwhm, beta, size: int, ss: int, pixscale: float, clip) -> np.ndarray:
+def psf_images(
+    w, shifts, fluxes, fwhm, beta, size: int, ss: int, pixscale: float, clip, out: np.ndarray | None = None
+) -> np.ndarray:
     """(N, B, size, size) float64 images (nanomaggies/pixel) of N stamps' unit-flux cell fluxes in B bands.
 
     w: (N, M, M) float32 cell fluxes; shifts: (N, 2) sub-grid shifts (pixels, subpixel_axes); fluxes,
     fwhm, beta: (N, B); clip: (N,) bool, True for non-negative sources (the transform's float32 round-off
     in far-wing pixels, within ~1e-7 of the peak of zero, is clipped at zero).  Bands of zero flux are 0.
-    Each stamp's transform uses its own plan (padding and kept frequencies from its own PSFs).
+    Each stamp's transform uses its own plan (padding and kept frequencies from its own PSFs).  Written
+    into ``out`` (zeros, or the bands of zero flux are left as they are) when given.
     """
     n, n_bands = fluxes.shape
     h = pixscale / ss
-    out = np.zeros((n, n_bands, size, size), dtype=np.float64)
+    if out is None:
+        out = np.zeros((n, n_bands, size, size), dtype=np.float64)
     plans = [plan(size, ss, pixscale, tuple((float(f), float(b)) for f, b in zip(fwhm[i], beta[i])))
              for i in range(n)]
     for l_pix, rows in _groups(plans):
