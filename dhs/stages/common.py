@@ -53,15 +53,19 @@ def write_parquet_atomically(
     compression: str = "zstd",
     max_records_per_file: int | None = None,
     row_group_bytes: int | None = None,
+    zstd_level: int | None = None,
 ) -> None:
     """Write a Spark DataFrame as Parquet so that a crash never leaves a complete-looking folder.
 
     Local paths: written to ``<path>._tmp-<uuid>`` and renamed into place (an old output is removed first).
     S3 paths: written in place with mode overwrite; completeness is marked by ``_stage_config.json``,
     written afterwards by :func:`finish_stage`.  ``row_group_bytes``: Parquet row-group size (the
-    writer's in-memory buffer per open file; default 128 MB).
+    writer's in-memory buffer per open file; default 128 MB).  ``zstd_level``: the codec's level when
+    ``compression`` is zstd (Parquet's default 3).
     """
     writer = df.write.mode("overwrite").option("compression", compression)
+    if zstd_level is not None and compression == "zstd":
+        writer = writer.option("parquet.compression.codec.zstd.level", str(int(zstd_level)))
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", int(max_records_per_file))
     if row_group_bytes:

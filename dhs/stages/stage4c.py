@@ -202,7 +202,7 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
     with unsorted_partition_writes(spark, max_open_files=OPEN_FILES_PER_TASK):
         write_parquet_atomically(stamps, stamps_dir, partition_by=("region_split",),
                                  max_records_per_file=settings.records_per_file(),
-                                 row_group_bytes=STAMP_ROW_GROUP_BYTES)
+                                 row_group_bytes=STAMP_ROW_GROUP_BYTES, zstd_level=settings.zstd_level)
     steps.done("inject + write stamps", rows=rows_in)
     groups = _write_metrics(spark, schema, stamps_dir, metrics_dir)
     steps.done("write metrics")

@@ -47,3 +47,44 @@ def test_reason_kind():
 def test_manifest_columns_checked():
     with pytest.raises(ValueError, match=r"manifest /m lacks required columns \['task_seed'"):
         check_manifest_columns(["task_id", "brickname", "ra", "dec"], "/m")
+
+
+class _RecordingWriter:
+    """Stands in for Spark's DataFrameWriter: records the options and creates the output folder."""
+
+    def __init__(self):
+        self.options = {}
+
+    def mode(self, _):
+        return self
+
+    def option(self, key, value):
+        self.options[key] = value
+        return self
+
+    def partitionBy(self, *_):
+        return self
+
+    def parquet(self, path):
+        import os
+
+        os.makedirs(path)
+
+
+class _FakeFrame:
+    def __init__(self):
+        self.write = _RecordingWriter()
+
+
+@pytest.mark.parametrize("level", [1, 19])
+def test_stamp_files_take_the_configured_zstd_level(tmp_path, level):
+    from dhs.stages.common import write_parquet_atomically
+
+    frame = _FakeFrame()
+    write_parquet_atomically(frame, str(tmp_path / "stamps"), zstd_level=level)
+    assert frame.write.options["compression"] == "zstd"
+    assert frame.write.options["parquet.compression.codec.zstd.level"] == str(level)
+    assert (tmp_path / "stamps").is_dir()
+    assert Stage4cConfig().zstd_level == 1
+    with pytest.raises(ValueError, match="zstd_level"):
+        Stage4cConfig(zstd_level=0)
