@@ -345,10 +345,14 @@ def ray_shoot_grid(
     return bx[0], by[0]
 
 
-def max_sie_deflection(theta_e: float, e1: float, e2: float, n_angles: int = 721) -> float:
-    """Largest |alpha_SIE| in arcsec (the SIE deflection depends only on the polar angle)."""
+def max_sie_deflection(theta_e: float, e1: float, e2: float, n_angles: int = 181) -> float:
+    """Largest |alpha_SIE| in arcsec (the SIE deflection depends only on the polar angle).
+
+    Sampled every 90 / (n_angles - 1) degrees over a quarter turn in the lens's own frame (the same lens
+    with its major axis along x: |alpha| is symmetric about both axes), with 0.1 % of margin.
+    """
     if theta_e <= 0:
         return 0.0
-    t = np.linspace(0.0, 2.0 * math.pi, n_angles)
-    ax, ay = sie_shear_deflection(np.cos(t), np.sin(t), theta_e, e1, e2)
+    t = np.linspace(0.0, 0.5 * math.pi, n_angles)
+    ax, ay = sie_shear_deflection(np.cos(t), np.sin(t), theta_e, math.hypot(e1, e2), 0.0)
     return float(np.max(np.hypot(ax, ay))) * 1.001
