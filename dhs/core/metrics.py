@@ -57,7 +57,13 @@ def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> di
         raise ValueError(
             f"arc_snr_metrics: arc {arc.shape}, invvar {invvar.shape} and good {good.shape} must have one shape"
         )
-    usable = good & np.isfinite(invvar) & (invvar > 0) & np.isfinite(arc)
+    usable = good & (invvar > 0)
+    if not np.isfinite(invvar).all():  # (+inf passes invvar > 0)
+        usable &= np.isfinite(invvar)
+    finite = np.isfinite(arc)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        usable &= finite
     carrying = usable & (arc > 0)
     none: dict[str, float | None] = dict.fromkeys(SNR_METRICS)
     if not carrying.any():
@@ -70,7 +76,7 @@ def arc_snr_metrics(arc: np.ndarray, invvar: np.ndarray, good: np.ndarray) -> di
         "arc_snr_sum_footprint": None,
         "arc_snr_opt": float(math.sqrt(np.sum(s * s * iv))),
     }
-    peak = float(np.max(np.where(np.isfinite(arc), arc, -np.inf)))
+    peak = float(arc.max() if all_finite else np.max(np.where(finite, arc, -np.inf)))
     foot = carrying & (arc >= FOOTPRINT_FRACTION * peak)
     if foot.any():
         out["arc_snr_sum_footprint"] = float(np.sum(arc[foot]) / math.sqrt(np.sum(1.0 / invvar[foot])))

@@ -147,3 +147,22 @@ def test_half_light_radius_matches_a_full_sort(seed):
             for centre in ((n // 2, n // 2), (n / 2 - 0.5, n / 2 - 0.5), tuple(rng.uniform(0, n, 2))):
                 want = _half_light_radius_by_full_sort(img, 0.262, centre)
                 assert lensed_half_light_radius(img, 0.262, centre) == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_snr_ignores_non_finite_pixels_and_infinite_invvar():
+    """Pixels with a non-finite arc value or invvar (+inf included) are not usable: the metrics equal
+    those of the same image with those pixels masked out."""
+    rng = np.random.default_rng(2)
+    arc = rng.uniform(0.0, 1.0, (16, 16))
+    invvar = rng.uniform(10.0, 100.0, (16, 16))
+    good = np.ones((16, 16), bool)
+    bad = np.zeros((16, 16), bool)
+    bad[3, 4] = bad[7, 7] = bad[10, 2] = True
+    arc_bad, invvar_bad = arc.copy(), invvar.copy()
+    arc_bad[3, 4] = np.nan
+    arc_bad[7, 7] = np.inf  # (an infinite arc pixel would otherwise also set the footprint's peak)
+    invvar_bad[10, 2] = np.inf
+    got = arc_snr_metrics(arc_bad, invvar_bad, good)
+    want = arc_snr_metrics(arc, invvar, good & ~bad)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-12)
