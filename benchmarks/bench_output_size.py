@@ -39,12 +39,14 @@ def column_bytes(folder: Path) -> tuple[int, dict[str, int]]:
     return rows, out
 
 
-def per_row_zstd(folder: Path, columns: list[str], limit: int = 2000) -> dict[str, float]:
-    """Mean bytes of each array value compressed on its own with zstd (level 3, Parquet's default): the size
-    without the redundancy between neighbouring rows that a replicated manifest (or a brick with many
+def per_row_zstd(folder: Path, columns: list[str], level: int, limit: int = 2000) -> dict[str, float]:
+    """Mean bytes of each array value compressed on its own with zstd at ``level`` (stage4c.zstd_level): the
+    size without the redundancy between neighbouring rows that a replicated manifest (or a brick with many
     tasks on one host) gives Parquet's pages."""
     import pyarrow as pa
     import pyarrow.dataset as pads
+
+    codec = pa.Codec("zstd", compression_level=level)
 
     ds = pads.dataset(str(folder), format="parquet", partitioning="hive")
     have = [c for c in columns if c in ds.schema.names]
@@ -54,7 +56,7 @@ def per_row_zstd(folder: Path, columns: list[str], limit: int = 2000) -> dict[st
         for c in have:
             for v in batch.column(c).to_pylist():
                 if v is not None and cnt[c] < limit:
-                    tot[c] += len(pa.compress(v, codec="zstd", asbytes=True))
+                    tot[c] += len(codec.compress(v, asbytes=True))
                     cnt[c] += 1
     return {c: tot[c] / cnt[c] for c in have if cnt[c]}
 
@@ -97,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
            "maskbits": size * size * 4}
     arrays = {k: cols.get(k, 0) / rows for k in raw}
     other = (sum(cols.values()) - sum(cols.get(k, 0) for k in raw)) / rows
-    alone = per_row_zstd(Path(stage_output_dir(c, "4c", "stamps")), list(raw))
+    alone = per_row_zstd(Path(stage_output_dir(c, "4c", "stamps")), list(raw), c.stage4c.zstd_level)
     for k, v in arrays.items():
         one = alone.get(k, float("nan"))
         print(f"[bench_size] {k:9s} {v:9.0f} B/stamp in Parquet ({raw[k]} B raw, ratio {v / raw[k]:.2f}); "
               f"{one:9.0f} B compressed alone (ratio {one / raw[k]:.2f})")
     print(f"[bench_size] other columns in stamps/ {other:.0f} B/row; metrics/ {sum(mcols.values()) / mrows:.0f} B/row "
-          f"({n} stamps, zstd)")
+          f"({n} stamps, zstd level {c.stage4c.zstd_level})")
     print(json.dumps({"stamps": n, "stamp_size": size, "bytes_per_row": arrays, "bytes_alone": alone, "raw_bytes": raw,
                       "stamps_other_bytes_per_row": other, "peak_rss_mb": peak, "metrics_bytes_per_row": sum(mcols.values()) / mrows}))
     return 0
