@@ -269,12 +269,14 @@ def main(argv=None) -> None:
     fns["shared_mu"] = fresh_source(dhs_shared_mu)
     fns["shared_then_mu"] = fresh_source(dhs_shared_then_mu)
     t = _median_ms(fns, params)
-    # batches: lenstronomy is timed again right before and after, so that the ratio compares the two
-    # under the same machine load
-    len_before = _median_ms({"lenstronomy": fns["lenstronomy"]}, params[:16], repeats=1)["lenstronomy"][0]
-    t_batch = _batch_ms(params, 64)
-    len_after = _median_ms({"lenstronomy": fns["lenstronomy"]}, params[:16], repeats=1)["lenstronomy"][0]
-    t_len_batch = statistics.median([len_before, len_after, t["lenstronomy"][0]])
+    # batches: rounds of lenstronomy and of the batch alternate, so that each ratio compares the two under
+    # the same machine load (a shared host's speed drifts); the median of the per-round ratios is reported
+    len_rounds, batch_rounds = [], []
+    for _ in range(5):
+        len_rounds.append(_median_ms({"lenstronomy": fns["lenstronomy"]}, params[:16], repeats=1)["lenstronomy"][0])
+        batch_rounds.append(_batch_ms(params, 64, repeats=1))
+    t_batch, t_len_batch = statistics.median(batch_rounds), statistics.median(len_rounds)
+    batch_ratio = statistics.median(a / b for a, b in zip(len_rounds, batch_rounds))
     by_size = {k: _batch_ms(params, k, repeats=1 if k > 64 else 3) for k in (1, 8, 64, 256)}
     t_len, t_mu, t_mu_sep = t["lenstronomy"], t["shared_mu"], t["shared_then_mu"]
     rows = [(ss, t[f"unshared{ss}"], t[f"shared{ss}"]) for ss in supersamples]
@@ -300,7 +302,7 @@ def main(argv=None) -> None:
     )
     print(
         f"dhs render_lensed_batch, batches of 64 (supersample {DEFAULT_SUPERSAMPLE}): {t_batch:6.2f} ms per stamp, "
-        f"ratio {t_len_batch / t_batch:5.1f}x (lenstronomy {t_len_batch:.2f} ms, timed around it)"
+        f"ratio {batch_ratio:5.1f}x (lenstronomy {t_len_batch:.2f} ms; median ratio of 5 alternating rounds)"
     )
     print("render_lensed_batch CPU ms per stamp by batch size: "
           + ", ".join(f"{k}: {v:.2f}" for k, v in by_size.items()))
