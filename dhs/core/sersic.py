@@ -45,7 +45,7 @@ def sersic_refinement_flags(
     k = b / n
     m = 1.0 / n - 1.0
 
-    def curvature(r: np.ndarray) -> np.ndarray:
+    def curvature(r: np.ndarray, k=k, m=m) -> np.ndarray:
         # |S_rr| + |S_r / r| over S for exp(-b r^(1/n)), r in units of r_eff:
         # g = k r^m with k = b/n, m = 1/n - 1;  S_rr/S = g^2 - g m / r;  S_r/(r S) = -g / r
         r = np.maximum(r, 1e-6)
@@ -61,9 +61,12 @@ def sersic_refinement_flags(
     if np.ndim(m) == 0:
         err = curvature(np.minimum(rho, nearest)) if m <= 0.0 else np.maximum(curvature(rho), curvature(nearest))
     else:
-        err = np.where(
-            m <= 0.0, curvature(np.minimum(rho, nearest)), np.maximum(curvature(rho), curvature(nearest))
-        )
+        # (one source per row of the arrays: the rows with n < 1 take the larger of the two)
+        err = curvature(np.minimum(rho, nearest))
+        rows = np.flatnonzero(np.reshape(m, -1) > 0.0)
+        if rows.size:
+            r_rows, near_rows, k_rows, m_rows = np.broadcast_to(rho, err.shape)[rows], nearest[rows], k[rows], m[rows]
+            err[rows] = np.maximum(curvature(r_rows, k_rows, m_rows), curvature(near_rows, k_rows, m_rows))
     err *= scale
     err = np.where(rho_min > 0.0, err, np.maximum(err, 0.5 * b * (2.0 * half_diag) ** (1.0 / n)))
     # brightest possible fraction of the total flux in one cell (surface brightness at rho_min);
