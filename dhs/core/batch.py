@@ -26,7 +26,7 @@ import numpy as np
 
 from .interpolated import InterpolatedSource
 from .lens import LensBatch, SIELens
-from .light_window import block_means, light_window, spread_blocks, stretched_bounds
+from .light_window import block_means, light_windows, spread_blocks, stretched_bounds
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
 from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
@@ -67,18 +67,18 @@ def _grids_flux(
     stretched = []
     lenses, sources = LensBatch.from_lenses(rows), SersicBatch.from_sources(srcs)
     core = _core_radius(h, 0, max_levels)
+    windows = [(slice(None), slice(None))] * n
     if ss > 1:
         means, block_flags = block_means(lenses, sources, x1, y1, h, ss, core)
         sb = spread_blocks(means, ss, (ny, nx))
+        extras = [stretched_bounds(rows[i], x1[i], y1[i], h) for i in range(n)]
+        windows = light_windows(means, block_flags, ss, (ny, nx), extras)
     else:
         sb = np.empty((n, ny, nx), dtype=np.float32)
-    for i in range(n):
-        win = (slice(None), slice(None))
-        if ss > 1:
-            win = light_window(means[i], block_flags[i], ss, (ny, nx), stretched_bounds(rows[i], x1[i], y1[i], h))
-            if win is None:
-                stretched.append(None)
-                continue
+    for i, win in enumerate(windows):
+        if win is None:
+            stretched.append(None)
+            continue
         wx, wy = x1[i : i + 1, win[1]], y1[i : i + 1, win[0]]
         shape = (1, wy.shape[1], wx.shape[1])
         bx, by = lenses.take([i]).ray_shoot_grids(

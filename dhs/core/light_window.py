@@ -3,7 +3,7 @@
 Sampling a lensed source on the sub-pixel grid (side h = pixel / s) over the whole stamp is most of the cost
 of the grid passes, but away from its images a compact source is faint and smooth on the scale of a pixel.
 The renderer therefore first samples every row at the pixel centres (blocks of s x s sub-pixel cells,
-side H = s h), and runs the sub-pixel passes only inside a rectangle of blocks (light_window) holding every
+side H = s h), and runs the sub-pixel passes only inside a rectangle of blocks (light_windows) holding every
 block that is bright (mean surface brightness >= WINDOW_LEVEL of the row's brightest block), that the
 source flags as under-resolved at the block size (with BLOCK_TOL, a ninth of the base grid's tolerance:
 such blocks are as accurate as s x s sub-pixel cells flagged at the base tolerance), and the region near
@@ -30,7 +30,7 @@ from .refinement import BASE_TOL
 from .scratch import scratch_array
 from .subcell_moments import _add_laplacian_correction
 
-__all__ = ["BLOCK_TOL", "WINDOW_LEVEL", "block_means", "light_window", "spread_blocks", "stretched_bounds"]
+__all__ = ["BLOCK_TOL", "WINDOW_LEVEL", "block_means", "light_windows", "spread_blocks", "stretched_bounds"]
 
 #: blocks at least this fraction of the row's brightest block are rendered on the sub-pixel grid
 WINDOW_LEVEL = 1e-3
@@ -83,32 +83,46 @@ def stretched_bounds(lens: SIELens, x1: np.ndarray, y1: np.ndarray, h: float) ->
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def light_window(
-    means: np.ndarray, flags: np.ndarray, ss: int, shape: tuple[int, int], extra=None
-) -> tuple[slice, slice] | None:
-    """Sub-pixel cells (row and column slices of a grid of ``shape``) to render on the sub-pixel grid.
+def light_windows(
+    means: np.ndarray, flags: np.ndarray, ss: int, shape: tuple[int, int], extras=None
+) -> list[tuple[slice, slice] | None]:
+    """Sub-pixel cells (row and column slices of a grid of ``shape``) that each row renders on the sub-pixel
+    grid.
 
-    means, flags: one row's (size + 2, size + 2) block means and flags (block_means); extra: cell bounds
-    that must be inside (stretched_bounds), or None.  The window is the bounding rectangle of the bright
-    or flagged blocks and of ``extra``, one block wider on each side and one more cell for the Laplacian
-    stencil; None when nothing needs it (the row's light is all faint and smooth).
+    means, flags: the rows' (N, size + 2, size + 2) block means and flags (block_means); extras: per row,
+    cell bounds that must be inside (stretched_bounds) or None.  A row's window is the bounding rectangle of
+    its bright or flagged blocks and of its extra bounds, one block wider on each side and one more cell for
+    the Laplacian stencil; None when nothing needs it (the row's light is all faint and smooth).  Every
+    operation is per row: a row's window does not depend on the others.
     """
     ny, nx = shape
-    need = flags | (means >= WINDOW_LEVEL * float(means.max()))
-    rows = np.flatnonzero(need.any(axis=1))
-    bounds = []
-    if rows.size:
-        cols = np.flatnonzero(need.any(axis=0))
-        # block index b (0-based, block b - 1) holds cells 1 + ss (b - 1) .. ss b; one block of margin
-        for lo, hi in ((rows[0], rows[-1]), (cols[0], cols[-1])):
-            bounds.append((1 + ss * (int(lo) - 2) - 1, ss * (int(hi) + 1) + 2))
-    if extra is not None:
-        box = ((extra[0] - 1, extra[1] + 1), (extra[2] - 1, extra[3] + 1))
-        bounds = list(box) if not bounds else [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(bounds, box)]
-    if not bounds:
-        return None
-    (r0, r1), (c0, c1) = bounds
-    return slice(max(r0, 0), min(r1, ny)), slice(max(c0, 0), min(c1, nx))
+    n = means.shape[0]
+    peak = means.reshape(n, -1).max(axis=1)
+    need = means >= (WINDOW_LEVEL * peak)[:, None, None]
+    need &= means > 0.0  # (a row without light in any block has nothing bright)
+    need |= flags
+    rows_any, cols_any = need.any(axis=2), need.any(axis=1)
+    has = rows_any.any(axis=1)
+    last = rows_any.shape[1] - 1
+    r_lo, r_hi = rows_any.argmax(axis=1), last - rows_any[:, ::-1].argmax(axis=1)
+    c_lo, c_hi = cols_any.argmax(axis=1), last - cols_any[:, ::-1].argmax(axis=1)
+    out: list[tuple[slice, slice] | None] = []
+    for i in range(n):
+        extra = None if extras is None else extras[i]
+        bounds = []
+        if has[i]:
+            # block index b (0-based, block b - 1) holds cells 1 + ss (b - 1) .. ss b; one block of margin
+            for lo, hi in ((int(r_lo[i]), int(r_hi[i])), (int(c_lo[i]), int(c_hi[i]))):
+                bounds.append((ss * (lo - 2), ss * (hi + 1) + 2))
+        if extra is not None:
+            box = ((extra[0] - 1, extra[1] + 1), (extra[2] - 1, extra[3] + 1))
+            bounds = list(box) if not bounds else [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(bounds, box)]
+        if not bounds:
+            out.append(None)
+            continue
+        (a0, a1), (b0, b1) = bounds
+        out.append((slice(max(a0, 0), min(a1, ny)), slice(max(b0, 0), min(b1, nx))))
+    return out
 
 
 def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int]) -> np.ndarray:

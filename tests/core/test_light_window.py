@@ -14,7 +14,7 @@ import pytest
 import dhs.core.batch as batch
 from dhs.core import SersicSource, SIELens
 from dhs.core.batch import render_lensed_batch
-from dhs.core.light_window import WINDOW_LEVEL, block_axes, light_window, spread_blocks, stretched_bounds
+from dhs.core.light_window import WINDOW_LEVEL, block_axes, light_windows, spread_blocks, stretched_bounds
 from dhs.core.render import subpixel_axes
 
 
@@ -54,7 +54,7 @@ def _render(stamps):
 def test_windowed_rendering_matches_the_full_subpixel_grid(seed, monkeypatch):
     stamps = _stamps(32, seed)
     img, mu = _render(stamps)
-    monkeypatch.setattr(batch, "light_window", lambda *args: (slice(None), slice(None)))
+    monkeypatch.setattr(batch, "light_windows", lambda means, *args: [(slice(None), slice(None))] * len(means))
     full, mu_full = _render(stamps)
     peak = full.max(axis=(1, 2, 3))
     assert (np.abs(img - full).max(axis=(1, 2, 3)) <= 1e-4 * peak).all()
@@ -68,19 +68,31 @@ def test_window_holds_bright_and_flagged_blocks_with_a_margin():
     shape = (size * ss + 2, size * ss + 2)
     means = np.full((size + 2, size + 2), 1e-9, dtype=np.float32)
     flags = np.zeros(means.shape, dtype=bool)
-    assert light_window(means, flags, ss, shape) is not None  # the brightest block is always in
+
+    def window(extra=None):
+        # (the row under test next to a bright, flagged other row: windows are per row)
+        other_means, other_flags = np.ones_like(means), np.ones_like(flags)
+        found = light_windows(
+            np.stack([means, other_means]), np.stack([flags, other_flags]), ss, shape, [extra, None]
+        )
+        assert found[1] == (slice(0, shape[0]), slice(0, shape[1]))
+        return found[0]
+
+    assert window() is not None  # the brightest block is always in
     means[5, 7] = 1.0  # block (4, 6): cells 13..15 x 19..21
     flags[9, 3] = True  # block (8, 2): cells 25..27 x 7..9
-    rows, cols = light_window(means, flags, ss, shape)
+    rows, cols = window()
     # one block of margin (3 cells) and one cell for the Laplacian stencil on each side
     assert (rows.start, rows.stop) == (13 - 4, 27 + 4 + 1)
     assert (cols.start, cols.stop) == (7 - 4, 21 + 4 + 1)
-    # faint blocks stay outside: their level is relative to the brightest block
+    # faint blocks stay outside: their level is relative to the row's brightest block
     means[0, 0] = 0.5 * WINDOW_LEVEL
-    assert light_window(means, flags, ss, shape) == (rows, cols)
+    assert window() == (rows, cols)
     # the stretched region near the lens centre is always included, clipped to the grid
-    rows, cols = light_window(means, flags, ss, shape, extra=(0, 40, 30, 50))
+    rows, cols = window(extra=(0, 40, 30, 50))
     assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 41, 3, 50)
+    # nothing bright, flagged or stretched: no window
+    assert light_windows(np.zeros((1,) + means.shape), np.zeros((1,) + means.shape, bool), ss, shape)[0] is None
 
 
 def test_blocks_are_pixels_and_spread_keeps_their_mean():
