@@ -26,10 +26,10 @@ import numpy as np
 
 from .interpolated import InterpolatedSource
 from .lens import LensBatch, SIELens
-from .light_window import block_means, light_windows, spread_blocks, stretched_bounds
+from .light_window import block_means, light_windows, spread_blocks
 from .outside_flux import lensed_flux_outside_box
 from .psf import check_moffat
-from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_window
+from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_bounds, stretched_window
 from .render import (
     DEFAULT_SUPERSAMPLE,
     _check_grid,

@@ -12,8 +12,8 @@ it every sub-pixel cell takes its block's mean (spread_blocks): the block's flux
 (Laplacian-corrected point sample) and only its distribution inside the pixel is lost, on light below
 WINDOW_LEVEL of the peak.  The window's outermost ring of cells only serves the Laplacian stencil of the
 cells inside (a clamped stencil at the window's edge would bias the flux there).  Measured on random
-lensed and unlensed Sersics (r_eff 0.03-0.8 arcsec, n 0.5-4) and on the benchmark's stamps: windows of
-12-17 % of the stamp on average, images within 3.5e-5 of their peak and stamp flux within 1.2e-5 of the
+lensed and unlensed Sersics (r_eff 0.004-0.8 arcsec, n 0.5-4) and on the benchmark's stamps: windows of
+12-17 % of the stamp on average, images within 5e-5 of their peak and stamp flux within 1.2e-5 of the
 full sub-pixel grid (tests/core/test_light_window.py).
 
 Positions are arcsec from the lens centre; surface brightness per unit source flux (1/arcsec^2).
@@ -21,16 +21,14 @@ Positions are arcsec from the lens centre; surface brightness per unit source fl
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .lens import LensBatch, SIELens
+from .lens import LensBatch
 from .refinement import BASE_TOL
 from .scratch import scratch_array
 from .subcell_moments import _add_laplacian_correction
 
-__all__ = ["BLOCK_TOL", "WINDOW_LEVEL", "block_means", "light_windows", "spread_blocks", "stretched_bounds"]
+__all__ = ["BLOCK_TOL", "WINDOW_LEVEL", "block_means", "light_windows", "spread_blocks"]
 
 #: blocks at least this fraction of the row's brightest block are rendered on the sub-pixel grid
 WINDOW_LEVEL = 1e-3
@@ -67,22 +65,6 @@ def block_means(
     return means, flags
 
 
-def stretched_bounds(lens: SIELens, x1: np.ndarray, y1: np.ndarray, h: float) -> tuple[int, int, int, int] | None:
-    """(first row, end row, first column, end column) of the sub-pixel cells near the lens centre whose
-    source-plane images may be larger than h (dhs.core.refinement.stretched_window), or None."""
-    if lens.theta_e <= 0:
-        return None
-    c = math.hypot(lens.e1, lens.e2)
-    q = (1.0 - c) / (1.0 + c)
-    g = math.hypot(lens.gamma1, lens.gamma2)
-    r_cut = lens.theta_e / ((2.0 - g) * math.sqrt(q)) + 2.0 * h
-    cols = np.flatnonzero(np.abs(x1) < r_cut)
-    rows = np.flatnonzero(np.abs(y1) < r_cut)
-    if cols.size < 2 or rows.size < 2:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def light_windows(
     means: np.ndarray, flags: np.ndarray, ss: int, shape: tuple[int, int], extras=None
 ) -> list[tuple[slice, slice] | None]:
@@ -90,10 +72,10 @@ def light_windows(
     grid.
 
     means, flags: the rows' (N, size + 2, size + 2) block means and flags (block_means); extras: per row,
-    cell bounds that must be inside (stretched_bounds) or None.  A row's window is the bounding rectangle of
-    its bright or flagged blocks and of its extra bounds, one block wider on each side and one more cell for
-    the Laplacian stencil; None when nothing needs it (the row's light is all faint and smooth).  Every
-    operation is per row: a row's window does not depend on the others.
+    cell bounds that must be inside (dhs.core.refinement.stretched_bounds) or None.  A row's window is the
+    bounding rectangle of its bright or flagged blocks and of its extra bounds, one block wider on each side
+    and one more cell for the Laplacian stencil; None when nothing needs it (the row's light is all faint
+    and smooth).  Every operation is per row: a row's window does not depend on the others.
     """
     ny, nx = shape
     n = means.shape[0]

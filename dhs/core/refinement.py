@@ -18,7 +18,7 @@ from .lens import LensBatch, SIELens
 from .source_profile import RefinableProfile
 from .subcell_moments import _apply_map, _smooth_split_moments, _split_moment_maps
 
-__all__ = ["BASE_TOL", "GL_TOL", "MAX_REFINE_LEVELS", "refined_cell_means", "stretched_window"]
+__all__ = ["BASE_TOL", "GL_TOL", "MAX_REFINE_LEVELS", "refined_cell_means", "stretched_bounds", "stretched_window"]
 
 #: Maximum number of 2x2 refinement levels below a base grid of the default sub-pixel size
 #: (0.262 / dhs.core.render.DEFAULT_SUPERSAMPLE arcsec): cells down to 1/64 of it, 1.4 milliarcsec.
@@ -188,11 +188,11 @@ def _gl_moments(sb: np.ndarray, means: np.ndarray) -> np.ndarray:
     return mom
 
 
-def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
-    """The window of a ray grid where cells may map to source-plane patches larger than h (see
-    _flag_demagnified), and the source-plane size of each of its cells (arcsec, measured from the
-    neighbours' rays): (window slices, first row, first column, bx, by, sizes), or None when there is none.
-    x1, y1 are the grid's image-plane axes and bx, by its rays (arcsec); h the cell side (arcsec)."""
+def stretched_bounds(lens: SIELens, x1: np.ndarray, y1: np.ndarray, h: float) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the cells of the grid x1 (columns) x y1 (rows)
+    (arcsec from the lens centre, cell side h) whose source-plane images may be larger than h: the bounding
+    box of the ellipse where the SIE's convergence exceeds 1 - g/2 (see _flag_demagnified), plus the
+    finite-difference stencil; None when there is none (no lens, or fewer than two cells across)."""
     if lens.theta_e <= 0:
         return None
     c = math.hypot(lens.e1, lens.e2)
@@ -203,7 +203,19 @@ def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
     rows = np.flatnonzero(np.abs(y1) < r_cut)
     if cols.size < 2 or rows.size < 2:
         return None
-    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
+    """The window of a ray grid where cells may map to source-plane patches larger than h (see
+    _flag_demagnified), and the source-plane size of each of its cells (arcsec, measured from the
+    neighbours' rays): (window slices, first row, first column, bx, by, sizes), or None when there is none.
+    x1, y1 are the grid's image-plane axes and bx, by its rays (arcsec); h the cell side (arcsec)."""
+    bounds = stretched_bounds(lens, x1, y1, h)
+    if bounds is None:
+        return None
+    r0, r1, c0, c1 = bounds
+    win = (slice(r0, r1), slice(c0, c1))
     wbx, wby = bx[win], by[win]
     ex = np.diff(wbx, axis=1)
     ey = np.diff(wby, axis=1)
@@ -216,7 +228,7 @@ def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
     h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
     h_src[1:] = np.maximum(h_src[1:], ey)
     h_src[:-1] = np.maximum(h_src[:-1], ey)
-    return win, rows[0], cols[0], wbx, wby, h_src
+    return win, r0, c0, wbx, wby, h_src
 
 
 def _flag_demagnified(
