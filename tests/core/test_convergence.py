@@ -68,3 +68,25 @@ def test_default_supersample_is_the_smallest_converged_factor():
         flux_lo, peak_lo = _changes(cases, DEFAULT_SUPERSAMPLE - 1)
         print(f"supersample {DEFAULT_SUPERSAMPLE - 1}: flux change {flux_lo:.5f}, peak change {peak_lo:.5f}")
         assert flux_lo > 0.005 or peak_lo > PEAK_CONVERGED
+
+
+def test_refinement_flux_cutoff_is_converged(monkeypatch):
+    """Cells whose estimated error is below sersic._MIN_CELL_ERROR of the flux are not refined; a cutoff
+    30x smaller changes lensed and unlensed images (compact and cuspy sources included) by < 1e-4 of their
+    peak and their flux by < 1e-4."""
+    import dhs.core.sersic as sersic
+    import dhs.core.sersic_batch as sersic_batch
+    from dhs.core import render_lensed_batch
+
+    from .test_batch import _random_rows
+
+    lenses, sources, _, fwhm, beta, offsets = _random_rows(24, 11, interpolated_every=25)
+    fluxes = np.ones((24, 3))
+    kw = dict(psf_beta=beta, offsets_pix=offsets)
+    img = render_lensed_batch(lenses, sources, fluxes, fwhm, **kw)
+    finer = sersic._MIN_CELL_ERROR / 30.0
+    monkeypatch.setattr(sersic, "_MIN_CELL_ERROR", finer)
+    monkeypatch.setattr(sersic_batch, "_MIN_CELL_ERROR", finer)
+    ref = render_lensed_batch(lenses, sources, fluxes, fwhm, **kw)
+    assert (np.abs(img - ref).max(axis=(1, 2, 3)) <= 1e-4 * ref.max(axis=(1, 2, 3))).all()
+    assert np.abs(img.sum(axis=(2, 3)) / ref.sum(axis=(2, 3)) - 1).max() <= 1e-4
