@@ -5,8 +5,9 @@ samples of (source (x) cell box).  The image is (source (x) PSF (x) pixel) at pi
 FFT of W on the sub-pixel grid, multiplied by the analytic transfer function
 OTF_moffat(|f|) * sinc(fx p) sinc(fy p) / (sinc(fx h) sinc(fy h)) * exp(2 pi i f . d) (d moves the cell grid
 onto pixel centres, undoing the lens alignment exactly), brought back to the pixel grid by folding the
-spectrum (exact decimation).  Only frequencies where the OTF exceeds 1e-7 are kept, and the padding keeps
-the periodic copies of the PSF below 2e-5 of its peak: no light wraps around the stamp edges.
+spectrum (exact decimation).  Only frequencies where the OTF exceeds OTF_LEVEL (1e-5) of its DC value are
+kept (images move by < 4e-6 of their peak against keeping everything above 1e-10), and the padding keeps the
+periodic copies of the PSF below 2e-5 of its peak: no light wraps around the stamp edges.
 
 Many stamps and bands are transformed together (stacked 1-D FFTs: pocketfft transforms each line on its
 own, so a stamp's image does not depend on the others in the call).
@@ -24,8 +25,9 @@ from .psf import _Z_STEP, _otf_table, moffat_alpha, moffat_otf_cutoff, moffat_ra
 
 __all__ = ["plan", "psf_images"]
 
-#: Spectral components of the PSF below this fraction of the DC value are dropped.
-OTF_LEVEL = 1e-7
+#: Spectral components of the PSF below this fraction of the DC value are dropped (the frequencies kept
+#: set the transform's size; tests/core/test_transfer.py bounds the image change by this fraction of the peak).
+OTF_LEVEL = 1e-5
 #: Periodic copies of the PSF (FFT wrap-around) are kept below this fraction of its peak.
 WRAP_LEVEL = 2e-5
 

@@ -21,3 +21,28 @@ def test_folded_half_spectrum_decimates_a_band_limited_signal_exactly(period, ss
     direct = (full[None, :] * np.exp(2j * np.pi * k[None, :] * m[:, None] / period)).sum(axis=1).real / big
     got = sfft.irfft(_fold_half(spec, period), n=period) * (period / big)
     np.testing.assert_allclose(got, direct, rtol=0, atol=1e-12 * np.abs(direct).max())
+
+
+def test_dropped_psf_frequencies_move_images_by_less_than_otf_level(monkeypatch):
+    """Frequencies where the Moffat OTF is below OTF_LEVEL of its DC value are not transformed: images of
+    compact and extended, lensed and unlensed sources in 0.65-2.2" seeing (beta 2.2-4.5) stay within
+    OTF_LEVEL of their peak of the transform that keeps every frequency above 1e-10."""
+    import dhs.core.transfer as transfer
+    from dhs.core import render_lensed_batch
+
+    from .test_batch import _random_rows
+
+    lenses, sources, _, fwhm, beta, offsets = _random_rows(16, 21, interpolated_every=4)
+    fwhm = np.random.default_rng(3).uniform(0.65, 2.2, fwhm.shape)
+    beta = np.random.default_rng(4).uniform(2.2, 4.5, beta.shape)
+
+    def render():
+        transfer.plan.cache_clear()
+        return render_lensed_batch(lenses, sources, np.ones((16, 3)), fwhm, psf_beta=beta, offsets_pix=offsets)
+
+    img = render()
+    level = transfer.OTF_LEVEL
+    monkeypatch.setattr(transfer, "OTF_LEVEL", 1e-10)
+    ref = render()
+    transfer.plan.cache_clear()
+    assert (np.abs(img - ref).max(axis=(1, 2, 3)) <= level * ref.max(axis=(1, 2, 3))).all()
