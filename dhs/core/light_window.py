@@ -109,10 +109,19 @@ def light_windows(
 
 def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int]) -> np.ndarray:
     """Sub-pixel grids (N, ny, nx) float32 whose cells take their block's mean (means: (N, size + 2,
-    size + 2) for blocks -1 .. size; cell 0 of each axis lies in block -1)."""
+    size + 2) for blocks -1 .. size; cell 0 of each axis lies in block -1, cell size ss + 1 in block size)."""
     n, kb = means.shape[0], means.shape[1]
-    full = np.empty((n, kb, ss, means.shape[2], ss), dtype=np.float32)
-    full[...] = means[:, :, None, :, None]
-    full = full.reshape(n, kb * ss, means.shape[2] * ss)
-    ny, nx = shape
-    return np.ascontiguousarray(full[:, ss - 1 : ss - 1 + ny, ss - 1 : ss - 1 + nx])
+    size = kb - 2
+    out = np.empty((n,) + tuple(shape), dtype=np.float32)
+    s0, s1, s2 = out.strides
+    # (the inner cells as (N, block row, row in block, block column, column in block): one broadcast write)
+    inner = np.lib.stride_tricks.as_strided(
+        out[:, 1:, 1:], shape=(n, size, ss, size, ss), strides=(s0, ss * s1, s1, ss * s2, s2)
+    )
+    inner[...] = means[:, 1:-1, None, 1:-1, None]
+    for cell, block in ((0, 0), (-1, -1)):
+        out[:, cell, 1:-1] = np.repeat(means[:, block, 1:-1], ss, axis=1)
+        out[:, 1:-1, cell] = np.repeat(means[:, 1:-1, block], ss, axis=1)
+        out[:, cell, 0] = means[:, block, 0]
+        out[:, cell, -1] = means[:, block, -1]
+    return out
