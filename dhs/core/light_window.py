@@ -13,7 +13,7 @@ it every sub-pixel cell takes its block's mean (spread_blocks): the block's flux
 WINDOW_LEVEL of the peak.  The window's outermost ring of cells only serves the Laplacian stencil of the
 cells inside (a clamped stencil at the window's edge would bias the flux there).  Measured on random
 lensed and unlensed Sersics (r_eff 0.004-0.8 arcsec, n 0.5-4) and on the benchmark's stamps: windows of
-12-17 % of the stamp on average, images within 5e-5 of their peak and stamp flux within 1.2e-5 of the
+11-15 % of the stamp on average, images within 5e-5 of their peak and stamp flux within 1.2e-5 of the
 full sub-pixel grid (tests/core/test_light_window.py).
 
 Positions are arcsec from the lens centre; surface brightness per unit source flux (1/arcsec^2).
