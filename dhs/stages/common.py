@@ -54,6 +54,7 @@ def write_parquet_atomically(
     max_records_per_file: int | None = None,
     row_group_bytes: int | None = None,
     zstd_level: int | None = None,
+    plain_columns: tuple[str, ...] | list[str] = (),
 ) -> None:
     """Write a Spark DataFrame as Parquet so that a crash never leaves a complete-looking folder.
 
@@ -61,11 +62,14 @@ def write_parquet_atomically(
     S3 paths: written in place with mode overwrite; completeness is marked by ``_stage_config.json``,
     written afterwards by :func:`finish_stage`.  ``row_group_bytes``: Parquet row-group size (the
     writer's in-memory buffer per open file; default 128 MB).  ``zstd_level``: the codec's level when
-    ``compression`` is zstd (Parquet's default 3).
+    ``compression`` is zstd (Parquet's default 3).  ``plain_columns``: columns written without trying
+    dictionary encoding first (columns whose values never repeat, e.g. stamp arrays).
     """
     writer = df.write.mode("overwrite").option("compression", compression)
     if zstd_level is not None and compression == "zstd":
         writer = writer.option("parquet.compression.codec.zstd.level", str(int(zstd_level)))
+    for col in plain_columns:
+        writer = writer.option(f"parquet.enable.dictionary#{col}", "false")
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", int(max_records_per_file))
     if row_group_bytes:

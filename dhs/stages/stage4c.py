@@ -198,11 +198,13 @@ def run(spark: Any, cfg: RunConfig) -> StageResult:
 
     stamps = _inject(manifest, cfg, schema, n_part, steps.count_rows(rows_in))
     # (one open file per split in each task instead of a sort of the ~100 KB rows; 64 MB row groups bound
-    # the writers' buffers to ~200 MB per task with the three splits)
+    # the writers' buffers to ~200 MB per task with the three splits; no dictionary encoding is tried on the
+    # array columns, whose values are all different)
     with unsorted_partition_writes(spark, max_open_files=OPEN_FILES_PER_TASK):
         write_parquet_atomically(stamps, stamps_dir, partition_by=("region_split",),
                                  max_records_per_file=settings.records_per_file(),
-                                 row_group_bytes=STAMP_ROW_GROUP_BYTES, zstd_level=settings.zstd_level)
+                                 row_group_bytes=STAMP_ROW_GROUP_BYTES, zstd_level=settings.zstd_level,
+                                 plain_columns=array_columns(settings))
     steps.done("inject + write stamps", rows=rows_in)
     groups = _write_metrics(spark, schema, stamps_dir, metrics_dir)
     steps.done("write metrics")

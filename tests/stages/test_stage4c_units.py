@@ -77,13 +77,17 @@ class _FakeFrame:
 
 
 @pytest.mark.parametrize("level", [1, 19])
-def test_stamp_files_take_the_configured_zstd_level(tmp_path, level):
+def test_stamp_files_take_the_configured_zstd_level_and_plain_array_columns(tmp_path, level):
     from dhs.stages.common import write_parquet_atomically
 
     frame = _FakeFrame()
-    write_parquet_atomically(frame, str(tmp_path / "stamps"), zstd_level=level)
+    write_parquet_atomically(frame, str(tmp_path / "stamps"), zstd_level=level, plain_columns=["stamp", "arc"])
     assert frame.write.options["compression"] == "zstd"
     assert frame.write.options["parquet.compression.codec.zstd.level"] == str(level)
+    assert frame.write.options["parquet.enable.dictionary#stamp"] == "false"
+    assert frame.write.options["parquet.enable.dictionary#arc"] == "false"
+    assert not any(k.startswith("parquet.enable.dictionary#") and k[26:] not in ("stamp", "arc")
+                   for k in frame.write.options)
     assert (tmp_path / "stamps").is_dir()
     assert Stage4cConfig().zstd_level == 1
     with pytest.raises(ValueError, match="zstd_level"):
