@@ -337,8 +337,7 @@ class CoaddStore:
 
         ny, nx = ref.data.shape
         try:
-            x, y = ref.wcs.all_world2pix(float(ra), float(dec), 0)
-            x, y = float(x), float(y)
+            x, y = _sky_to_pixel(ref.wcs, float(ra), float(dec))
         except Exception as exc:  # noqa: BLE001 - a broken header is a per-row failure
             problems.append(f"read_error:{layout.coadd_path(self.root, brickname, 'image', self.bands[0])}: "
                             f"bad WCS: {exc}")
@@ -362,6 +361,7 @@ class CoaddStore:
         src = (slice(sy0, sy1), slice(sx0, sx1))
         host_inside = 0 <= ix < nx and 0 <= iy < ny
 
+        loaded: list[int] = []
         for i, b in enumerate(self.bands):
             img, ivr, psf = planes[("image", b)], planes[("invvar", b)], planes[("psfsize", b)]
             for name, e in (("image", img), ("invvar", ivr), ("psfsize", psf)):
@@ -375,19 +375,23 @@ class CoaddStore:
                 continue
             image[i][dst] = img.data[src]
             invvar[i][dst] = ivr.data[src]
-            bad = ~np.isfinite(image[i]) | ~np.isfinite(invvar[i])
-            if bad.any():
-                problems.append(f"nan_pixels:{b}")
-                image[i][bad] = 0.0
-                invvar[i][bad] = 0.0
-            if not np.any(invvar[i] > 0):
-                problems.append(f"no_data:{b}")
+            loaded.append(i)
             if isinstance(psf, _Plane) and host_inside:
                 v = float(psf.data[iy, ix])
                 psf_host[i] = v if (math.isfinite(v) and v > 0) else math.nan
             elif not isinstance(psf, _Plane):
                 notes.append(f"psfsize_missing:{b}")
 
+        # (non-finite pixels and bands without data, checked on the whole cube first)
+        if loaded and not (np.isfinite(image).all() and np.isfinite(invvar).all()):
+            for i in loaded:
+                bad = ~np.isfinite(image[i]) | ~np.isfinite(invvar[i])
+                if bad.any():
+                    problems.append(f"nan_pixels:{self.bands[i]}")
+                    image[i][bad] = 0.0
+                    invvar[i][bad] = 0.0
+        has_data = (invvar > 0).any(axis=(1, 2))
+        problems.extend(f"no_data:{self.bands[i]}" for i in loaded if not has_data[i])
         maskbits = wise = None
         if isinstance(mb, _Plane):
             if mb.data.shape != (ny, nx):
@@ -405,6 +409,17 @@ class CoaddStore:
         elif isinstance(mb, _Missing):
             notes.append("maskbits_missing")
         return result(x0, y0, off, (x, y), maskbits, wise)
+
+
+def _sky_to_pixel(wcs: Any, ra: float, dec: float) -> tuple[float, float]:
+    """0-based pixel (x, y) of (ra, dec) in degrees: wcslib's projection directly when the WCS has no
+    distortion terms (the value astropy's all_world2pix returns then, without its per-call set-up), else
+    all_world2pix."""
+    if not wcs.has_distortion:
+        pix = wcs.wcs.s2p(np.array([[ra, dec]], dtype=np.float64), 0)["pixcrd"][0]
+        return float(pix[0]), float(pix[1])
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    return float(x), float(y)
 
 
 @lru_cache(maxsize=8)

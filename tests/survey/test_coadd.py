@@ -219,3 +219,28 @@ def test_neighbour_fallback(tmp_path):
     assert d.ok and d.brickname == "0003p000" and f"from_neighbour_of:{names[0]}" in d.notes
     img = fits.getdata(layout.coadd_path(str(tmp_path), "0003p000", "image", "g"), 1)
     assert np.array_equal(d.image[0], img[d.y0:d.y0 + 16, d.x0:d.x0 + 16])
+
+
+def test_sky_to_pixel_equals_astropys_all_world2pix(dr6):
+    """The direct wcslib projection of an undistorted coadd WCS equals astropy's all_world2pix; a WCS with
+    SIP distortion still takes all_world2pix."""
+    from dhs.survey.coadd import _sky_to_pixel
+
+    _, wcs, _, _ = dr6
+    assert not wcs.has_distortion
+    rng = np.random.default_rng(0)
+    for x, y in rng.uniform(-50, 3650, (20, 2)):
+        ra, dec = (float(v) for v in wcs.all_pix2world(x, y, 0))
+        want = tuple(float(v) for v in wcs.all_world2pix(ra, dec, 0))
+        assert _sky_to_pixel(wcs, ra, dec) == want
+    sip = WCS(naxis=2)
+    sip.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    sip.wcs.crval, sip.wcs.crpix, sip.wcs.cdelt = [150.0, 2.0], [1800.0, 1800.0], [-7.28e-5, 7.28e-5]
+    from astropy.wcs import Sip
+
+    a = np.zeros((3, 3))
+    a[2, 0] = 1e-6
+    sip.sip = Sip(a, np.zeros((3, 3)), None, None, sip.wcs.crpix)
+    assert sip.has_distortion
+    ra, dec = (float(v) for v in sip.all_pix2world(2500.0, 700.0, 0))
+    assert _sky_to_pixel(sip, ra, dec) == pytest.approx((2500.0, 700.0), abs=1e-6)
