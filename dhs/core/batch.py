@@ -67,11 +67,12 @@ def _grids_flux(
     stretched = []
     lenses, sources = LensBatch.from_lenses(rows), SersicBatch.from_sources(srcs)
     core = _core_radius(h, 0, max_levels)
+    # (the cells near each lens centre whose source-plane images may be larger than h)
+    extras = [stretched_bounds(rows[i], x1[i], y1[i], h) for i in range(n)]
     windows = [(slice(None), slice(None))] * n
     if ss > 1:
         means, block_flags = block_means(lenses, sources, x1, y1, h, ss, core)
         sb = spread_blocks(means, ss, (ny, nx))
-        extras = [stretched_bounds(rows[i], x1[i], y1[i], h) for i in range(n)]
         windows = light_windows(means, block_flags, ss, (ny, nx), extras)
     else:
         sb = np.empty((n, ny, nx), dtype=np.float32)
@@ -85,7 +86,7 @@ def _grids_flux(
             wx, wy, out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32))
         )
         sb_i, flags[i : i + 1, win[0], win[1]] = sources.take([i]).evaluate(bx, by, h, BASE_TOL, core)
-        stretched.append(_stretched_cells(rows[i], wx[0], wy[0], bx[0], by[0], h, (i, win, (ny, nx))))
+        stretched.append(_stretched_cells(rows[i], wx[0], wy[0], bx[0], by[0], h, (i, win, (ny, nx)), extras[i]))
         _add_laplacian_correction(sb_i)
         # (the window's outermost cells are there for the Laplacian stencil of the others; they keep their
         # block's mean unless they lie on the grid's edge)
@@ -121,19 +122,23 @@ def _inner(part: slice, limit: int) -> tuple[slice, slice]:
     return slice(start + lo, stop - hi), slice(lo, stop - start - hi)
 
 
-def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, where):
+def _stretched_cells(lens: SIELens, x1, y1, bx, by, h: float, where, bounds):
     """Cells of one row's window stretched by the lens (dhs.core.render._flag_demagnified): their flat
     indices in the (N, ny, nx) grids, source-plane rays and sizes; None when there are none.  x1, y1, bx,
-    by: the window's axes and rays; where: (row, (row slice, column slice) of the window, (ny, nx))."""
-    found = stretched_window(lens, x1, y1, bx, by, h)
+    by: the window's axes and rays; where: (row, (row slice, column slice) of the window, (ny, nx));
+    bounds: the row's stretched_bounds on the whole grid (inside the window), or None."""
+    if bounds is None:
+        return None
+    plane, win, (ny, nx) = where
+    top, left = win[0].start or 0, win[1].start or 0
+    local = (bounds[0] - top, bounds[1] - top, bounds[2] - left, bounds[3] - left)
+    found = stretched_window(lens, x1, y1, bx, by, h, bounds=local)
     if found is None:
         return None
     _, row0, col0, wbx, wby, h_src = found
     r, cc = np.nonzero(h_src > h)
     if r.size == 0:
         return None
-    plane, win, (ny, nx) = where
-    top, left = win[0].start or 0, win[1].start or 0
     flat = (plane * ny + top + row0 + r) * nx + left + col0 + cc
     return flat, wbx[r, cc], wby[r, cc], h_src[r, cc]
 

@@ -10,11 +10,11 @@ an unflagged block's estimated relative error is below a ninth of what a sub-pix
 region near the lens centre where cells are stretched (render._flag_demagnified), plus one block of
 margin.  Outside it every sub-pixel cell takes its block's mean (spread_blocks): the block's flux is kept
 to second order (Laplacian-corrected point sample) and only its distribution inside the pixel is lost, on
-light below WINDOW_LEVEL of the peak.  The window's outermost ring of cells only serves the Laplacian stencil of the
-cells inside (a clamped stencil at the window's edge would bias the flux there).  Measured on random
-lensed and unlensed Sersics (r_eff 0.004-0.8 arcsec, n 0.5-4) and on the benchmark's stamps: windows of
-11-15 % of the stamp on average, images within 5e-5 of their peak and stamp flux within 1.2e-5 of the
-full sub-pixel grid (tests/core/test_light_window.py).
+light below WINDOW_LEVEL of the peak.  The window's outermost ring of cells only serves the Laplacian
+stencil of the cells inside (a clamped stencil at the window's edge would bias the flux there).  Measured
+on random lensed and unlensed Sersics (r_eff 0.004-0.8 arcsec, n 0.5-4) and on the benchmark's stamps:
+windows of 11-15 % of the stamp on average, images within 5e-5 of their peak and stamp flux within 1.2e-5
+of the full sub-pixel grid (tests/core/test_light_window.py).
 
 Positions are arcsec from the lens centre; surface brightness per unit source flux (1/arcsec^2).
 """

@@ -133,7 +133,8 @@ def lensed_half_light_radius(arc: np.ndarray, pixscale: float, centre_pix: Seque
     members = np.flatnonzero(ring == j)
     order = members[np.argsort(r[members], kind="stable")]
     cum = before + np.cumsum(flux[order])
-    k = int(np.argmax(cum >= half)) if (cum >= half).any() else cum.size - 1
+    reached = cum >= half
+    k = int(np.argmax(reached)) if reached.any() else cum.size - 1
     r_k = float(r[order[k]])
     if k > 0:
         r_prev, c_prev = float(r[order[k - 1]]), float(cum[k - 1])

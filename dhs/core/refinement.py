@@ -206,12 +206,14 @@ def stretched_bounds(lens: SIELens, x1: np.ndarray, y1: np.ndarray, h: float) ->
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def stretched_window(lens: SIELens, x1, y1, bx, by, h: float):
+def stretched_window(lens: SIELens, x1, y1, bx, by, h: float, bounds=None):
     """The window of a ray grid where cells may map to source-plane patches larger than h (see
     _flag_demagnified), and the source-plane size of each of its cells (arcsec, measured from the
     neighbours' rays): (window slices, first row, first column, bx, by, sizes), or None when there is none.
-    x1, y1 are the grid's image-plane axes and bx, by its rays (arcsec); h the cell side (arcsec)."""
-    bounds = stretched_bounds(lens, x1, y1, h)
+    x1, y1 are the grid's image-plane axes and bx, by its rays (arcsec); h the cell side (arcsec);
+    ``bounds``: stretched_bounds(lens, x1, y1, h) when the caller has it already."""
+    if bounds is None:
+        bounds = stretched_bounds(lens, x1, y1, h)
     if bounds is None:
         return None
     r0, r1, c0, c1 = bounds
