@@ -188,6 +188,15 @@ def _add_subcell_moments(
     )
     where = np.concatenate([flat + o for o in offsets])
     # (per touched cell, the contributions are summed in the order of ``offsets``, then of the cells)
-    touched, slot = np.unique(where, return_inverse=True)
+    # (the touched cells and each entry's slot among them; a stable sort merges the nine runs, sorted when
+    # ``flat`` is, as it is from the renderers: faster than np.unique's quicksort)
+    perm = where.argsort(kind="stable")
+    ordered = where[perm]
+    first = np.empty(ordered.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    touched = ordered[first]
+    slot = np.empty(ordered.size, dtype=np.intp)
+    slot[perm] = np.cumsum(first) - 1
     delta = np.bincount(slot, weights=np.concatenate(values), minlength=touched.size)
     s[touched] += delta.astype(sb.dtype)

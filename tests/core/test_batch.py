@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dhs.core import InterpolatedSource, SersicSource, SIELens, render_lensed_bands, render_lensed_batch
+from dhs.core.batch import CHUNK_ROWS, GROUP_ROWS
 
 SIZE = 48
 
@@ -84,11 +85,12 @@ def test_row_order_and_neighbours_do_not_change_a_row():
     b = render_lensed_batch([lenses[i] for i in order], [sources[i] for i in order], fluxes[order],
                             fwhm[order], psf_beta=beta[order], offsets_pix=offsets[order], size=SIZE)
     assert np.array_equal(a[order], b)
-    # a row repeated next to itself, in a larger batch than the renderer's chunk, comes out the same
-    rep = [3] * 40
+    # a row repeated next to itself, in a batch larger than the renderer's chunks and refinement groups,
+    # comes out the same
+    rep = [3] * (GROUP_ROWS + CHUNK_ROWS + 3)
     c = render_lensed_batch([lenses[i] for i in rep], [sources[i] for i in rep], fluxes[rep], fwhm[rep],
                             psf_beta=beta[rep], offsets_pix=offsets[rep], size=SIZE)
-    assert all(np.array_equal(c[k], a[3]) for k in range(40))
+    assert all(np.array_equal(c[k], a[3]) for k in range(len(rep)))
 
 
 def test_flux_scales_linearly_and_unlensed_rows_conserve_flux():
