@@ -107,7 +107,7 @@ def _window_passes(rows, lenses, sources, part, x1, y1, h: float, ss: int, core:
     windows = [(slice(None), slice(None))] * part.size
     if ss > 1:
         means, block_flags = block_means(lenses.take(part), sources.take(part), x1[part], y1[part], h, ss, core)
-        sb[part[0] : part[-1] + 1] = spread_blocks(means, ss, (ny, nx))
+        spread_blocks(means, ss, (ny, nx), out=sb[part[0] : part[-1] + 1])
         windows = light_windows(means, block_flags, ss, (ny, nx), extras)
     stretched = []
     for i, win, extra in zip(part.tolist(), windows, extras):

@@ -107,12 +107,14 @@ def light_windows(
     return out
 
 
-def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int]) -> np.ndarray:
+def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Sub-pixel grids (N, ny, nx) float32 whose cells take their block's mean (means: (N, size + 2,
-    size + 2) for blocks -1 .. size; cell 0 of each axis lies in block -1, cell size ss + 1 in block size)."""
+    size + 2) for blocks -1 .. size; cell 0 of each axis lies in block -1, cell size ss + 1 in block size).
+    Written into ``out`` (a C-contiguous float32 array of that shape) when given."""
     n, kb = means.shape[0], means.shape[1]
     size = kb - 2
-    out = np.empty((n,) + tuple(shape), dtype=np.float32)
+    if out is None:
+        out = np.empty((n,) + tuple(shape), dtype=np.float32)
     s0, s1, s2 = out.strides
     # (the inner cells as (N, block row, row in block, block column, column in block): one broadcast write)
     inner = np.lib.stride_tricks.as_strided(

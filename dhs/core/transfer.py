@@ -152,23 +152,24 @@ def _spectra(w: np.ndarray, l_pix: int, ss: int, u: int) -> np.ndarray:
     return np.concatenate((b[:, big - u + 1 :], b[:, :u]), axis=1)
 
 
-def _images(spec, shift_x, shift_y, transfer, size: int, l_pix: int, ss: int, pixscale: float) -> np.ndarray:
-    """Pixel images of P (spectrum, PSF) pairs: (P, size, size) float64 pixel images."""
+def _shift_spectra(spec: np.ndarray, shift_x, shift_y, l_pix: int, ss: int, pixscale: float) -> None:
+    """Multiply (G, 2u-1, u) spectra by exp(2 pi i f . d) (in place): d moves each stamp's cell grid (sub-grid
+    shifts shift_x, shift_y in pixels, subpixel_axes) onto its pixel centres."""
     u = spec.shape[2]
-    big = l_pix * ss
-    h = pixscale / ss
-    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (big * h))
-    d_x = (0.5 * (ss + 1) / ss - shift_x) * pixscale
-    d_y = (0.5 * (ss + 1) / ss - shift_y) * pixscale
-    ay = np.exp(1j * (k[None, :] * d_y[:, None])).astype(np.complex64)
-    ax = np.exp(1j * (k[None, u - 1 :] * d_x[:, None])).astype(np.complex64)
+    k = np.arange(-(u - 1), u, dtype=np.float64) * (2.0 * math.pi / (l_pix * pixscale))
+    d_x = (0.5 * (ss + 1) / ss - np.asarray(shift_x)) * pixscale
+    d_y = (0.5 * (ss + 1) / ss - np.asarray(shift_y)) * pixscale
+    spec *= np.exp(1j * (k[None, :] * d_y[:, None])).astype(np.complex64)[:, :, None]
+    spec *= np.exp(1j * (k[None, u - 1 :] * d_x[:, None])).astype(np.complex64)[:, None, :]
+
+
+def _images(spec, transfer, size: int, l_pix: int) -> np.ndarray:
+    """Pixel images of P (shifted spectrum, PSF transfer) pairs: (P, size, size) float32 views."""
+    u = spec.shape[2]
     prod = np.multiply(spec, transfer)
-    prod *= ay[:, :, None]
     yf = _fold(prod, -(u - 1), l_pix, axis=1)
     rows = sfft.ifft(yf, axis=1)[:, :size]
-    rows *= ax[:, None, :]  # (the x shift commutes with the transforms along y)
-    img = sfft.irfft(_fold_half(rows, l_pix), n=l_pix, axis=2)[:, :, :size]
-    return img.astype(np.float64)
+    return sfft.irfft(_fold_half(rows, l_pix), n=l_pix, axis=2)[:, :, :size]
 
 
 #: stamps are transformed together when their kept spectra differ by at most this factor in size (each
@@ -212,10 +213,11 @@ def psf_images(
             continue
         u = max(plans[i][1] for i in rows)
         spec = _spectra(w[rows], l_pix, ss, u)
+        # (the shifts are applied once per stamp, before its bands' transfer functions: they commute)
+        _shift_spectra(spec, shifts[rows, 0], shifts[rows, 1], l_pix, ss, pixscale)
         pj, pi, pb = (np.array(col) for col in zip(*pairs))
         transfer = _transfers(fwhm[pi, pb], beta[pi, pb], [plans[i][1] for i in pi], u, l_pix * ss, h, pixscale)
-        img = _images(spec[pj], shifts[pi, 0], shifts[pi, 1], transfer, size, l_pix, ss, pixscale)
+        img = _images(spec[pj], transfer, size, l_pix)
         np.maximum(img, 0.0, out=img, where=np.asarray(clip)[pi][:, None, None])
-        img *= fluxes[pi, pb][:, None, None]
-        out[pi, pb] = img
+        out[pi, pb] = img * fluxes[pi, pb][:, None, None]
     return out
