@@ -176,13 +176,16 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
     axes = [subpixel_axes(size, ss, pixscale, off) for off in offsets]
     x1 = np.stack([a[0] for a in axes])
     y1 = np.stack([a[1] for a in axes])
-    w = np.empty((n, y1.shape[1], x1.shape[1]), dtype=np.float32)
     levels = np.array([refine_levels(h, s) for s in sources])
-    for lv in np.unique(levels):
-        sel = np.flatnonzero(levels == lv)
-        w[sel] = _grids_flux(
-            [lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, ss, int(lv)
-        )
+    if (levels == levels[0]).all():  # (the usual case: one group, its grids are the result)
+        w = _grids_flux(lenses, sources, x1, y1, h, ss, int(levels[0]))
+    else:
+        w = np.empty((n, y1.shape[1], x1.shape[1]), dtype=np.float32)
+        for lv in np.unique(levels):
+            sel = np.flatnonzero(levels == lv)
+            w[sel] = _grids_flux(
+                [lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, ss, int(lv)
+            )
     for i, a in enumerate(axes):
         apply_edge_weights(w[i], a[2], a[3])
     shifts = np.array([a[4] for a in axes], dtype=np.float64)

@@ -116,11 +116,10 @@ def spread_blocks(means: np.ndarray, ss: int, shape: tuple[int, int], out: np.nd
     if out is None:
         out = np.empty((n,) + tuple(shape), dtype=np.float32)
     s0, s1, s2 = out.strides
-    # (the inner cells as (N, block row, row in block, block column, column in block): one broadcast write)
-    inner = np.lib.stride_tricks.as_strided(
-        out[:, 1:, 1:], shape=(n, size, ss, size, ss), strides=(s0, ss * s1, s1, ss * s2, s2)
-    )
-    inner[...] = means[:, 1:-1, None, 1:-1, None]
+    # (the inner cells as (N, block row, row in block, cell column): each block row's cells, repeated along x
+    # once, are written to its ss rows in one broadcast copy of whole rows)
+    inner = np.lib.stride_tricks.as_strided(out[:, 1:, 1:], shape=(n, size, ss, size * ss), strides=(s0, ss * s1, s1, s2))
+    inner[...] = np.repeat(means[:, 1:-1, 1:-1], ss, axis=2)[:, :, None, :]
     for cell, block in ((0, 0), (-1, -1)):
         out[:, cell, 1:-1] = np.repeat(means[:, block, 1:-1], ss, axis=1)
         out[:, 1:-1, cell] = np.repeat(means[:, 1:-1, block], ss, axis=1)

@@ -144,18 +144,26 @@ class SersicBatch(RowTable):
         rho = np.sqrt(self._rho2(bx, by))
         return self._refinement_flags(rho, np.asarray(h, dtype=np.float32), float(tol), area)
 
-    def _flag_tables(self, h: float, tol: float, area) -> tuple[np.ndarray, np.ndarray]:
+    def _flag_tables(self, h: float, tol: float, area) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every row's tabulated refinement criterion for one cell size (dhs.core.sersic.sersic_flag_tables):
-        (N, bins) bool and (N,) bin widths for all rows of the batch (not only a selection), cached."""
+        (N, bins) bool, (N,) bin widths and (N,) float32 ends for all rows of the batch (not only a
+        selection), cached.  A row's end is the number of bins flagged from the centre outwards when no bin
+        beyond them is flagged (the usual case: its flags are rho / width < end), else -1."""
         key = (h, tol, area)
         hit = self.flag_tables.get(key)
         if hit is None:
-            hit = self.flag_tables[key] = sersic_flag_tables(self.__dict__["consts"], h, tol, area)
+            tables, steps = sersic_flag_tables(self.__dict__["consts"], h, tol, area)
+            size = tables.shape[1]
+            unflagged = ~tables
+            end = np.where(unflagged.any(axis=1), unflagged.argmax(axis=1), size)
+            beyond = (tables & (np.arange(size)[None, :] >= end[:, None])).any(axis=1)
+            ends = np.where(beyond, -1, end).astype(np.float32)
+            hit = self.flag_tables[key] = (tables, steps, ends)
         return hit
 
     def _table_flags(self, rho2: np.ndarray, h: float, tol: float, area) -> np.ndarray:
         """needs_refinement for one cell size on (N, ...) grids, from each source's tabulated criterion."""
-        tables, steps = self._flag_tables(h, tol, area)
+        tables, steps, ends = self._flag_tables(h, tol, area)
         rows = self._selection()
         if rows is None:
             rows = np.arange(tables.shape[0])
@@ -164,15 +172,12 @@ class SersicBatch(RowTable):
         shape = (-1,) + (1,) * (nd - 1)
         rho = np.sqrt(rho2, out=scratch_array("sersic_rho", rho2.shape, np.float32))
         rho *= (1.0 / steps[rows]).astype(np.float32).reshape(shape)
-        if rows.size == 1:
-            # one row whose flagged radii form one interval from the centre (the usual case): one compare
-            # (the bin index of rho is below ``end``: the same float32 arithmetic as the lookup below, so a
-            # row's flags do not depend on how many rows are evaluated with it)
-            table = tables[rows[0]]
-            off = np.flatnonzero(~table)
-            end = int(off[0]) if off.size else size
-            if not table[end:].any():
-                return rho < float(end)
+        row_ends = ends[rows]
+        if (row_ends >= 0.0).all():
+            # rows whose flagged radii form one interval from the centre (the usual case): one compare (the
+            # bin index of rho is below ``end``: the same float32 arithmetic as the lookup below, so a row's
+            # flags do not depend on the rows evaluated with it)
+            return rho < row_ends.reshape(shape)
         np.minimum(rho, float(size - 1), out=rho)
         index = scratch_array("sersic_index", rho2.shape, np.intp)
         np.copyto(index, rho, casting="unsafe")  # truncation

@@ -138,14 +138,17 @@ def test_bad_shapes_are_reported():
 
 def test_a_rows_refinement_flags_do_not_depend_on_the_other_rows():
     """The tabulated refinement criterion of a row gives the same flags evaluated alone (one compare
-    against its flagged interval) and among other rows (table lookup), also at the bin edges."""
+    against its flagged interval) and among other rows (table lookup, taken when any row's flags are not
+    one interval from the centre), also at the bin edges."""
     from dhs.core.sersic_batch import SersicBatch
 
-    srcs = [SersicSource(1.0, r, n=n) for r, n in ((0.05, 4.0), (0.3, 1.0), (0.2, 2.5), (0.5, 0.5))]
+    shapes = ((0.05, 4.0), (0.3, 1.0), (0.2, 2.5), (0.5, 0.5), (0.1, 0.7))
+    srcs = [SersicSource(1.0, r, n=n) for r, n in shapes]
     batch = SersicBatch.from_sources(srcs)
     h = 0.262 / 3
-    tables, steps = batch._flag_tables(h, 0.2, None)
+    tables, steps, ends = batch._flag_tables(h, 0.2, None)
     assert tables[0].any() and not tables[0].all()  # (the compact n = 4 source has an interval to test)
+    assert ends[-1] == -1 and (ends[:-1] >= 0).all()  # (the n = 0.7 source's flags are not one interval)
     for i in range(len(srcs)):
         # radii around every bin edge of row i (in units of r_eff, as R^2 / r_eff^2 in float32)
         edges = np.arange(tables.shape[1] + 1) * steps[i]
