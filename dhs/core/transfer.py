@@ -212,12 +212,18 @@ def psf_images(
         if not pairs:
             continue
         u = max(plans[i][1] for i in rows)
-        spec = _spectra(w[rows], l_pix, ss, u)
+        # (consecutive stamps, the usual case, are read and written in place)
+        span = slice(rows[0], rows[0] + len(rows)) if rows == list(range(rows[0], rows[0] + len(rows))) else None
+        spec = _spectra(w[rows] if span is None else w[span], l_pix, ss, u)
         # (the shifts are applied once per stamp, before its bands' transfer functions: they commute)
         _shift_spectra(spec, shifts[rows, 0], shifts[rows, 1], l_pix, ss, pixscale)
         pj, pi, pb = (np.array(col) for col in zip(*pairs))
         transfer = _transfers(fwhm[pi, pb], beta[pi, pb], [plans[i][1] for i in pi], u, l_pix * ss, h, pixscale)
         img = _images(spec[pj], transfer, size, l_pix)
         np.maximum(img, 0.0, out=img, where=np.asarray(clip)[pi][:, None, None])
-        out[pi, pb] = img * fluxes[pi, pb][:, None, None]
+        scale = fluxes[pi, pb][:, None, None]
+        if span is not None and len(pairs) == len(rows) * n_bands and out.flags.c_contiguous:
+            np.multiply(img, scale, out=out[span].reshape(-1, size, size))
+        else:
+            out[pi, pb] = img * scale
     return out
