@@ -186,8 +186,8 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
             w[sel] = _grids_flux(
                 [lenses[i] for i in sel], [sources[i] for i in sel], x1[sel], y1[sel], h, ss, int(lv)
             )
-    for i, a in enumerate(axes):
-        apply_edge_weights(w[i], a[2], a[3])
+    # (every row's edge-cell weights at once: apply_edge_weights on the stack)
+    apply_edge_weights(w, np.stack([a[2] for a in axes])[:, None, :], np.stack([a[3] for a in axes])[:, :, None])
     shifts = np.array([a[4] for a in axes], dtype=np.float64)
     # (a Sersic source is non-negative, and so are its images)
     for start in range(0, n, CHUNK_ROWS):

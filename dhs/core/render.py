@@ -244,17 +244,20 @@ def unit_lensed_subpixel_flux(
 def apply_edge_weights(w: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> None:
     """Multiply cell fluxes w (..., rows, cols) by the coverage weights of subpixel_axes (in place).
 
-    Only the two outermost cells on each side have weights other than 1, so only they are touched (the
-    same values as w * wy[:, None] * wx[None, :]).
+    wx, wy: the column and row weights (cols,) and (rows,), or for a stack of grids (N, rows, cols) with
+    their own weights, (N, 1, cols) and (N, rows, 1).  Only the two outermost cells on each side have
+    weights other than 1, so only they are touched (the same values as w * wy[:, None] * wx[None, :]).
     """
-    if wy.size < 4 or wx.size < 4:  # (the two ends overlap)
-        w *= wy[:, None]
-        w *= wx[None, :]
+    if wy.ndim == 1:
+        wy, wx = wy[:, None], wx[None, :]
+    if wy.shape[-2] < 4 or wx.shape[-1] < 4:  # (the two ends overlap)
+        w *= wy
+        w *= wx
         return
     for part in (slice(0, 2), slice(-2, None)):
-        w[..., part, :] *= wy[part, None]
+        w[..., part, :] *= wy[..., part, :]
     for part in (slice(0, 2), slice(-2, None)):
-        w[..., part] *= wx[None, part]
+        w[..., part] *= wx[..., part]
 
 
 def _validate_psf(fwhm, beta, what: str) -> tuple[float, float]:
