@@ -197,7 +197,7 @@ class SersicBatch(RowTable):
         k = b * inv_n
         m = inv_n - 1.0
 
-        def curvature(r: np.ndarray) -> np.ndarray:
+        def curvature(r: np.ndarray, k: np.ndarray, m: np.ndarray) -> np.ndarray:
             r = np.maximum(r, 1e-6)
             g = np.power(r, m)
             g *= k
@@ -209,7 +209,13 @@ class SersicBatch(RowTable):
             return t
 
         nearest = np.maximum(rho_min, half_diag)
-        err = np.maximum(curvature(rho), curvature(nearest))
+        # the larger curvature of the two radii: at the smaller one for n >= 1 (it decreases outwards), both
+        # evaluated for the rows with n < 1 only
+        err = curvature(np.minimum(rho, nearest), k, m)
+        wide = np.flatnonzero(m.reshape(-1) > 0.0)
+        if wide.size:
+            outer = curvature(np.maximum(rho[wide], nearest[wide]), k[wide], m[wide])
+            err[wide] = np.maximum(err[wide], outer)
         err *= scale
         cusp = 0.5 * b * np.power(2.0 * half_diag, inv_n)
         at_centre = rho_min <= 0.0

@@ -220,7 +220,11 @@ def psf_images(
         pj, pi, pb = (np.array(col) for col in zip(*pairs))
         transfer = _transfers(fwhm[pi, pb], beta[pi, pb], [plans[i][1] for i in pi], u, l_pix * ss, h, pixscale)
         img = _images(spec[pj], transfer, size, l_pix)
-        np.maximum(img, 0.0, out=img, where=np.asarray(clip)[pi][:, None, None])
+        keep = np.asarray(clip)[pi]
+        if keep.all():
+            np.maximum(img, 0.0, out=img)
+        elif keep.any():
+            np.maximum(img, 0.0, out=img, where=keep[:, None, None])
         scale = fluxes[pi, pb][:, None, None]
         if span is not None and len(pairs) == len(rows) * n_bands and out.flags.c_contiguous:
             np.multiply(img, scale, out=out[span].reshape(-1, size, size))
