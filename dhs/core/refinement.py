@@ -219,17 +219,24 @@ def stretched_window(lens: SIELens, x1, y1, bx, by, h: float, bounds=None):
     r0, r1, c0, c1 = bounds
     win = (slice(r0, r1), slice(c0, c1))
     wbx, wby = bx[win], by[win]
-    ex = np.diff(wbx, axis=1)
-    ey = np.diff(wby, axis=1)
-    ex = np.sqrt(ex * ex + ey * ey)
-    ey = np.diff(wbx, axis=0)
-    ty = np.diff(wby, axis=0)
-    ey = np.sqrt(ey * ey + ty * ty)
+    # lengths of the edges between neighbouring rays (differences by slicing: np.diff's own cost is ~5 us)
+    ex = wbx[:, 1:] - wbx[:, :-1]
+    ty = wby[:, 1:] - wby[:, :-1]
+    ex *= ex
+    ty *= ty
+    ex += ty
+    np.sqrt(ex, out=ex)
+    ey = wbx[1:] - wbx[:-1]
+    ty = wby[1:] - wby[:-1]
+    ey *= ey
+    ty *= ty
+    ey += ty
+    np.sqrt(ey, out=ey)
     h_src = np.zeros(wbx.shape, dtype=ex.dtype)
     h_src[:, 1:] = ex
-    h_src[:, :-1] = np.maximum(h_src[:, :-1], ex)
-    h_src[1:] = np.maximum(h_src[1:], ey)
-    h_src[:-1] = np.maximum(h_src[:-1], ey)
+    np.maximum(h_src[:, :-1], ex, out=h_src[:, :-1])
+    np.maximum(h_src[1:], ey, out=h_src[1:])
+    np.maximum(h_src[:-1], ey, out=h_src[:-1])
     return win, r0, c0, wbx, wby, h_src
 
 
