@@ -95,14 +95,19 @@ class SIELens:
         return ax, ay
 
 
-def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray | None = None):
+#: the largest value below 1 per float type (the arctanh argument's clip)
+_BELOW_ONE = {t: float(np.nextafter(t(1.0), t(0.0))) for t in (np.float16, np.float32, np.float64)}
+
+
+def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray | None = None, q2ss=None):
     """The SIE deflection in the frame whose x axis is the major axis, over its scale (in place).
 
     Keeton-Kochanek with lenstronomy's core: alpha_x = (b / e) arctan(e x / (psi + s)),
     alpha_y = (b / e) arctanh(e y / (psi + q^2 s)), e = sqrt(1 - q^2), psi = sqrt(q^2 (x^2 + s^2) + y^2),
     s = 1e-10" / sqrt(q).  Overwrites ``xr``, ``yr`` (arcsec, major-axis frame) with alpha / (b / e) and
     returns them.  ``eps`` None selects the exactly round SIS, alpha = b (x, y) / (r + s), returned over b.
-    q2 = q^2, eps and s are Python floats (one lens) or arrays broadcasting against xr (one lens per row).
+    q2 = q^2, eps and s are Python floats (one lens) or arrays broadcasting against xr (one lens per row);
+    ``q2ss``: q2 s^2 when the caller has it.
     In float32 the core enters through psi only: s / psi is below float32 resolution wherever
     psi > ~2 milliarcsec, and psi >= sqrt(q) 1e-10" keeps the centre regular.
     """
@@ -113,7 +118,7 @@ def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray
         psi *= q2
     t = np.multiply(yr, yr)
     psi += t
-    psi += np.multiply(q2, s * s) if eps is not None else s * s
+    psi += (np.multiply(q2, s * s) if q2ss is None else q2ss) if eps is not None else s * s
     np.sqrt(psi, out=psi)
     if eps is None:
         if exact:
@@ -133,7 +138,7 @@ def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray
         yr *= inv
     np.arctan(xr, out=xr)
     # |eps * y / psi| <= eps < 1 analytically; clip guards against rounding at the last ulp.
-    lim = float(np.nextafter(dtype.type(1.0), dtype.type(0.0)))
+    lim = _BELOW_ONE[dtype.type]
     np.clip(yr, -lim, lim, out=yr)
     np.arctanh(yr, out=yr)
     return xr, yr
@@ -235,6 +240,15 @@ class LensBatch(RowTable):
     s: np.ndarray
     scale: np.ndarray
     lensed: np.ndarray  # bool: theta_e > 0 or any shear
+    # derived float32 columns, computed once as the ray shooting would compute them (-g2, 1 - g1, 1 + g1,
+    # -sn, scale cs, scale sn, q2 s^2)
+    mg2: np.ndarray
+    g1m: np.ndarray
+    g1p: np.ndarray
+    msn: np.ndarray
+    kcs: np.ndarray
+    ksn: np.ndarray
+    q2ss: np.ndarray
 
     @classmethod
     def from_lenses(cls, lenses) -> LensBatch:
@@ -249,16 +263,19 @@ class LensBatch(RowTable):
             lensed = lens.theta_e > 0.0 or lens.gamma1 != 0.0 or lens.gamma2 != 0.0
             cols.append((lens.gamma1, lens.gamma2, cs, sn, q2, eps, _CORE_ARCSEC / q2**0.25, k, lensed))
         arr = np.array(cols, dtype=np.float64).reshape(-1, 9)
-        f32 = [np.ascontiguousarray(arr[:, i], dtype=np.float32) for i in range(8)]
-        return cls(*f32, arr[:, 8] != 0)
+        g1, g2, cs, sn, q2, eps, s, scale = (np.ascontiguousarray(arr[:, i], dtype=np.float32) for i in range(8))
+        return cls(
+            g1, g2, cs, sn, q2, eps, s, scale, arr[:, 8] != 0, mg2=-g2, g1m=1.0 - g1, g1p=1.0 + g1, msn=-sn,
+            kcs=scale * cs, ksn=scale * sn, q2ss=np.multiply(q2, s * s),
+        )
 
     def ray_shoot(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source-plane positions (float32 arcsec) of rays x, y (float32, first axis = row of this batch)."""
         nd = x.ndim
-        g1, g2 = self._col("g1", nd), self._col("g2", nd)
-        bx = x * (1.0 - g1)
+        g2 = self._col("g2", nd)
+        bx = x * self._col("g1m", nd)
         bx -= y * g2
-        by = y * (1.0 + g1)
+        by = y * self._col("g1p", nd)
         by -= x * g2
         self._subtract_sie(x, y, bx, by, nd)
         return bx, by
@@ -275,16 +292,16 @@ class LensBatch(RowTable):
         """bx -= alpha_x, by -= alpha_y for rays at xr, yr in each lens's major-axis frame (overwritten);
         ``work``: optional scratch array of the rays' shape."""
         q2, eps, s = self._col("q2", nd), self._col("eps", nd), self._col("s", nd)
-        fx, fy = _sie_unit_frame(xr, yr, q2, eps, s, work)
-        k, cs, sn = self._col("scale", nd), self._col("cs", nd), self._col("sn", nd)
+        fx, fy = _sie_unit_frame(xr, yr, q2, eps, s, work, q2ss=self._col("q2ss", nd))
+        kcs, ksn = self._col("kcs", nd), self._col("ksn", nd)
         # rotate back: alpha = k (fx cs - fy sn, fx sn + fy cs)
-        t = np.multiply(fx, k * cs, out=work)
+        t = np.multiply(fx, kcs, out=work)
         bx -= t
-        np.multiply(fy, k * sn, out=t)
+        np.multiply(fy, ksn, out=t)
         bx += t
-        np.multiply(fx, k * sn, out=t)
+        np.multiply(fx, ksn, out=t)
         by -= t
-        np.multiply(fy, k * cs, out=t)
+        np.multiply(fy, kcs, out=t)
         by -= t
 
     def ray_shoot_grids(
@@ -301,14 +318,14 @@ class LensBatch(RowTable):
         if out is None:
             out = (np.empty(shape, dtype=dtype), np.empty(shape, dtype=dtype))
         bx, by = out
-        g1, g2 = self._col("g1", 2), self._col("g2", 2)
-        np.add((y1 * (-g2))[:, :, None], (x1 * (1.0 - g1))[:, None, :], out=bx)
-        np.add((y1 * (1.0 + g1))[:, :, None], (x1 * (-g2))[:, None, :], out=by)
-        if not (self.column("scale") != 0.0).any():
+        mg2 = self._col("mg2", 2)
+        np.add((y1 * mg2)[:, :, None], (x1 * self._col("g1m", 2))[:, None, :], out=bx)
+        np.add((y1 * self._col("g1p", 2))[:, :, None], (x1 * mg2)[:, None, :], out=by)
+        if not self.column("scale").any():
             return bx, by
         cs, sn = self._col("cs", 2), self._col("sn", 2)
         xr = np.add((y1 * sn)[:, :, None], (x1 * cs)[:, None, :], out=scratch_array("ray_xr", shape, dtype))
-        yr = np.add((y1 * cs)[:, :, None], (x1 * (-sn))[:, None, :], out=scratch_array("ray_yr", shape, dtype))
+        yr = np.add((y1 * cs)[:, :, None], (x1 * self._col("msn", 2))[:, None, :], out=scratch_array("ray_yr", shape, dtype))
         self._subtract_sie_frame(xr, yr, bx, by, 3, work=scratch_array("ray_t", shape, dtype))
         return bx, by
 
