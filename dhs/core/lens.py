@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rows import RowTable
+from .rows import RowTable, points_major
 from .scratch import scratch_array
 
 __all__ = [
@@ -270,8 +270,17 @@ class LensBatch(RowTable):
         )
 
     def ray_shoot(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Source-plane positions (float32 arcsec) of rays x, y (float32, first axis = row of this batch)."""
-        nd = x.ndim
+        """Source-plane positions (float32 arcsec) of rays x, y (float32, first axis = row of this batch).
+
+        Points-major (n, k) positions (dhs.core.rows.points_major) are shot as their (k, n) storage, with the
+        row constants broadcast along its last axis; the results come back as (n, k) views the same way.
+        """
+        if points_major(x):
+            bx, by = self._ray_shoot(x.T, y.T, 1)
+            return bx.T, by.T
+        return self._ray_shoot(x, y, x.ndim)
+
+    def _ray_shoot(self, x: np.ndarray, y: np.ndarray, nd: int) -> tuple[np.ndarray, np.ndarray]:
         g2 = self._col("g2", nd)
         bx = x * self._col("g1m", nd)
         bx -= y * g2

@@ -78,13 +78,14 @@ def refined_cell_means(
         max_levels = MAX_REFINE_LEVELS
     g = h * _GL_UNIT
     n = x.size
-    xs = np.empty((n, 4), dtype=x.dtype)
-    ys = np.empty((n, 4), dtype=x.dtype)
-    xs[:, 0::2] = (x - g)[:, None]
-    xs[:, 1::2] = (x + g)[:, None]
-    ys[:, :2] = (y - g)[:, None]
-    ys[:, 2:] = (y + g)[:, None]
-    bx, by = _shoot(lens, xs, ys)
+    # the cells' 2x2 points as (n, 4) views of point-major (4, n) arrays (dhs.core.rows.points_major)
+    xs = np.empty((4, n), dtype=x.dtype)
+    ys = np.empty((4, n), dtype=x.dtype)
+    xs[0::2] = x - g
+    xs[1::2] = x + g
+    ys[:2] = y - g
+    ys[2:] = y + g
+    bx, by = _shoot(lens, xs.T, ys.T)
     if level >= max_levels:
         sb = source.surface_brightness(bx, by, core_radius=_core_radius(h, level, max_levels))
         means = sb.sum(axis=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RowTable"]
+__all__ = ["RowTable", "points_major"]
 
 
 class RowTable:
@@ -49,3 +49,11 @@ class RowTable:
         if col is None:
             col = cache[key] = self.column(name).reshape((-1,) + (1,) * (ndim - 1))
         return col
+
+
+def points_major(a: np.ndarray) -> bool:
+    """True for (n, k) positions stored point-major: the transposed view of a C-ordered (k, n) array, as
+    dhs.core.refinement builds its cells' k = 4 Gauss-Legendre points.  Batch tables evaluate such positions
+    on that (k, n) array with their row constants broadcast along its last axis (NumPy's inner loops then
+    run over the n cells instead of over k points each)."""
+    return a.ndim == 2 and a.strides[0] <= a.strides[1] and a.T.flags.c_contiguous

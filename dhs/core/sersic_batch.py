@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .rows import RowTable
+from .rows import RowTable, points_major
 from .scratch import scratch_array
 from .sersic import _MIN_CELL_ERROR, SersicSource, sersic_flag_tables
 from .sersic_centre import _CENTRE_RULE, centre_cell_rays, centre_near_cells
@@ -74,9 +74,9 @@ class SersicBatch(RowTable):
         return cls(**f32, c64=c64, consts=consts, flag_tables={})
 
     # --- evaluation ----------------------------------------------------------------------------
-    def _rho2(self, bx: np.ndarray, by: np.ndarray, scratch: bool = False) -> np.ndarray:
-        """(R / r_eff)^2, float32, for positions whose first axis is the row."""
-        nd = bx.ndim
+    def _rho2(self, bx: np.ndarray, by: np.ndarray, scratch: bool = False, nd: int | None = None) -> np.ndarray:
+        """(R / r_eff)^2, float32, for positions whose first axis is the row (``nd`` = 1: whose last axis is)."""
+        nd = bx.ndim if nd is None else nd
         a, b, d = self._col("ea", nd), self._col("eb", nd), self._col("ed", nd)
         if scratch:
             shape = bx.shape
@@ -97,10 +97,13 @@ class SersicBatch(RowTable):
         u += v
         return u
 
-    def _sb_from_rho2(self, u: np.ndarray, core_radius: float, power: np.ndarray | None = None) -> np.ndarray:
+    def _sb_from_rho2(
+        self, u: np.ndarray, core_radius: float, power: np.ndarray | None = None, rows_last: bool = False
+    ) -> np.ndarray:
         """Unit-flux surface brightness from (R / r_eff)^2; see SersicSource.  Written into ``power`` (u to
-        the 1 / (2n), computed by the caller) when given, else into ``u``."""
-        nd = u.ndim
+        the 1 / (2n), computed by the caller) when given, else into ``u``.  ``rows_last``: u's last axis is
+        the row (points-major positions), else its first."""
+        nd = 1 if rows_last else u.ndim
         inner = None
         if core_radius > 0.0:
             rho_c = core_radius / self.column("c64")[:, 8]
@@ -111,17 +114,25 @@ class SersicBatch(RowTable):
         out = np.exp(t, out=t)
         if inner is not None and inner.any():
             # (the core's mean surface brightness, for the rows (cells) that reach it only)
-            hit = np.flatnonzero(inner.reshape(inner.shape[0], -1).any(axis=1))
+            if rows_last:
+                hit = np.flatnonzero(inner.reshape(-1, inner.shape[-1]).any(axis=0))
+                pick = (Ellipsis, hit)
+            else:
+                hit = np.flatnonzero(inner.reshape(inner.shape[0], -1).any(axis=1))
+                pick = (hit,)
             n64, b64 = self.column("c64")[hit, 5], self.column("c64")[hit, 6]
             frac = special.gammainc(2.0 * n64, b64 * rho_c[hit] ** (1.0 / n64))
             value = (frac / (math.pi * core_radius * core_radius)).astype(np.float32)
-            part = out[hit]
-            np.copyto(part, value.reshape((-1,) + (1,) * (nd - 1)), where=inner[hit])
-            out[hit] = part
+            part = out[pick]
+            np.copyto(part, value.reshape((-1,) + (1,) * (nd - 1)), where=inner[pick])
+            out[pick] = part
         return out
+
 
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:
         """Unit-flux surface brightness (nanomaggies/arcsec^2 per nanomaggy), float32."""
+        if points_major(bx):
+            return self._sb_from_rho2(self._rho2(bx.T, by.T, nd=1), core_radius, rows_last=True).T
         return self._sb_from_rho2(self._rho2(bx, by), core_radius)
 
     def evaluate(self, bx, by, h, tol: float, core_radius: float = 0.0, area=None, cell=None):
@@ -135,8 +146,13 @@ class SersicBatch(RowTable):
             sb *= self._col("half_inv_n", rho2.ndim)
             np.exp(sb, out=sb)
             return self._sb_from_rho2(rho2, core_radius, sb), flags
+        h = np.asarray(h, dtype=np.float32)
+        if points_major(bx):
+            rho2 = self._rho2(bx.T, by.T, nd=1)
+            flags = self._refinement_flags(np.sqrt(rho2), h.T, float(tol), area, rows_last=True)
+            return self._sb_from_rho2(rho2, core_radius, rows_last=True).T, flags.T
         rho2 = self._rho2(bx, by)
-        flags = self._refinement_flags(np.sqrt(rho2), np.asarray(h, dtype=np.float32), float(tol), area)
+        flags = self._refinement_flags(np.sqrt(rho2), h, float(tol), area)
         return self._sb_from_rho2(rho2, core_radius), flags
 
     def needs_refinement(self, bx, by, h, tol: float = 0.02, area=None) -> np.ndarray:
@@ -184,9 +200,10 @@ class SersicBatch(RowTable):
         index += (rows * size).reshape(shape)
         return tables.reshape(-1)[index]
 
-    def _refinement_flags(self, rho: np.ndarray, h: np.ndarray, tol: float, area) -> np.ndarray:
-        """SersicSource._refinement_flags (centre_reach 0) with per-row constants, float32."""
-        nd = rho.ndim
+    def _refinement_flags(self, rho: np.ndarray, h: np.ndarray, tol: float, area, rows_last: bool = False) -> np.ndarray:
+        """SersicSource._refinement_flags (centre_reach 0) with per-row constants, float32 (``rows_last``: the
+        row is rho's last axis, else its first)."""
+        nd = 1 if rows_last else rho.ndim
         n, b = self._col("n", nd), self._col("b", nd)
         inv_n = self._col("inv_n", nd)
         half_diag = 0.7072 * h / self._col("min_scale", nd)
@@ -214,8 +231,9 @@ class SersicBatch(RowTable):
         err = curvature(np.minimum(rho, nearest), k, m)
         wide = np.flatnonzero(m.reshape(-1) > 0.0)
         if wide.size:
-            outer = curvature(np.maximum(rho[wide], nearest[wide]), k[wide], m[wide])
-            err[wide] = np.maximum(err[wide], outer)
+            pick = (Ellipsis, wide) if rows_last else (wide,)
+            outer = curvature(np.maximum(rho[pick], nearest[pick]), k[wide], m[wide])
+            err[pick] = np.maximum(err[pick], outer)
         err *= scale
         cusp = 0.5 * b * np.power(2.0 * half_diag, inv_n)
         at_centre = rho_min <= 0.0
