@@ -124,10 +124,10 @@ def _window_passes(rows, lenses, sources, part, x1, y1, h: float, ss: int, core:
             continue
         wx, wy = x1[i : i + 1, win[1]], y1[i : i + 1, win[0]]
         shape = (1, wy.shape[1], wx.shape[1])
-        bx, by = lenses.take([i]).ray_shoot_grids(
+        bx, by = lenses.row(i).ray_shoot_grids(
             wx, wy, out=(scratch_array("grid_bx", shape, np.float32), scratch_array("grid_by", shape, np.float32))
         )
-        sb_i, flags[i : i + 1, win[0], win[1]] = sources.take([i]).evaluate(bx, by, h, BASE_TOL, core)
+        sb_i, flags[i : i + 1, win[0], win[1]] = sources.row(i).evaluate(bx, by, h, BASE_TOL, core)
         stretched.append(_stretched_cells(rows[i], wx[0], wy[0], bx[0], by[0], h, (i, win, (ny, nx)), extra))
         _add_laplacian_correction(sb_i)
         # (the window's outermost cells are there for the Laplacian stencil of the others; they keep their

@@ -27,6 +27,17 @@ class RowTable:
         new.__dict__["_cache"] = {}
         return new
 
+    def row(self, i: int):
+        """Row i of this table alone: a selection of one whose columns are views of this table's (no gather;
+        for row-by-row passes)."""
+        new = object.__new__(type(self))
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
+        base = self._selection()
+        new.__dict__["_rows"] = np.arange(i, i + 1) if base is None else base[i : i + 1]
+        new.__dict__["_cache"] = {}
+        new.__dict__["_parent"] = (self, i)
+        return new
+
     def column(self, name: str) -> np.ndarray:
         """The (selected) values of column ``name``, one per row of this table."""
         d = self.__dict__
@@ -35,7 +46,11 @@ class RowTable:
             return d[name]
         col = cache.get(name)
         if col is None:
-            col = cache[name] = d[name][d["_rows"]]
+            parent = d.get("_parent")
+            if parent is None:
+                col = cache[name] = d[name][d["_rows"]]
+            else:
+                col = cache[name] = parent[0].column(name)[parent[1] : parent[1] + 1]
         return col
 
     def _col(self, name: str, ndim: int) -> np.ndarray:
@@ -47,7 +62,12 @@ class RowTable:
         key = (name, ndim)
         col = cache.get(key)
         if col is None:
-            col = cache[key] = self.column(name).reshape((-1,) + (1,) * (ndim - 1))
+            parent = d.get("_parent")
+            if parent is None:
+                col = self.column(name).reshape((-1,) + (1,) * (ndim - 1))
+            else:
+                col = parent[0]._col(name, ndim)[parent[1] : parent[1] + 1]
+            cache[key] = col
         return col
 
 
