@@ -27,7 +27,7 @@ import numpy as np
 from .interpolated import InterpolatedSource
 from .lens import LensBatch, SIELens
 from .light_window import block_means, light_windows, spread_blocks
-from .outside_flux import lensed_flux_outside_box
+from .outside_flux import image_plane_half_widths, lensed_flux_outside_box
 from .psf import check_moffat
 from .refinement import BASE_TOL, _core_radius, refined_cell_means, stretched_bounds, stretched_window
 from .render import (
@@ -207,6 +207,8 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
         )
     if mu is None:
         return
+    halves = image_plane_half_widths(lenses, sources)
+    span = size * pixscale
     for i in range(n):
         lens = lenses[i]
         if lens.theta_e == 0.0 and lens.gamma1 == 0.0 and lens.gamma2 == 0.0:
@@ -214,9 +216,12 @@ def _render_sersic_rows(lenses, sources, fluxes, fwhm, beta, offsets, size, ss, 
             continue
         x_lo = (-0.5 - (size // 2 + float(offsets[i][0]))) * pixscale
         y_lo = (-0.5 - (size // 2 + float(offsets[i][1]))) * pixscale
-        span = size * pixscale
-        unit = sources[i] if sources[i].flux == 1.0 else sources[i].with_flux(1.0)
-        outside = lensed_flux_outside_box(lens, unit, x_lo, x_lo + span, y_lo, y_lo + span)
+        half = float(halves[i])
+        outside = 0.0
+        if not (x_lo <= -half and x_lo + span >= half and y_lo <= -half and y_lo + span >= half):
+            # (some images may fall outside the stamp: lensed_flux_outside_box integrates them)
+            unit = sources[i] if sources[i].flux == 1.0 else sources[i].with_flux(1.0)
+            outside = lensed_flux_outside_box(lens, unit, x_lo, x_lo + span, y_lo, y_lo + span, half=half)
         mu[i] = float(w[i].sum(dtype=np.float64)) + outside
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "SIELens",
     "ellipticity_to_phi_q",
     "max_sie_deflection",
+    "max_sie_deflections",
     "ray_shoot_grid",
     "sie_shear_deflection",
 ]
@@ -377,8 +378,30 @@ def max_sie_deflection(theta_e: float, e1: float, e2: float, n_angles: int = 181
     Sampled every 90 / (n_angles - 1) degrees over a quarter turn in the lens's own frame (the same lens
     with its major axis along x: |alpha| is symmetric about both axes), with 0.1 % of margin.
     """
-    if theta_e <= 0:
-        return 0.0
+    return float(max_sie_deflections([theta_e], [e1], [e2], n_angles)[0])
+
+
+def max_sie_deflections(theta_e, e1, e2, n_angles: int = 181) -> np.ndarray:
+    """max_sie_deflection of many SIEs at once: (N,) arcsec for arrays of theta_e, e1, e2 (each row's
+    values are those max_sie_deflection gives for it alone: the same arithmetic, elementwise)."""
+    theta_e, e1, e2 = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (theta_e, e1, e2))
+    out = np.zeros(theta_e.size)
     t = np.linspace(0.0, 0.5 * math.pi, n_angles)
-    ax, ay = sie_shear_deflection(np.cos(t), np.sin(t), theta_e, math.hypot(e1, e2), 0.0)
-    return float(np.max(np.hypot(ax, ay))) * 1.001
+    ux, uy = np.cos(t), np.sin(t)
+    rows, consts = [], []
+    for i in np.flatnonzero(theta_e > 0.0).tolist():
+        _, _, q2, eps, k = _sie_frame_constants(float(theta_e[i]), math.hypot(e1[i], e2[i]), 0.0)
+        if eps is None:  # (an exactly round SIS: |alpha| = theta_e up to the core)
+            ax, ay = sie_shear_deflection(ux, uy, float(theta_e[i]), 0.0, 0.0)
+            out[i] = float(np.max(np.hypot(ax, ay))) * 1.001
+            continue
+        rows.append(i)
+        consts.append((q2, eps, _CORE_ARCSEC / q2**0.25, k))
+    if rows:
+        q2, eps, s, k = (np.array(c)[:, None] for c in zip(*consts))
+        # (in the lens frame the rotation is the identity: the values sie_shear_deflection computes)
+        fx, fy = _sie_unit_frame(np.repeat(ux[None], len(rows), 0), np.repeat(uy[None], len(rows), 0), q2, eps, s)
+        fx *= k
+        fy *= k
+        out[rows] = np.max(np.hypot(fx, fy), axis=1) * 1.001
+    return out
