@@ -2,13 +2,14 @@
 
 The algorithm is the one of dhs.core.render (lens-aligned sub-pixel grid, Laplacian-corrected cell means,
 adaptive Gauss-Legendre refinement with sub-cell moments, exact Sersic-centre cells; then
-dhs.core.transfer), applied to the Sersic rows of a batch together, CHUNK_ROWS at a time: every row is
+dhs.core.transfer), applied to the Sersic rows of a batch together, GROUP_ROWS at a time: every row is
 first sampled at its pixel centres, and the sub-pixel passes (rays, source, refinement flags, Laplacian)
 run only in the row's light window (dhs.core.light_window), row by row on arrays that stay in the CPU
-cache; the refined cells of all rows are integrated together (each carrying its row's lens and source
-constants: dhs.core.lens.LensBatch, dhs.core.sersic_batch.SersicBatch), and the FFTs of all rows and
-bands run as stacked transforms.  Rows with other sources (interpolated templates) are rendered one by
-one with render_lensed_bands.
+cache; the refined cells of all the group's rows are integrated together (each carrying its row's lens
+and source constants: dhs.core.lens.LensBatch, dhs.core.sersic_batch.SersicBatch; their Gauss-Legendre
+points stored point-major, dhs.core.rows.points_major), and the FFTs of CHUNK_ROWS rows and their bands
+run as stacked transforms.  Rows with other sources (interpolated templates) are rendered one by one with
+render_lensed_bands.
 
 A row's result never depends on the other rows: every step is elementwise per position, reduces over a
 fixed-length axis, sums in a fixed order, or is a stacked 1-D FFT (pocketfft transforms each line on its

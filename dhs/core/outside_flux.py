@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from scipy import special
 
 from .lens import SIELens, max_sie_deflection, max_sie_deflections

@@ -128,7 +128,6 @@ class SersicBatch(RowTable):
             out[pick] = part
         return out
 
-
     def surface_brightness(self, bx: np.ndarray, by: np.ndarray, core_radius: float = 0.0) -> np.ndarray:
         """Unit-flux surface brightness (nanomaggies/arcsec^2 per nanomaggy), float32."""
         if points_major(bx):
