@@ -9,6 +9,7 @@ this module for render_lensed_bands' magnification).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
@@ -28,8 +29,8 @@ def image_plane_half_width(lens: SIELens, source: SourceProfile) -> float:
     return 1.02 * (beta + alpha) / (1.0 - gamma)
 
 
-def image_plane_half_widths(lenses, sources) -> np.ndarray:
-    """image_plane_half_width of many (lens, Sersic source) rows at once: (N,) arcsec, vectorised (each row
+def image_plane_half_widths(lenses: Sequence[SIELens], sources: Sequence) -> np.ndarray:
+    """image_plane_half_width of many (lens, SersicSource) rows at once: (N,) arcsec, vectorised (each row
     by the same elementwise arithmetic whatever the other rows; extent radii as SersicSource.extent_radius)."""
     n, r_eff, b_n, q, x, y = (np.array([getattr(src, k) for src in sources], dtype=np.float64).reshape(-1)
                               for k in ("n", "r_eff", "b_n", "q", "x", "y"))
