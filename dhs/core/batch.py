@@ -43,7 +43,7 @@ from .scratch import scratch_array
 from .sersic import SersicSource
 from .sersic_batch import SersicBatch
 from .source_profile import SourceProfile
-from .subcell_moments import _add_laplacian_correction, _add_subcell_moments
+from .subcell_moments import _add_laplacian_correction, _add_subcell_moments, sorted_unique
 from .transfer import psf_images
 
 __all__ = ["render_lensed_batch"]
@@ -99,12 +99,9 @@ def _grown(idx: np.ndarray, ny: int, nx: int) -> np.ndarray:
     cells = idx % (ny * nx)
     r = cells // nx
     c = cells - r * nx
-    near = np.concatenate((idx, idx[r < ny - 1] + nx, idx[r > 0] - nx, idx[c < nx - 1] + 1, idx[c > 0] - 1))
-    near.sort()
-    keep = np.empty(near.size, dtype=bool)
-    keep[:1] = True
-    np.not_equal(near[1:], near[:-1], out=keep[1:])
-    return near[keep]
+    return sorted_unique(
+        np.concatenate((idx, idx[r < ny - 1] + nx, idx[r > 0] - nx, idx[c < nx - 1] + 1, idx[c > 0] - 1))
+    )
 
 
 def _window_passes(rows, lenses, sources, part, x1, y1, h: float, ss: int, core: float, sb, flags) -> list:

@@ -97,7 +97,7 @@ class SIELens:
 
 
 #: the largest value below 1 per float type (the arctanh argument's clip)
-_BELOW_ONE = {t: float(np.nextafter(t(1.0), t(0.0))) for t in (np.float16, np.float32, np.float64)}
+_BELOW_ONE = {t: float(np.nextafter(t(1.0), t(0.0))) for t in (np.float32, np.float64)}
 
 
 def _sie_unit_frame(xr: np.ndarray, yr: np.ndarray, q2, eps, s, work: np.ndarray | None = None, q2ss=None):

@@ -24,8 +24,12 @@ def image_plane_half_width(lens: SIELens, source: SourceProfile) -> float:
     """Half-width (arcsec) of a lens-centred box that holds every image of the source's 99.9 % isophote."""
     beta = math.hypot(source.x, source.y) + source.extent_radius(0.999)
     alpha = max_sie_deflection(lens.theta_e, lens.e1, lens.e2)
-    gamma = math.hypot(lens.gamma1, lens.gamma2)
-    # |beta| >= |theta| (1 - |gamma|) - |alpha_SIE|  =>  |theta| <= (|beta| + alpha_max) / (1 - |gamma|)
+    return _half_width(beta, alpha, math.hypot(lens.gamma1, lens.gamma2))
+
+
+def _half_width(beta, alpha, gamma):
+    """Half-width (arcsec) from the source's reach |beta|, the largest SIE deflection and the shear |gamma|:
+    |beta| >= |theta| (1 - |gamma|) - |alpha_SIE|  =>  |theta| <= (|beta| + alpha_max) / (1 - |gamma|), +2 %."""
     return 1.02 * (beta + alpha) / (1.0 - gamma)
 
 
@@ -37,8 +41,7 @@ def image_plane_half_widths(lenses: Sequence[SIELens], sources: Sequence) -> np.
     extent = r_eff * (special.gammaincinv(2.0 * n, 0.999) / b_n) ** n / np.sqrt(q)
     beta = np.hypot(x, y) + extent
     alpha = max_sie_deflections([ln.theta_e for ln in lenses], [ln.e1 for ln in lenses], [ln.e2 for ln in lenses])
-    gamma = np.hypot([ln.gamma1 for ln in lenses], [ln.gamma2 for ln in lenses])
-    return 1.02 * (beta + alpha) / (1.0 - gamma)
+    return _half_width(beta, alpha, np.hypot([ln.gamma1 for ln in lenses], [ln.gamma2 for ln in lenses]))
 
 
 def lensed_flux_outside_box(

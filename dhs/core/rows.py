@@ -20,22 +20,22 @@ class RowTable:
 
     def take(self, rows: np.ndarray):
         """The table of rows ``rows`` of this one (a lazy selection)."""
-        new = object.__new__(type(self))
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
         base = self._selection()
-        new.__dict__["_rows"] = np.asarray(rows) if base is None else base[rows]
-        new.__dict__["_cache"] = {}
-        return new
+        return self._select(np.asarray(rows) if base is None else base[rows])
 
     def row(self, i: int):
         """Row i of this table alone: a selection of one whose columns are views of this table's (no gather;
         for row-by-row passes)."""
+        base = self._selection()
+        return self._select(np.arange(i, i + 1) if base is None else base[i : i + 1], parent=(self, i))
+
+    def _select(self, rows: np.ndarray, parent=None):
         new = object.__new__(type(self))
         new.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_")})
-        base = self._selection()
-        new.__dict__["_rows"] = np.arange(i, i + 1) if base is None else base[i : i + 1]
+        new.__dict__["_rows"] = rows
         new.__dict__["_cache"] = {}
-        new.__dict__["_parent"] = (self, i)
+        if parent is not None:
+            new.__dict__["_parent"] = parent
         return new
 
     def column(self, name: str) -> np.ndarray:

@@ -111,6 +111,22 @@ def _combine_moments(sub: np.ndarray, sub_mom: np.ndarray) -> np.ndarray:
     return out
 
 
+def sorted_unique(values: np.ndarray, slots: bool = False):
+    """The distinct values of an integer array, ascending [and each entry's index among them]: np.unique's
+    result, by a stable sort (it merges pre-sorted runs, e.g. index lists shifted by a stencil's offsets,
+    several times faster than np.unique's quicksort or hashing)."""
+    perm = values.argsort(kind="stable") if slots else None
+    ordered = values[perm] if slots else np.sort(values, kind="stable")
+    first = np.empty(ordered.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    if not slots:
+        return ordered[first]
+    slot = np.empty(ordered.size, dtype=np.intp)
+    slot[perm] = np.cumsum(first) - 1
+    return ordered[first], slot
+
+
 def _add_laplacian_correction(sb: np.ndarray) -> None:
     """Turn point samples into cell means to second order: S + h^2/24 lap S (5-point stencil, in place).
 
@@ -188,15 +204,6 @@ def _add_subcell_moments(
     )
     where = np.concatenate([flat + o for o in offsets])
     # (per touched cell, the contributions are summed in the order of ``offsets``, then of the cells)
-    # (the touched cells and each entry's slot among them; a stable sort merges the nine runs, sorted when
-    # ``flat`` is, as it is from the renderers: faster than np.unique's quicksort)
-    perm = where.argsort(kind="stable")
-    ordered = where[perm]
-    first = np.empty(ordered.size, dtype=bool)
-    first[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    touched = ordered[first]
-    slot = np.empty(ordered.size, dtype=np.intp)
-    slot[perm] = np.cumsum(first) - 1
+    touched, slot = sorted_unique(where, slots=True)
     delta = np.bincount(slot, weights=np.concatenate(values), minlength=touched.size)
     s[touched] += delta.astype(sb.dtype)

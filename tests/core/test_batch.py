@@ -157,3 +157,17 @@ def test_a_rows_refinement_flags_do_not_depend_on_the_other_rows():
         alone = batch.take([i])._table_flags(rho2, h, 0.2, None)
         many = batch._table_flags(np.repeat(rho2, len(srcs), axis=0), h, 0.2, None)[i : i + 1]
         np.testing.assert_array_equal(alone, many)
+
+
+def test_sorted_unique_matches_numpy():
+    """The stable-sort unique used for refined cells and sub-cell moments gives np.unique's values and inverse."""
+    from dhs.core.subcell_moments import sorted_unique
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 7, 5000):
+        values = np.concatenate([np.sort(rng.integers(0, 300, n)) + o for o in (0, 1, -1, 40)])
+        ref, inverse = np.unique(values, return_inverse=True)
+        np.testing.assert_array_equal(sorted_unique(values), ref)
+        got, slot = sorted_unique(values, slots=True)
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(slot, inverse.reshape(-1))
